@@ -1,0 +1,1 @@
+"""Activity blueprints: every piece of I/O the orchestrators need."""

@@ -1,0 +1,72 @@
+"""Activities that store a finished job's outcome: its assets, or its failure."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import names
+from gateway.blobs import asset_blob_name
+from gateway.clients import get_job_store, get_sora_client, get_video_assets
+from gateway.settings import get_settings
+from gateway.errors import UpstreamRejectedError
+from gateway.messages import JobFailure, StoredAssets, UpstreamJobRef
+
+bp = df.Blueprint()
+
+VIDEO_ASSET = "video.mp4"
+THUMBNAIL_ASSET = "thumbnail.jpg"
+
+
+@bp.function_name(names.STORE_VIDEO_ASSETS)
+@bp.activity_trigger(input_name="payload")
+def store_video_assets(payload: dict[str, Any]) -> dict[str, Any]:
+    """Stream the finished MP4 (and its thumbnail, when there is one) into Blob Storage."""
+    ref = UpstreamJobRef.from_dict(payload)
+    sora = get_sora_client()
+    assets = get_video_assets()
+    video_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, VIDEO_ASSET)
+    with sora.stream_content(ref.upstream_id, "video") as response:
+        length = response.headers.get("Content-Length")
+        written = assets.upload_stream(
+            video_blob, response.raw, length=int(length) if length else None, content_type="video/mp4"
+        )
+    thumbnail_blob: str | None = asset_blob_name(ref.job.app_id, ref.job.job_id, THUMBNAIL_ASSET)
+    try:
+        with sora.stream_content(ref.upstream_id, "thumbnail") as response:
+            length = response.headers.get("Content-Length")
+            assets.upload_stream(
+                thumbnail_blob, response.raw, length=int(length) if length else None, content_type="image/jpeg"
+            )
+    except UpstreamRejectedError:
+        thumbnail_blob = None  # a thumbnail is a nicety; its absence must not fail the video
+    now = int(time.time())
+    retention = timedelta(days=get_settings().video_retention_days)
+    get_job_store().update_job(
+        ref.job.app_id,
+        ref.job.job_id,
+        status="completed",
+        progress=100,
+        completed_at=now,
+        expires_at=now + int(retention.total_seconds()),
+        video_blob=video_blob,
+        thumbnail_blob=thumbnail_blob,
+    )
+    return StoredAssets(video_blob=video_blob, thumbnail_blob=thumbnail_blob, video_bytes=written).to_dict()
+
+
+@bp.function_name(names.FAIL_JOB)
+@bp.activity_trigger(input_name="payload")
+def fail_job(payload: dict[str, Any]) -> None:
+    failure = JobFailure.from_dict(payload)
+    get_job_store().update_job(
+        failure.job.app_id,
+        failure.job.job_id,
+        status="failed",
+        error_code=failure.code,
+        error_message=failure.message,
+        completed_at=int(time.time()),
+    )

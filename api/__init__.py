@@ -1,0 +1,1 @@
+"""HTTP blueprints: the public API (`/api/v1/...`) and operations endpoints."""

@@ -1,0 +1,28 @@
+"""Operations endpoint: is storage reachable?"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from api.http import api_errors, json_response
+from gateway.clients import get_tables
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.route(route="health", methods=["GET"])
+@api_errors
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    started = time.perf_counter()
+    try:
+        get_tables().ping()
+    except Exception as error:
+        log.warning("health: storage unreachable: %s", type(error).__name__)
+        return json_response({"status": "unavailable", "storage": "unreachable"}, status=503)
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    return json_response({"status": "ok", "storage": "ok", "storage_latency_ms": latency_ms})

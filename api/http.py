@@ -1,0 +1,106 @@
+"""Responses in the OpenAI shape, and the one place that turns errors into HTTP answers."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ParamSpec, TypeVar, cast
+
+import azure.functions as func
+
+from gateway.errors import ApiError, InvalidRequest, SettingsError
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        headers=dict(headers or {}),
+        mimetype="application/json",
+        charset="utf-8",
+    )
+
+
+def error_response(error: ApiError) -> func.HttpResponse:
+    body: dict[str, Any] = {
+        "message": error.message,
+        "type": error.type,
+        "param": error.param,
+        "code": error.code,
+        **error.extra,
+    }
+    return json_response({"error": body}, status=error.status, headers=error.headers)
+
+
+def internal_error_response() -> func.HttpResponse:
+    return error_response(
+        _InternalError("The server had an error while processing your request.", code="internal_error")
+    )
+
+
+class _InternalError(ApiError):
+    status = 500
+    type = "server_error"
+
+
+def api_errors(handler: Callable[P, R]) -> Callable[P, R]:
+    """Map `ApiError` to its OpenAI-shaped answer and anything unexpected to a bare 500.
+
+    Wraps sync and async handlers alike; the signature is kept so the Functions worker still
+    matches the binding parameter names.
+    """
+
+    def handle(error: Exception) -> func.HttpResponse:
+        if isinstance(error, ApiError):
+            return error_response(error)
+        # Logged with its traceback for operators; the client learns nothing internal.
+        if isinstance(error, SettingsError):
+            log.error("configuration error: %s", error)
+        else:
+            log.exception("unhandled error in %s", handler.__name__)
+        return internal_error_response()
+
+    if inspect.iscoroutinefunction(handler):
+        async_handler = cast(Callable[P, Awaitable[func.HttpResponse]], handler)
+
+        @functools.wraps(handler)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> func.HttpResponse:
+            try:
+                return await async_handler(*args, **kwargs)
+            except Exception as error:
+                return handle(error)
+
+        return cast(Callable[P, R], async_wrapper)
+
+    sync_handler = cast(Callable[P, func.HttpResponse], handler)
+
+    @functools.wraps(handler)
+    def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> func.HttpResponse:
+        try:
+            return sync_handler(*args, **kwargs)
+        except Exception as error:
+            return handle(error)
+
+    return cast(Callable[P, R], sync_wrapper)
+
+
+def json_body(req: func.HttpRequest) -> dict[str, Any]:
+    raw = req.get_body()
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from error
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return body

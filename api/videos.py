@@ -1,0 +1,104 @@
+"""The OpenAI-compatible videos API: create and retrieve."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from api.auth import authenticate_app
+from api.http import api_errors, json_body, json_response
+from gateway.apps import App
+from gateway.clients import get_job_store, get_video_assets
+from gateway.errors import NotFound, ServiceUnavailable
+from gateway.jobs import Job, new_job_id
+from gateway.messages import JobRef
+from gateway.polling import PollPolicy, estimate_remaining_seconds
+from gateway.settings import Settings, get_settings
+from gateway.validation import parse_video_spec
+from gateway.video_object import video_object
+from orchestrators import names as orchestrators
+from orchestrators.generate_video import JobRun
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.route(route="v1/videos", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@api_errors
+async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    settings = get_settings()
+    app = await asyncio.to_thread(authenticate_app, req)
+    spec = parse_video_spec(json_body(req), settings)
+    job = Job(
+        id=new_job_id(),
+        app_id=app.id,
+        model=spec.model,
+        prompt=spec.prompt,
+        seconds=spec.seconds,
+        size=spec.size,
+        created_at=int(time.time()),
+        metadata=spec.metadata,
+        user=spec.user,
+    )
+    await asyncio.to_thread(get_job_store().add_job, job)
+    run = JobRun(
+        job=JobRef(app_id=app.id, job_id=job.id),
+        poll=PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds),
+        timeout_minutes=settings.job_timeout_minutes,
+    )
+    try:
+        await client.start_new(orchestrators.GENERATE_VIDEO, instance_id=job.id, client_input=run.to_dict())
+    except Exception as error:
+        # Without an orchestration the job would sit queued forever; forget it instead.
+        log.exception("could not start the orchestration for %s", job.id)
+        await asyncio.to_thread(get_job_store().delete_job, app.id, job.id)
+        raise ServiceUnavailable("The video could not be queued; try again shortly.") from error
+    log.info("app %s queued video %s (%s, %ss, %s)", app.id, job.id, job.model, job.seconds, job.size)
+    body = _render(job, settings)
+    headers = {"Location": f"/api/v1/videos/{job.id}", "Retry-After": str(_poll_after_seconds(job))}
+    return json_response(body, status=202, headers=headers)
+
+
+@bp.route(route="v1/videos/{video_id}", methods=["GET"])
+@api_errors
+def retrieve_video(req: func.HttpRequest) -> func.HttpResponse:
+    app = authenticate_app(req)
+    job = _get_owned_job(app, req.route_params["video_id"])
+    headers: dict[str, str] = {}
+    if not job.finished:
+        wait = _poll_after_seconds(job)
+        headers = {"openai-poll-after-ms": str(wait * 1000), "Retry-After": str(wait)}
+    return json_response(_render(job, get_settings()), headers=headers)
+
+
+def _get_owned_job(app: App, video_id: str) -> Job:
+    job = get_job_store().get_job(app.id, video_id)
+    if job is None:
+        raise NotFound(f"No video found with id '{video_id}'.", code="video_not_found", param="video_id")
+    return job
+
+
+def _render(job: Job, settings: Settings) -> dict[str, Any]:
+    return video_object(
+        job,
+        assets=get_video_assets() if job.status == "completed" else None,
+        sas_ttl=timedelta(minutes=settings.sas_ttl_minutes),
+        pricing=settings.pricing,
+        now=time.time(),
+    )
+
+
+def _poll_after_seconds(job: Job) -> int:
+    """Whole seconds until a poll is likely to show something new (at least 1)."""
+    settings = get_settings()
+    remaining = estimate_remaining_seconds(elapsed_seconds=time.time() - job.created_at, progress=job.progress)
+    policy = PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds)
+    wait = min(policy.max_seconds, max(policy.min_seconds, remaining * 0.5))
+    return max(1, round(wait))

@@ -1,0 +1,21 @@
+"""The Azure Functions entry point: builds the app and registers one blueprint per concern."""
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities import jobs as job_activities
+from activities import upstream as upstream_activities
+from api import health, videos
+from orchestrators import generate_video
+
+# The gateway authenticates callers itself (app keys), so routes need no function keys.
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+for blueprint in (
+    health.bp,
+    videos.bp,
+    generate_video.bp,
+    upstream_activities.bp,
+    job_activities.bp,
+):
+    app.register_functions(blueprint)

@@ -1,0 +1,121 @@
+"""Video assets in Blob Storage: streaming copies in, read-only SAS URLs out."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import IO
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContentSettings,
+    UserDelegationKey,
+    generate_blob_sas,
+)
+
+# Blocks small enough that memory stays bounded (block size x concurrency), large enough
+# that a 1 GiB video is a few hundred requests.
+BLOCK_SIZE = 4 * 1024 * 1024
+UPLOAD_CONCURRENCY = 4
+# Clocks of client and storage differ a little; a SAS that starts "now" can be refused.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def asset_blob_name(app_id: str, job_id: str, asset: str) -> str:
+    return f"{app_id}/{job_id}/{asset}"
+
+
+class VideoAssets:
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._service = service
+        self._container = container
+        self._container_ready = False
+        self._signer = _SasSigner(service)
+
+    def upload_stream(self, blob_name: str, stream: IO[bytes], *, length: int | None, content_type: str) -> int:
+        """Copy a readable stream into a block blob without holding it in memory; returns bytes written."""
+        self._ensure_container()
+        blob = self._service.get_blob_client(self._container, blob_name)
+        counted = _CountingReader(stream)
+        blob.upload_blob(
+            counted,  # type: ignore[arg-type]
+            length=length,
+            overwrite=True,
+            max_concurrency=UPLOAD_CONCURRENCY,
+            content_settings=ContentSettings(content_type=content_type),
+        )
+        return counted.total
+
+    def delete(self, blob_name: str) -> None:
+        self._service.get_blob_client(self._container, blob_name).delete_blob(delete_snapshots="include")
+
+    def read_url(self, blob_name: str, ttl: timedelta) -> str:
+        """A fresh read-only SAS URL for exactly this blob, valid for `ttl`."""
+        blob = self._service.get_blob_client(self._container, blob_name)
+        token = self._signer.sign(self._container, blob_name, ttl)
+        return f"{blob.url}?{token}"
+
+    def download_chunks(self, blob_name: str) -> Iterator[bytes]:
+        yield from self._service.get_blob_client(self._container, blob_name).download_blob().chunks()
+
+    def _ensure_container(self) -> None:
+        if self._container_ready:
+            return
+        try:
+            self._service.create_container(self._container)
+        except ResourceExistsError:
+            pass
+        self._container_ready = True
+
+
+class _SasSigner:
+    """Signs with the account key when there is one (Azurite), else with a user delegation key."""
+
+    def __init__(self, service: BlobServiceClient) -> None:
+        self._service = service
+        self._delegation_key: UserDelegationKey | None = None
+        self._delegation_expiry = datetime.min.replace(tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def sign(self, container: str, blob_name: str, ttl: timedelta) -> str:
+        now = datetime.now(UTC)
+        common = {
+            "account_name": self._service.account_name,
+            "container_name": container,
+            "blob_name": blob_name,
+            "permission": BlobSasPermissions(read=True),
+            "start": now - CLOCK_SKEW,
+            "expiry": now + ttl,
+            "protocol": "https" if self._service.url.startswith("https") else "https,http",
+        }
+        account_key = getattr(self._service.credential, "account_key", None)
+        if account_key:
+            return generate_blob_sas(account_key=account_key, **common)  # type: ignore[arg-type]
+        return generate_blob_sas(user_delegation_key=self._user_delegation_key(now, ttl), **common)  # type: ignore[arg-type]
+
+    def _user_delegation_key(self, now: datetime, ttl: timedelta) -> UserDelegationKey:
+        # One delegation key serves many SAS URLs; ask for a new one only when it would
+        # expire before a SAS signed now.
+        with self._lock:
+            if self._delegation_key is None or self._delegation_expiry < now + ttl:
+                self._delegation_expiry = now + max(ttl, timedelta(days=1))
+                self._delegation_key = self._service.get_user_delegation_key(
+                    now - CLOCK_SKEW, self._delegation_expiry
+                )
+            return self._delegation_key
+
+
+class _CountingReader:
+    """File-like wrapper that counts what the upload reads."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.total = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.total += len(data)
+        return data

@@ -1,0 +1,134 @@
+"""Process-wide clients, each built once on first use.
+
+The Functions worker reuses a process for many invocations; building a credential or an HTTP
+pool per invocation would waste tokens and sockets. Nothing is built at import time so that a
+missing setting fails the first request with its name instead of breaking function indexing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import wraps
+from typing import TypeVar
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableServiceClient
+from azure.identity import DefaultAzureCredential
+from azure.storage.blob import BlobServiceClient
+from requests.adapters import HTTPAdapter
+
+from gateway.apps import AppStore
+from gateway.blobs import VideoAssets
+from gateway.jobs import JobStore
+from gateway.settings import Settings, get_settings
+from gateway.sora import SoraClient
+from gateway.tables import Tables
+
+T = TypeVar("T")
+
+
+def _process_singleton(build: Callable[[], T]) -> Callable[[], T]:
+    """Build on first call, under a lock (activities run on several threads at once)."""
+    lock = threading.Lock()
+    instance: list[T] = []
+
+    @wraps(build)
+    def get() -> T:
+        if not instance:
+            with lock:
+                if not instance:
+                    instance.append(build())
+        return instance[0]
+
+    def reset() -> None:
+        with lock:
+            instance.clear()
+
+    get.reset = reset  # type: ignore[attr-defined]
+    return get
+
+
+@_process_singleton
+def get_credential() -> TokenCredential:
+    settings = get_settings()
+    # A user-assigned identity must be named; the system-assigned one needs no id.
+    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+
+
+@_process_singleton
+def get_table_service() -> TableServiceClient:
+    storage = get_settings().storage
+    if storage.connection_string:
+        return TableServiceClient.from_connection_string(storage.connection_string)
+    assert storage.table_service_uri is not None
+    return TableServiceClient(endpoint=storage.table_service_uri, credential=_storage_credential())
+
+
+@_process_singleton
+def get_blob_service() -> BlobServiceClient:
+    storage = get_settings().storage
+    if storage.connection_string:
+        return BlobServiceClient.from_connection_string(storage.connection_string)
+    assert storage.blob_service_uri is not None
+    return BlobServiceClient(account_url=storage.blob_service_uri, credential=_storage_credential())
+
+
+@_process_singleton
+def get_sora_client() -> SoraClient:
+    settings: Settings = get_settings()
+    credential = None if settings.openai_api_key else get_credential()
+    return SoraClient(
+        settings.openai_endpoint,
+        credential=credential,
+        api_key=settings.openai_api_key,
+        session=_pooled_session(),
+    )
+
+
+def _storage_credential() -> TokenCredential:
+    client_id = get_settings().storage.client_id
+    if client_id and client_id != get_settings().azure_client_id:
+        # AzureWebJobsStorage__clientId may name a different identity than the app's default one.
+        return DefaultAzureCredential(managed_identity_client_id=client_id)
+    return get_credential()
+
+
+def _pooled_session() -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+@_process_singleton
+def get_tables() -> Tables:
+    return Tables(get_table_service(), prefix=get_settings().table_prefix)
+
+
+@_process_singleton
+def get_app_store() -> AppStore:
+    return AppStore(get_tables())
+
+
+@_process_singleton
+def get_job_store() -> JobStore:
+    return JobStore(get_tables())
+
+
+@_process_singleton
+def get_video_assets() -> VideoAssets:
+    return VideoAssets(get_blob_service(), get_settings().videos_container)
+
+
+def reset_clients() -> None:
+    """Forget every client (tests that change settings between cases use this)."""
+    getters = (
+        get_credential, get_table_service, get_blob_service, get_sora_client,
+        get_tables, get_app_store, get_job_store, get_video_assets,
+    )
+    for getter in getters:
+        getter.reset()  # type: ignore[attr-defined]
+    get_settings.cache_clear()

@@ -1,0 +1,110 @@
+"""Video jobs, one Table Storage row per job in its app's partition.
+
+Partitioning by app makes "one app never sees another's data" structural: every read names the
+caller's partition, so another app's id is simply not found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from gateway.tables import JOBS_TABLE, Tables
+
+FINISHED = frozenset({"completed", "failed"})
+_ID_SPACE = 16**12
+
+
+def new_job_id(now: float | None = None) -> str:
+    """An opaque id whose order is newest first, so a partition scan lists the latest jobs first."""
+    millis = int((time.time() if now is None else now) * 1000)
+    return f"video_{_ID_SPACE - 1 - millis % _ID_SPACE:012x}{os.urandom(10).hex()}"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    app_id: str
+    model: str
+    prompt: str
+    seconds: str
+    size: str
+    created_at: int
+    status: str = "queued"
+    progress: int = 0
+    completed_at: int | None = None
+    expires_at: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    remixed_from_video_id: str | None = None
+    upstream_id: str | None = None
+    video_blob: str | None = None
+    thumbnail_blob: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def to_entity(self) -> dict[str, Any]:
+        entity = {k: v for k, v in asdict(self).items() if v is not None and k not in ("id", "app_id")}
+        entity["metadata"] = json.dumps(self.metadata)
+        return {"PartitionKey": self.app_id, "RowKey": self.id, **entity}
+
+    @classmethod
+    def from_entity(cls, entity: dict[str, Any]) -> Job:
+        known = set(cls.__dataclass_fields__)
+        values = {k: v for k, v in entity.items() if k in known}
+        values["metadata"] = json.loads(entity.get("metadata") or "{}")
+        return cls(id=entity["RowKey"], app_id=entity["PartitionKey"], **values)
+
+
+class JobStore:
+    def __init__(self, tables: Tables) -> None:
+        self._table = tables.get(JOBS_TABLE)
+
+    def add_job(self, job: Job) -> None:
+        self._table.create_entity(job.to_entity())
+
+    def get_job(self, app_id: str, job_id: str) -> Job | None:
+        try:
+            return Job.from_entity(self._table.get_entity(app_id, job_id))
+        except ResourceNotFoundError:
+            return None
+
+    def update_job(self, app_id: str, job_id: str, *, allow_finished: bool = False, **changes: Any) -> Job:
+        """Apply `changes` unless the job already finished (a late poll must not revive it).
+
+        Uses the row's ETag so two writers never interleave a read-modify-write.
+        """
+        while True:
+            entity = self._table.get_entity(app_id, job_id)
+            current = Job.from_entity(entity)
+            if current.finished and not allow_finished:
+                return current
+            updated = replace(current, **changes)
+            try:
+                self._table.update_entity(
+                    updated.to_entity(),
+                    mode=UpdateMode.REPLACE,
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                continue
+            return updated
+
+    def delete_job(self, app_id: str, job_id: str) -> None:
+        try:
+            self._table.delete_entity(app_id, job_id)
+        except ResourceNotFoundError:
+            pass
+

@@ -1,0 +1,96 @@
+"""What orchestrators and activities pass each other: plain JSON dicts at the boundary,
+these small frozen dataclasses inside."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gateway.sora import UpstreamVideo
+
+
+@dataclass(frozen=True)
+class JobRef:
+    app_id: str
+    job_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRef:
+        return cls(app_id=str(data["app_id"]), job_id=str(data["job_id"]))
+
+
+@dataclass(frozen=True)
+class UpstreamStatus:
+    """Where the upstream job stands. `rejected` means the upstream refused it for good."""
+
+    upstream_id: str | None
+    status: str
+    progress: int = 0
+    error_code: str | None = None
+    error_message: str | None = None
+    rejected: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.rejected or self.status in ("completed", "failed")
+
+    @classmethod
+    def of(cls, video: UpstreamVideo) -> UpstreamStatus:
+        return cls(
+            upstream_id=video.id,
+            status=video.status,
+            progress=video.progress,
+            error_code=video.error_code,
+            error_message=video.error_message,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UpstreamStatus:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class UpstreamJobRef:
+    job: JobRef
+    upstream_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.job.to_dict(), "upstream_id": self.upstream_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UpstreamJobRef:
+        return cls(job=JobRef.from_dict(data), upstream_id=str(data["upstream_id"]))
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    job: JobRef
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.job.to_dict(), "code": self.code, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobFailure:
+        return cls(job=JobRef.from_dict(data), code=str(data["code"]), message=str(data["message"]))
+
+
+@dataclass(frozen=True)
+class StoredAssets:
+    video_blob: str
+    thumbnail_blob: str | None
+    video_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StoredAssets:
+        return cls(**data)

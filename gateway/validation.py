@@ -1,0 +1,158 @@
+"""Turning a create request's fields into a `VideoSpec`, or a 400 naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import InvalidRequest
+from gateway.settings import Settings
+
+ASPECT_RATIOS = {"16:9": "landscape", "landscape": "landscape", "9:16": "portrait", "portrait": "portrait"}
+RESOLUTIONS = {"720p": "720p", "small": "720p", "1080p": "1080p", "large": "1080p"}
+SIZES_BY_SHAPE = {
+    ("landscape", "720p"): "1280x720",
+    ("portrait", "720p"): "720x1280",
+    ("landscape", "1080p"): "1792x1024",
+    ("portrait", "1080p"): "1024x1792",
+}
+MAX_METADATA_ITEMS = 16
+MAX_METADATA_CHARS = 512
+MAX_USER_CHARS = 256
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """A validated request for one video."""
+
+    prompt: str
+    model: str
+    seconds: str
+    size: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+
+
+def parse_video_spec(fields: Mapping[str, Any], settings: Settings) -> VideoSpec:
+    return VideoSpec(
+        prompt=_prompt(fields, settings),
+        model=_choice(fields, "model", settings.allowed_models, default="sora-2"),
+        seconds=_seconds(fields, settings),
+        size=_size(fields, settings),
+        metadata=_metadata(fields.get("metadata")),
+        user=_user(fields.get("user")),
+    )
+
+
+def _prompt(fields: Mapping[str, Any], settings: Settings) -> str:
+    prompt = fields.get("prompt")
+    if prompt is None:
+        raise InvalidRequest("Missing required parameter: 'prompt'.", code="missing_required_parameter", param="prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequest("'prompt' must be a non-empty string.", param="prompt")
+    if len(prompt) > settings.max_prompt_chars:
+        raise InvalidRequest(
+            f"'prompt' is too long: {len(prompt)} characters, at most {settings.max_prompt_chars}.",
+            param="prompt",
+        )
+    return prompt
+
+
+def _choice(fields: Mapping[str, Any], name: str, allowed: tuple[str, ...], *, default: str) -> str:
+    value = fields.get(name)
+    if value is None:
+        value = default if default in allowed else allowed[0]
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidRequest(f"Invalid '{name}': {value!r}. Expected one of: {', '.join(allowed)}.", param=name)
+    return value
+
+
+def _seconds(fields: Mapping[str, Any], settings: Settings) -> str:
+    name = "seconds"
+    value = fields.get("seconds")
+    if value is None and fields.get("duration") is not None:
+        name, value = "duration", fields.get("duration")
+    elif value is not None and fields.get("duration") is not None and str(fields["duration"]) != str(value):
+        raise InvalidRequest(
+            "'seconds' and its alias 'duration' disagree.", code="conflicting_parameters", param="duration"
+        )
+    if value is None:
+        value = "4" if "4" in settings.allowed_seconds else settings.allowed_seconds[0]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidRequest(f"Invalid '{name}': {value!r}.", param=name)
+    text = str(value).strip()
+    if text not in settings.allowed_seconds:
+        raise InvalidRequest(
+            f"Invalid '{name}': {value!r}. Expected one of: {', '.join(settings.allowed_seconds)}.", param=name
+        )
+    return text
+
+
+def _size(fields: Mapping[str, Any], settings: Settings) -> str:
+    size = fields.get("size")
+    aspect = fields.get("aspect_ratio")
+    resolution = fields.get("resolution")
+    if aspect is not None or resolution is not None:
+        shaped = _size_from_shape(aspect, resolution)
+        if size is not None and size != shaped:
+            raise InvalidRequest(
+                "'size' conflicts with 'aspect_ratio'/'resolution'; send one or the other.",
+                code="conflicting_parameters",
+                param="size",
+            )
+        size = shaped
+        name = "aspect_ratio" if aspect is not None else "resolution"
+    else:
+        name = "size"
+    if size is None:
+        size = "720x1280" if "720x1280" in settings.allowed_sizes else settings.allowed_sizes[0]
+    if not isinstance(size, str) or size not in settings.allowed_sizes:
+        raise InvalidRequest(
+            f"Invalid '{name}': {size!r}. Expected a size among: {', '.join(settings.allowed_sizes)}.", param=name
+        )
+    return size
+
+
+def _size_from_shape(aspect: Any, resolution: Any) -> str:
+    shape = "portrait"
+    if aspect is not None:
+        if not isinstance(aspect, str) or aspect.lower() not in ASPECT_RATIOS:
+            raise InvalidRequest(
+                f"Invalid 'aspect_ratio': {aspect!r}. Expected 16:9, 9:16, landscape or portrait.",
+                param="aspect_ratio",
+            )
+        shape = ASPECT_RATIOS[aspect.lower()]
+    level = "720p"
+    if resolution is not None:
+        if not isinstance(resolution, str) or resolution.lower() not in RESOLUTIONS:
+            raise InvalidRequest(
+                f"Invalid 'resolution': {resolution!r}. Expected 720p, 1080p, small or large.",
+                param="resolution",
+            )
+        level = RESOLUTIONS[resolution.lower()]
+    return SIZES_BY_SHAPE[(shape, level)]
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest("'metadata' must be an object of string keys and values.", param="metadata")
+    if len(value) > MAX_METADATA_ITEMS:
+        raise InvalidRequest(f"'metadata' holds at most {MAX_METADATA_ITEMS} keys.", param="metadata")
+    for key, item in value.items():
+        if not isinstance(item, str) or len(key) > MAX_METADATA_CHARS or len(item) > MAX_METADATA_CHARS:
+            raise InvalidRequest(
+                f"'metadata' keys and values must be strings of at most {MAX_METADATA_CHARS} characters.",
+                param="metadata",
+            )
+    return dict(value)
+
+
+def _user(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_USER_CHARS:
+        raise InvalidRequest(f"'user' must be a string of at most {MAX_USER_CHARS} characters.", param="user")
+    return value

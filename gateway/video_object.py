@@ -1,0 +1,57 @@
+"""The Video object of the public API (OpenAI's fields plus the gateway's extensions)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from gateway.blobs import VideoAssets
+from gateway.jobs import Job
+
+
+def estimated_cost(pricing: Mapping[str, Mapping[str, float]], model: str, size: str, seconds: str) -> dict[str, Any] | None:
+    per_second = pricing.get(model, {}).get(size)
+    if per_second is None:
+        return None
+    return {"amount": round(per_second * int(seconds), 4), "currency": "USD"}
+
+
+def video_object(
+    job: Job,
+    *,
+    assets: VideoAssets | None,
+    sas_ttl: timedelta,
+    pricing: Mapping[str, Mapping[str, float]],
+    now: float,
+    queue_position: int | None = None,
+) -> dict[str, Any]:
+    """Render a job; asset URLs are minted fresh here and never stored."""
+    available = job.status == "completed" and (job.expires_at is None or now < job.expires_at)
+    video_url = thumbnail_url = None
+    if available and assets is not None:
+        if job.video_blob:
+            video_url = assets.read_url(job.video_blob, sas_ttl)
+        if job.thumbnail_blob:
+            thumbnail_url = assets.read_url(job.thumbnail_blob, sas_ttl)
+    error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
+    return {
+        "id": job.id,
+        "object": "video",
+        "status": job.status,
+        "progress": 100 if job.status == "completed" else min(job.progress, 99),
+        "model": job.model,
+        "seconds": job.seconds,
+        "size": job.size,
+        "prompt": job.prompt,
+        "created_at": job.created_at,
+        "completed_at": job.completed_at,
+        "expires_at": job.expires_at,
+        "error": error,
+        "remixed_from_video_id": job.remixed_from_video_id,
+        "video_url": video_url,
+        "thumbnail_url": thumbnail_url,
+        "metadata": dict(job.metadata),
+        "queue_position": queue_position if job.status == "queued" else None,
+        "estimated_cost": estimated_cost(pricing, job.model, job.size, job.seconds),
+    }
