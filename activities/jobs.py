@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any, cast
 
 import azure.durable_functions as df
 
 from activities import names
 from gateway.blobs import asset_blob_name
 from gateway.clients import get_job_store, get_sora_client, get_video_assets
-from gateway.settings import get_settings
 from gateway.errors import UpstreamRejectedError
 from gateway.messages import JobFailure, StoredAssets, UpstreamJobRef
+from gateway.settings import get_settings
 
 bp = df.Blueprint()
 
@@ -26,21 +26,11 @@ THUMBNAIL_ASSET = "thumbnail.jpg"
 def store_video_assets(payload: dict[str, Any]) -> dict[str, Any]:
     """Stream the finished MP4 (and its thumbnail, when there is one) into Blob Storage."""
     ref = UpstreamJobRef.from_dict(payload)
-    sora = get_sora_client()
-    assets = get_video_assets()
     video_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, VIDEO_ASSET)
-    with sora.stream_content(ref.upstream_id, "video") as response:
-        length = response.headers.get("Content-Length")
-        written = assets.upload_stream(
-            video_blob, response.raw, length=int(length) if length else None, content_type="video/mp4"
-        )
+    written = _copy(ref.upstream_id, "video", video_blob, "video/mp4")
     thumbnail_blob: str | None = asset_blob_name(ref.job.app_id, ref.job.job_id, THUMBNAIL_ASSET)
     try:
-        with sora.stream_content(ref.upstream_id, "thumbnail") as response:
-            length = response.headers.get("Content-Length")
-            assets.upload_stream(
-                thumbnail_blob, response.raw, length=int(length) if length else None, content_type="image/jpeg"
-            )
+        _copy(ref.upstream_id, "thumbnail", str(thumbnail_blob), "image/jpeg")
     except UpstreamRejectedError:
         thumbnail_blob = None  # a thumbnail is a nicety; its absence must not fail the video
     now = int(time.time())
@@ -56,6 +46,15 @@ def store_video_assets(payload: dict[str, Any]) -> dict[str, Any]:
         thumbnail_blob=thumbnail_blob,
     )
     return StoredAssets(video_blob=video_blob, thumbnail_blob=thumbnail_blob, video_bytes=written).to_dict()
+
+
+def _copy(upstream_id: str, variant: str, blob_name: str, content_type: str) -> int:
+    with get_sora_client().stream_content(upstream_id, variant) as response:
+        length = response.headers.get("Content-Length")
+        stream = cast(IO[bytes], response.raw)
+        return get_video_assets().upload_stream(
+            blob_name, stream, length=int(length) if length else None, content_type=content_type
+        )
 
 
 @bp.function_name(names.FAIL_JOB)

@@ -9,9 +9,9 @@ import azure.durable_functions as df
 
 from activities import names
 from gateway.clients import get_job_store, get_sora_client
-from gateway.settings import get_settings
 from gateway.errors import UpstreamRejectedError
 from gateway.messages import JobRef, UpstreamJobRef, UpstreamStatus
+from gateway.settings import get_settings
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -40,9 +40,15 @@ def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
     except UpstreamRejectedError as error:
         log.info("upstream refused job %s: %s", job.id, error.code)
         return UpstreamStatus(
-            upstream_id=None, status="failed", error_code=error.code, error_message=error.message, rejected=True
+            upstream_id=None,
+            status="failed",
+            error_code=error.code,
+            error_message=error.message,
+            rejected=True,
         ).to_dict()
-    jobs.update_job(ref.app_id, ref.job_id, upstream_id=video.id, **_progress_fields(video.status, video.progress))
+    jobs.update_job(
+        ref.app_id, ref.job_id, upstream_id=video.id, **_progress_fields(video.status, video.progress)
+    )
     return UpstreamStatus.of(video).to_dict()
 
 
@@ -51,7 +57,9 @@ def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
 def check_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
     ref = UpstreamJobRef.from_dict(payload)
     video = get_sora_client().get_video(ref.upstream_id)
-    get_job_store().update_job(ref.job.app_id, ref.job.job_id, **_progress_fields(video.status, video.progress))
+    get_job_store().update_job(
+        ref.job.app_id, ref.job.job_id, **_progress_fields(video.status, video.progress)
+    )
     return UpstreamStatus.of(video).to_dict()
 
 

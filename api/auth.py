@@ -13,11 +13,11 @@ from gateway.settings import get_settings
 
 
 def presented_key(req: func.HttpRequest) -> str | None:
-    authorization = req.headers.get("authorization", "")
+    authorization = str(req.headers.get("authorization", ""))
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    api_key = req.headers.get("api-key", "").strip()
+    api_key = str(req.headers.get("api-key", "")).strip()
     return api_key or None
 
 

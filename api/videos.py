@@ -98,7 +98,9 @@ def _render(job: Job, settings: Settings) -> dict[str, Any]:
 def _poll_after_seconds(job: Job) -> int:
     """Whole seconds until a poll is likely to show something new (at least 1)."""
     settings = get_settings()
-    remaining = estimate_remaining_seconds(elapsed_seconds=time.time() - job.created_at, progress=job.progress)
+    remaining = estimate_remaining_seconds(
+        elapsed_seconds=time.time() - job.created_at, progress=job.progress
+    )
     policy = PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds)
     wait = min(policy.max_seconds, max(policy.min_seconds, remaining * 0.5))
     return max(1, round(wait))

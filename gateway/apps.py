@@ -7,6 +7,7 @@ slow hash adds nothing, and a hash lets a key be found with one point read.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -60,7 +61,9 @@ class AppStore:
         self._apps = tables.get(APPS_TABLE)
         self._keys = tables.get(APP_KEYS_TABLE)
 
-    def create_app(self, name: str, plan: str, *, app_id: str | None = None, api_key: str | None = None) -> NewApp:
+    def create_app(
+        self, name: str, plan: str, *, app_id: str | None = None, api_key: str | None = None
+    ) -> NewApp:
         api_key = api_key or new_api_key()
         app = App(
             id=app_id or "app_" + uuid.uuid4().hex,
@@ -124,11 +127,11 @@ class AppStore:
         new_hash = hash_key(api_key)
         self._keys.upsert_entity({"PartitionKey": _KEY_PARTITION, "RowKey": new_hash, "app_id": app_id})
         entity["key_hash"] = new_hash
-        self._apps.update_entity(entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
-        try:
+        self._apps.update_entity(
+            entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
+        )
+        with contextlib.suppress(ResourceNotFoundError):
             self._keys.delete_entity(_KEY_PARTITION, old_hash)
-        except ResourceNotFoundError:
-            pass
         return _app_from_entity(self._apps.get_entity(_APP_PARTITION, app_id))
 
     def rotate_key(self, app_id: str) -> NewApp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,9 @@ class VideoAssets:
         self._container_ready = False
         self._signer = _SasSigner(service)
 
-    def upload_stream(self, blob_name: str, stream: IO[bytes], *, length: int | None, content_type: str) -> int:
+    def upload_stream(
+        self, blob_name: str, stream: IO[bytes], *, length: int | None, content_type: str
+    ) -> int:
         """Copy a readable stream into a block blob without holding it in memory; returns bytes written."""
         self._ensure_container()
         blob = self._service.get_blob_client(self._container, blob_name)
@@ -64,10 +67,8 @@ class VideoAssets:
     def _ensure_container(self) -> None:
         if self._container_ready:
             return
-        try:
+        with contextlib.suppress(ResourceExistsError):
             self._service.create_container(self._container)
-        except ResourceExistsError:
-            pass
         self._container_ready = True
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from functools import wraps
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import requests
 from azure.core.credentials import TokenCredential
@@ -29,35 +28,37 @@ from gateway.tables import Tables
 T = TypeVar("T")
 
 
-def _process_singleton(build: Callable[[], T]) -> Callable[[], T]:
-    """Build on first call, under a lock (activities run on several threads at once)."""
-    lock = threading.Lock()
-    instance: list[T] = []
+class _ProcessSingleton(Generic[T]):
+    """Builds its value on first call, under a lock (activities run on several threads at once)."""
 
-    @wraps(build)
-    def get() -> T:
-        if not instance:
-            with lock:
-                if not instance:
-                    instance.append(build())
-        return instance[0]
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self.__doc__ = build.__doc__
 
-    def reset() -> None:
-        with lock:
-            instance.clear()
+    def __call__(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
 
-    get.reset = reset  # type: ignore[attr-defined]
-    return get
+    def reset(self) -> None:
+        with self._lock:
+            self._value = None
 
 
-@_process_singleton
+@_ProcessSingleton
 def get_credential() -> TokenCredential:
     settings = get_settings()
     # A user-assigned identity must be named; the system-assigned one needs no id.
     return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
 
 
-@_process_singleton
+@_ProcessSingleton
 def get_table_service() -> TableServiceClient:
     storage = get_settings().storage
     if storage.connection_string:
@@ -66,7 +67,7 @@ def get_table_service() -> TableServiceClient:
     return TableServiceClient(endpoint=storage.table_service_uri, credential=_storage_credential())
 
 
-@_process_singleton
+@_ProcessSingleton
 def get_blob_service() -> BlobServiceClient:
     storage = get_settings().storage
     if storage.connection_string:
@@ -75,7 +76,7 @@ def get_blob_service() -> BlobServiceClient:
     return BlobServiceClient(account_url=storage.blob_service_uri, credential=_storage_credential())
 
 
-@_process_singleton
+@_ProcessSingleton
 def get_sora_client() -> SoraClient:
     settings: Settings = get_settings()
     credential = None if settings.openai_api_key else get_credential()
@@ -103,32 +104,38 @@ def _pooled_session() -> requests.Session:
     return session
 
 
-@_process_singleton
+@_ProcessSingleton
 def get_tables() -> Tables:
     return Tables(get_table_service(), prefix=get_settings().table_prefix)
 
 
-@_process_singleton
+@_ProcessSingleton
 def get_app_store() -> AppStore:
     return AppStore(get_tables())
 
 
-@_process_singleton
+@_ProcessSingleton
 def get_job_store() -> JobStore:
     return JobStore(get_tables())
 
 
-@_process_singleton
+@_ProcessSingleton
 def get_video_assets() -> VideoAssets:
     return VideoAssets(get_blob_service(), get_settings().videos_container)
 
 
 def reset_clients() -> None:
     """Forget every client (tests that change settings between cases use this)."""
-    getters = (
-        get_credential, get_table_service, get_blob_service, get_sora_client,
-        get_tables, get_app_store, get_job_store, get_video_assets,
+    getters: tuple[_ProcessSingleton[Any], ...] = (
+        get_credential,
+        get_table_service,
+        get_blob_service,
+        get_sora_client,
+        get_tables,
+        get_app_store,
+        get_job_store,
+        get_video_assets,
     )
     for getter in getters:
-        getter.reset()  # type: ignore[attr-defined]
+        getter.reset()
     get_settings.cache_clear()

@@ -6,6 +6,7 @@ caller's partition, so another app's id is simply not found.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -103,8 +104,5 @@ class JobStore:
             return updated
 
     def delete_job(self, app_id: str, job_id: str) -> None:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self._table.delete_entity(app_id, job_id)
-        except ResourceNotFoundError:
-            pass
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from azure.core.exceptions import ResourceExistsError
@@ -28,10 +29,8 @@ class Tables:
         with self._lock:
             if name not in self._ready:
                 full_name = self._prefix + name
-                try:
+                with contextlib.suppress(ResourceExistsError):
                     self._service.create_table(full_name)
-                except ResourceExistsError:
-                    pass
                 self._ready[name] = self._service.get_table_client(full_name)
             return self._ready[name]
 

@@ -48,7 +48,9 @@ def parse_video_spec(fields: Mapping[str, Any], settings: Settings) -> VideoSpec
 def _prompt(fields: Mapping[str, Any], settings: Settings) -> str:
     prompt = fields.get("prompt")
     if prompt is None:
-        raise InvalidRequest("Missing required parameter: 'prompt'.", code="missing_required_parameter", param="prompt")
+        raise InvalidRequest(
+            "Missing required parameter: 'prompt'.", code="missing_required_parameter", param="prompt"
+        )
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequest("'prompt' must be a non-empty string.", param="prompt")
     if len(prompt) > settings.max_prompt_chars:
@@ -64,7 +66,9 @@ def _choice(fields: Mapping[str, Any], name: str, allowed: tuple[str, ...], *, d
     if value is None:
         value = default if default in allowed else allowed[0]
     if not isinstance(value, str) or value not in allowed:
-        raise InvalidRequest(f"Invalid '{name}': {value!r}. Expected one of: {', '.join(allowed)}.", param=name)
+        raise InvalidRequest(
+            f"Invalid '{name}': {value!r}. Expected one of: {', '.join(allowed)}.", param=name
+        )
     return value
 
 
@@ -84,7 +88,8 @@ def _seconds(fields: Mapping[str, Any], settings: Settings) -> str:
     text = str(value).strip()
     if text not in settings.allowed_seconds:
         raise InvalidRequest(
-            f"Invalid '{name}': {value!r}. Expected one of: {', '.join(settings.allowed_seconds)}.", param=name
+            f"Invalid '{name}': {value!r}. Expected one of: {', '.join(settings.allowed_seconds)}.",
+            param=name,
         )
     return text
 
@@ -109,7 +114,8 @@ def _size(fields: Mapping[str, Any], settings: Settings) -> str:
         size = "720x1280" if "720x1280" in settings.allowed_sizes else settings.allowed_sizes[0]
     if not isinstance(size, str) or size not in settings.allowed_sizes:
         raise InvalidRequest(
-            f"Invalid '{name}': {size!r}. Expected a size among: {', '.join(settings.allowed_sizes)}.", param=name
+            f"Invalid '{name}': {size!r}. Expected a size among: {', '.join(settings.allowed_sizes)}.",
+            param=name,
         )
     return size
 

@@ -10,7 +10,9 @@ from gateway.blobs import VideoAssets
 from gateway.jobs import Job
 
 
-def estimated_cost(pricing: Mapping[str, Mapping[str, float]], model: str, size: str, seconds: str) -> dict[str, Any] | None:
+def estimated_cost(
+    pricing: Mapping[str, Mapping[str, float]], model: str, size: str, seconds: str
+) -> dict[str, Any] | None:
     per_second = pricing.get(model, {}).get(size)
     if per_second is None:
         return None

@@ -55,7 +55,12 @@ class JobOutcome:
     video_blob: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "status": self.status, "error_code": self.error_code, "video_blob": self.video_blob}
+        return {
+            "job_id": self.job_id,
+            "status": self.status,
+            "error_code": self.error_code,
+            "video_blob": self.video_blob,
+        }
 
 
 Orchestration = Generator[Any, Any, dict[str, Any]]
@@ -68,7 +73,11 @@ def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
     deadline = context.current_utc_datetime + timedelta(minutes=run.timeout_minutes)
     try:
         status = UpstreamStatus.from_dict(
-            (yield context.call_activity_with_retry(activity.CREATE_UPSTREAM_JOB, UPSTREAM_RETRY, run.job.to_dict()))
+            (
+                yield context.call_activity_with_retry(
+                    activity.CREATE_UPSTREAM_JOB, UPSTREAM_RETRY, run.job.to_dict()
+                )
+            )
         )
     except Exception as error:
         return (yield from _fail(context, run.job, "upstream_unavailable", _reason(error)))
@@ -83,27 +92,45 @@ def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
         wake_at = min(now + timedelta(seconds=delay), deadline)
         woke = yield from _sleep_unless_cancelled(context, wake_at)
         if woke == "cancelled":
-            yield context.call_activity_with_retry(activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict())
+            yield context.call_activity_with_retry(
+                activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict()
+            )
             return (yield from _fail(context, run.job, "cancelled", "The video was cancelled."))
         if context.current_utc_datetime >= deadline:
-            yield context.call_activity_with_retry(activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict())
-            return (yield from _fail(context, run.job, "timeout", f"No result within {run.timeout_minutes} minutes."))
+            yield context.call_activity_with_retry(
+                activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict()
+            )
+            return (
+                yield from _fail(
+                    context, run.job, "timeout", f"No result within {run.timeout_minutes} minutes."
+                )
+            )
         try:
             status = UpstreamStatus.from_dict(
-                (yield context.call_activity_with_retry(activity.CHECK_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict()))
+                (
+                    yield context.call_activity_with_retry(
+                        activity.CHECK_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict()
+                    )
+                )
             )
-        except Exception:
-            continue  # the upstream stayed unreachable for a while; the deadline bounds the wait
+        except Exception:  # noqa: S112 - the activity logged it; the deadline bounds the waiting
+            continue  # the upstream stayed unreachable through the retries: look again later
 
     if status.status != "completed":
         return (yield from _fail(context, run.job, status.error_code or "failed", status.error_message or ""))
     stored = StoredAssets.from_dict(
-        (yield context.call_activity_with_retry(activity.STORE_VIDEO_ASSETS, UPSTREAM_RETRY, upstream.to_dict()))
+        (
+            yield context.call_activity_with_retry(
+                activity.STORE_VIDEO_ASSETS, UPSTREAM_RETRY, upstream.to_dict()
+            )
+        )
     )
     return JobOutcome(job_id=run.job.job_id, status="completed", video_blob=stored.video_blob).to_dict()
 
 
-def _sleep_unless_cancelled(context: df.DurableOrchestrationContext, wake_at: datetime) -> Generator[Any, Any, str]:
+def _sleep_unless_cancelled(
+    context: df.DurableOrchestrationContext, wake_at: datetime
+) -> Generator[Any, Any, str]:
     timer = context.create_timer(wake_at)
     cancel = context.wait_for_external_event(names.CANCEL_EVENT)
     winner = yield context.task_any([timer, cancel])

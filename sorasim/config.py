@@ -65,7 +65,8 @@ class SimulatorConfig:
             try:
                 values[field.name] = kind(raw)
             except ValueError:
-                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+                name = ENV_PREFIX + field.name.upper()
+                raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
         return cls(**values)
 
     def with_runtime_changes(self, changes: Mapping[str, object]) -> SimulatorConfig:

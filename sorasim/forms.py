@@ -41,7 +41,7 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError:
-        raise ApiError(400, "We could not parse the JSON body of your request.", code="invalid_json") from None
+        raise ApiError(400, "The body of your request is not valid JSON.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The JSON body of your request must be an object.", code="invalid_json")
     return body

@@ -54,10 +54,8 @@ def pad_video(path: Path, target_bytes: int) -> PaddedVideo:
     gap = target_bytes - file_size
     if gap < MP4_BOX_HEADER:
         return PaddedVideo(path, file_size, b"", 0)
-    if gap < 2**32:
-        header = struct.pack(">I4s", gap, b"free")
-    else:
-        header = struct.pack(">I4sQ", 1, b"free", gap)
+    fits_32_bits = gap < 2**32
+    header = struct.pack(">I4s", gap, b"free") if fits_32_bits else struct.pack(">I4sQ", 1, b"free", gap)
     return PaddedVideo(path, file_size, header, gap - len(header))
 
 

@@ -96,7 +96,8 @@ def _seconds(fields: Mapping[str, Any]) -> str:
     # Integers are accepted as well as the documented strings; booleans are not numbers here.
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str) or text.strip() not in SECONDS:
-        raise invalid_value("seconds", f"Invalid value: '{value}'. Supported values are: {_listing(SECONDS)}.")
+        supported = _listing(SECONDS)
+        raise invalid_value("seconds", f"Invalid value: '{value}'. Supported values are: {supported}.")
     return text.strip()
 
 

@@ -12,7 +12,7 @@ COUNTER_NAMES = (
     "jobs_deleted",
     "creates_rejected",  # create/remix refused by the creation quota (429)
     "creates_blocked",  # create/remix refused by the content policy (#sim:blocked)
-    "invalid_requests",  # 400/404/409/413/415 answers from the videos API
+    "client_errors",  # 4xx answers of the videos API other than 401 and 429 (blocked prompts included)
     "unauthorized",  # 401 answers from the videos API
     "faults_injected",
     "faults_429",

@@ -1,0 +1,40 @@
+"""`python -m devhost`: run the whole local stack in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from devhost.stack import LocalStack
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # Quiet the SDKs' per-request logging; it drowns the gateway's own lines.
+    for noisy in ("azure", "urllib3", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    stack = LocalStack.from_project(Path.cwd())
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            logging.getLogger("devhost").info("received %s, stopping", signal.Signals(signum).name)
+            threading.Thread(target=stack.stop, name="devhost-stop").start()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    stack.start()
+    print("\nLocal stack ready:\n" + stack.describe() + "\nCtrl-C stops everything.\n", flush=True)
+    if not stopping.is_set():
+        stack.run_forever()
+    stopping.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

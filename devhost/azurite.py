@@ -1,0 +1,84 @@
+"""Azurite (the Azure Storage emulator from npm) as a child process of the local stack."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import signal
+import subprocess
+from pathlib import Path
+
+from devhost.net import LOOPBACK, free_port, wait_for_port
+from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
+
+log = logging.getLogger("devhost.azurite")
+STANDARD_PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel stop Azurite if the stack dies without cleaning up."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Azurite:
+    def __init__(self, project_dir: Path, data_dir: Path, *, in_memory: bool = False) -> None:
+        self._binary = project_dir / "node_modules" / ".bin" / "azurite"
+        self._data_dir = data_dir
+        self._in_memory = in_memory
+        self._process: subprocess.Popen[bytes] | None = None
+        self.ports: dict[str, int] = {}
+
+    @property
+    def connection_string(self) -> str:
+        endpoints = ";".join(
+            f"{service.capitalize()}Endpoint=http://{LOOPBACK}:{port}/{AZURITE_ACCOUNT}"
+            for service, port in self.ports.items()
+        )
+        account = f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY}"
+        return f"{account};{endpoints};"
+
+    def start(self, timeout: float = 60.0) -> None:
+        if not self._binary.exists():
+            raise FileNotFoundError(f"{self._binary} is missing; run `npm ci` (make setup) first")
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self.ports = {service: free_port(port) for service, port in STANDARD_PORTS.items()}
+        command = [
+            str(self._binary),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--disableProductStyleUrl",
+            "--location",
+            str(self._data_dir),
+        ]
+        for service, port in self.ports.items():
+            command += [f"--{service}Host", LOOPBACK, f"--{service}Port", str(port)]
+        if self._in_memory:
+            command.append("--inMemoryPersistence")
+        log.info("starting Azurite: blob %(blob)s, queue %(queue)s, table %(table)s", self.ports)
+        self._process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self._data_dir / "azurite.err", "ab"),  # noqa: SIM115 - lives as long as the child
+            # prctl only, then exec: nothing in it can deadlock on a lock held by another thread.
+            preexec_fn=_die_with_parent,
+        )
+        try:
+            for port in self.ports.values():
+                wait_for_port(port, timeout=timeout)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None

@@ -1,0 +1,136 @@
+"""The local stack: Azurite, the Sora simulator and the durable dev host, started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devhost.azurite import Azurite
+from devhost.config import flag, load_values
+from devhost.net import LOOPBACK, free_port
+
+log = logging.getLogger("devhost.stack")
+
+DEV_APP_ID = "app_local_dev"
+
+
+@dataclass
+class LocalStack:
+    project_dir: Path
+    state_dir: Path
+    values: dict[str, str] = field(default_factory=dict)
+    azurite_in_memory: bool = False
+
+    def __post_init__(self) -> None:
+        self._azurite: Azurite | None = None
+        self._simulator: object | None = None
+        self._host: object | None = None
+        self.api_url = ""
+        self.simulator_url: str | None = None
+
+    @classmethod
+    def from_project(cls, project_dir: Path) -> LocalStack:
+        values = load_values(project_dir)
+        state_dir = Path(values.get("DEVHOST_STATE_DIR") or project_dir / ".devhost")
+        return cls(
+            project_dir=project_dir,
+            state_dir=state_dir,
+            values=values,
+            azurite_in_memory=flag(values, "AZURITE_IN_MEMORY", False),
+        )
+
+    def start(self) -> None:
+        """Start everything; on any failure stop what already runs and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        self._azurite = Azurite(
+            self.project_dir, self.state_dir / "azurite", in_memory=self.azurite_in_memory
+        )
+        self._azurite.start()
+        self.values["AzureWebJobsStorage"] = self._azurite.connection_string
+        if flag(self.values, "DEVHOST_SIMULATOR", True):
+            self._start_simulator()
+        # The app runs in this process and reads its settings from the environment, as on Azure.
+        os.environ.update(self.values)
+        self._seed_dev_app()
+        self._start_host()
+
+    def _start_simulator(self) -> None:
+        from sorasim import SimulatorConfig, SoraSimulator
+
+        port = free_port(int(self.values.get("SORA_SIM_PORT") or 0) or None)
+        simulator = SoraSimulator(SimulatorConfig.from_env(self.values), host=LOOPBACK, port=port)
+        simulator.start()
+        self._simulator = simulator
+        self.simulator_url = simulator.url
+        # The app's unchanged DefaultAzureCredential finds these, as it would on App Service,
+        # and asks the simulator's managed-identity endpoint for its tokens.
+        self.values.update(
+            {
+                "AZURE_OPENAI_ENDPOINT": simulator.url,
+                "IDENTITY_ENDPOINT": simulator.token_endpoint,
+                "IDENTITY_HEADER": simulator.identity_header,
+            }
+        )
+
+    def _seed_dev_app(self) -> None:
+        key = self.values.get("DEV_APP_KEY")
+        if not key:
+            return
+        from gateway.clients import get_app_store
+
+        get_app_store().ensure_app(DEV_APP_ID, "Local development", "pro", key)
+
+    def _start_host(self) -> None:
+        from devhost.host import DevHost
+
+        port = int(self.values.get("DEVHOST_PORT") or 7071)
+        host = DevHost(
+            "function_app:app",
+            state_dir=self.state_dir / "durable",
+            host=LOOPBACK,
+            port=port,
+            task_hub=self.values.get("TASK_HUB_NAME") or "devhost",
+        )
+        host.start()
+        self._host = host
+        self.api_url = host.url
+
+    def run_forever(self) -> None:
+        from devhost.host import DevHost
+
+        assert isinstance(self._host, DevHost)
+        self._host.run_forever()
+
+    def stop(self) -> None:
+        from devhost.host import DevHost
+        from sorasim import SoraSimulator
+
+        if isinstance(self._host, DevHost):
+            self._host.stop()
+        if isinstance(self._simulator, SoraSimulator):
+            self._simulator.stop()
+        if self._azurite is not None:
+            self._azurite.stop()
+        self._host = self._simulator = self._azurite = None
+
+    def describe(self) -> str:
+        assert self._azurite is not None
+        lines = [
+            f"API            {self.api_url}/api  (health: {self.api_url}/api/health)",
+            f"Azurite        blob :{self._azurite.ports['blob']}  queue :{self._azurite.ports['queue']}"
+            f"  table :{self._azurite.ports['table']}",
+            f"Sora upstream  {self.simulator_url or self.values.get('AZURE_OPENAI_ENDPOINT')}"
+            + ("  (simulator)" if self.simulator_url else ""),
+            f"State          {self.state_dir}",
+        ]
+        if self.values.get("DEV_APP_KEY"):
+            lines.append(f"Dev app key    {self.values['DEV_APP_KEY']}  (app {DEV_APP_ID}, plan pro)")
+        return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""Handlers of the Azure OpenAI v1 videos API (`/openai/v1/videos...`)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Literal
+
+from aiohttp import web
+
+from sorasim.errors import ApiError, invalid_value, video_not_found
+from sorasim.forms import read_fields
+from sorasim.jobs import Job, UnknownCursor
+from sorasim.media import MediaError, PaddedVideo, pad_video
+from sorasim.params import check_content_policy, parse_create, parse_remix_prompt
+from sorasim.state import SimulatorState
+
+CHUNK_BYTES = 256 * 1024
+_ZEROS = memoryview(bytes(1024 * 1024))
+
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
+VARIANTS = ("video", "thumbnail", "spritesheet")
+
+
+class VideosApi:
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/openai/v1/videos", self.create)
+        app.router.add_get("/openai/v1/videos", self.list)
+        app.router.add_get("/openai/v1/videos/{video_id}", self.retrieve)
+        app.router.add_delete("/openai/v1/videos/{video_id}", self.delete)
+        app.router.add_post("/openai/v1/videos/{video_id}/remix", self.remix)
+        app.router.add_get("/openai/v1/videos/{video_id}/content", self.content, allow_head=False)
+
+    async def create(self, request: web.Request) -> web.Response:
+        parsed = parse_create(await read_fields(request))
+        self._check_content_policy(parsed.spec.prompt)
+        job = self._state.admit(parsed.spec)
+        return web.json_response(job.to_video(self._state.clock()))
+
+    async def retrieve(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        video = job.to_video(self._state.clock())
+        headers: dict[str, str] = {}
+        if video["status"] in ("queued", "in_progress"):
+            # The official SDK's poll() waits this long between looks.
+            headers["openai-poll-after-ms"] = str(_poll_interval_ms(job))
+        return web.json_response(video, headers=headers)
+
+    async def list(self, request: web.Request) -> web.Response:
+        limit = _list_limit(request.query.get("limit"))
+        order = _list_order(request.query.get("order"))
+        after = request.query.get("after") or None
+        try:
+            jobs, has_more = self._state.jobs.page(after=after, limit=limit, order=order)
+        except UnknownCursor:
+            raise invalid_value("after", f"No video with id '{after}' to list after.") from None
+        now = self._state.clock()
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [job.to_video(now) for job in jobs],
+                "first_id": jobs[0].id if jobs else None,
+                "last_id": jobs[-1].id if jobs else None,
+                "has_more": has_more,
+            }
+        )
+
+    async def delete(self, request: web.Request) -> web.Response:
+        video_id = request.match_info["video_id"]
+        # Removing an unfinished job is what stops it: its state only exists in the store.
+        if not self._state.jobs.delete(video_id):
+            raise video_not_found(video_id)
+        self._state.stats.increment("jobs_deleted")
+        return web.json_response({"id": video_id, "object": "video.deleted", "deleted": True})
+
+    async def remix(self, request: web.Request) -> web.Response:
+        source = self._job(request)
+        prompt = parse_remix_prompt(await read_fields(request))
+        status = source.phase(self._state.clock()).status
+        if status != "completed":
+            raise ApiError(
+                409,
+                f"Video '{source.id}' is {status}; only completed videos can be remixed.",
+                code="video_not_ready",
+                param="video_id",
+            )
+        self._check_content_policy(prompt)
+        job = self._state.admit(dataclasses.replace(source.spec, prompt=prompt), source.id)
+        return web.json_response(job.to_video(self._state.clock()))
+
+    async def content(self, request: web.Request) -> web.StreamResponse:
+        job = self._job(request)
+        variant = request.query.get("variant", "video")
+        if variant not in VARIANTS:
+            raise invalid_value("variant", f"Invalid value: '{variant}'. Supported values are: {VARIANTS}.")
+        self._require_downloadable(job)
+        media = self._state.media
+        size, seconds = job.spec.size, int(job.spec.seconds)
+        try:
+            if variant == "video":
+                path = await asyncio.to_thread(media.video, size, seconds)
+                padded = pad_video(path, self._state.config.video_bytes)
+                response = await _stream_video(request, padded)
+            else:
+                if variant == "thumbnail":
+                    path = await asyncio.to_thread(media.thumbnail, size)
+                else:
+                    path = await asyncio.to_thread(media.spritesheet, size, seconds)
+                body = await asyncio.to_thread(path.read_bytes)
+                response = web.Response(body=body, content_type="image/jpeg")
+        except MediaError as error:
+            message = f"Could not render the video: {error}"
+            raise ApiError(500, message, code="server_error", type_="server_error") from error
+        self._state.stats.increment("downloads")
+        return response
+
+    def _job(self, request: web.Request) -> Job:
+        video_id = request.match_info["video_id"]
+        job = self._state.jobs.get(video_id)
+        if job is None:
+            raise video_not_found(video_id)
+        return job
+
+    def _check_content_policy(self, prompt: str) -> None:
+        try:
+            check_content_policy(prompt)
+        except ApiError:
+            self._state.stats.increment("creates_blocked")
+            raise
+
+    def _require_downloadable(self, job: Job) -> None:
+        now = self._state.clock()
+        status = job.phase(now).status
+        if status == "failed":
+            raise ApiError(
+                404, f"Video '{job.id}' failed; it has no content.", code="video_generation_failed"
+            )
+        if status != "completed":
+            # OpenAI answers 404 (not 409) while a video is still being generated.
+            raise ApiError(
+                404,
+                f"Video is not ready yet, use GET /v1/videos/{job.id} to check status.",
+                code="video_not_ready",
+            )
+        expires_at = job.expires_at(now)
+        if expires_at is not None and now >= expires_at:
+            raise ApiError(404, f"The content of video '{job.id}' has expired.", code="video_expired")
+
+
+async def _stream_video(request: web.Request, padded: PaddedVideo) -> web.StreamResponse:
+    """Send the MP4 then its padding chunk by chunk, so any size streams in bounded memory."""
+    response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+    response.content_length = padded.total_bytes
+    await response.prepare(request)
+    file = await asyncio.to_thread(padded.path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
+            await response.write(chunk)
+    finally:
+        file.close()
+    if padded.free_box_header:
+        await response.write(padded.free_box_header)
+    remaining = padded.zero_bytes
+    while remaining > 0:
+        step = min(remaining, len(_ZEROS))
+        await response.write(_ZEROS[:step])
+        remaining -= step
+    await response.write_eof()
+    return response
+
+
+def _poll_interval_ms(job: Job) -> int:
+    return max(100, min(1000, int(job.job_seconds * 100)))
+
+
+def _list_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIST_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise invalid_value("limit", f"Invalid 'limit': expected an integer from 1 to {MAX_LIST_LIMIT}.")
+    return limit
+
+
+def _list_order(raw: str | None) -> Literal["asc", "desc"]:
+    if raw is None or raw == "" or raw == "desc":
+        return "desc"
+    if raw == "asc":
+        return "asc"
+    raise invalid_value("order", f"Invalid value: '{raw}'. Supported values are: 'asc' and 'desc'.")
+

@@ -1,0 +1,120 @@
+"""Fixtures that start real components on free loopback ports and stop them afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from devhost.net import free_port, wait_for_http
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEV_APP_KEY = "sgw_test_dev_app_key_" + "x" * 24
+ADMIN_KEY = "test-admin-key"
+
+
+@dataclass
+class RunningStack:
+    """A `python -m devhost` process tree under test."""
+
+    api: str  # http://127.0.0.1:PORT/api
+    simulator: str
+    dev_key: str
+    admin_key: str
+    state_dir: Path
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.dev_key}"}
+
+    def sim_stats(self) -> dict[str, int]:
+        response = requests.get(f"{self.simulator}/_sim/stats", timeout=5)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devhost"],
+            cwd=PROJECT_DIR,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_http(f"{self.api}/health", timeout=120)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("local stack did not become healthy:\n" + self.log_tail()) from None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AZURE_", "IDENTITY_"))}
+    env.update(
+        {
+            "DEVHOST_PORT": str(free_port()),
+            "SORA_SIM_PORT": str(free_port()),
+            "DEVHOST_STATE_DIR": str(state_dir),
+            "DEV_APP_KEY": DEV_APP_KEY,
+            "ADMIN_API_KEY": ADMIN_KEY,
+            "TASK_HUB_NAME": "TestHub",
+            "SORA_SIM_JOB_SECONDS": "3",
+            "SORA_SIM_FAULT_RATE": "0",
+            "SORA_SIM_CREATES_PER_MINUTE": "0",
+            "POLL_MIN_SECONDS": "0.5",
+            "POLL_MAX_SECONDS": "3",
+            "UPSTREAM_CREATES_PER_MINUTE": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def launch_stack(state_dir: Path, **overrides: str) -> RunningStack:
+    env = stack_env(state_dir, **overrides)
+    stack = RunningStack(
+        api=f"http://127.0.0.1:{env['DEVHOST_PORT']}/api",
+        simulator=f"http://127.0.0.1:{env['SORA_SIM_PORT']}",
+        dev_key=env["DEV_APP_KEY"],
+        admin_key=env["ADMIN_API_KEY"],
+        state_dir=state_dir,
+        log_path=state_dir / "stack.log",
+        env=env,
+    )
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stack.start()
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """One local stack shared by the tests that only read or add their own data."""
+    running = launch_stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield running
+    finally:
+        running.stop()
