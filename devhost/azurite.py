@@ -6,10 +6,12 @@ import contextlib
 import ctypes
 import logging
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
-from devhost.net import LOOPBACK, free_port, wait_for_port
+from devhost.net import LOOPBACK, free_port
 from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
 
 log = logging.getLogger("devhost.azurite")
@@ -21,6 +23,14 @@ def _die_with_parent() -> None:
     """Linux: have the kernel stop Azurite if the stack dies without cleaning up."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 class Azurite:
@@ -50,13 +60,10 @@ class Azurite:
             "--silent",
             "--skipApiVersionCheck",
             "--disableProductStyleUrl",
-            "--location",
-            str(self._data_dir),
         ]
         for service, port in self.ports.items():
             command += [f"--{service}Host", LOOPBACK, f"--{service}Port", str(port)]
-        if self._in_memory:
-            command.append("--inMemoryPersistence")
+        command += ["--inMemoryPersistence"] if self._in_memory else ["--location", str(self._data_dir)]
         log.info("starting Azurite: blob %(blob)s, queue %(queue)s, table %(table)s", self.ports)
         self._process = subprocess.Popen(
             command,
@@ -65,12 +72,22 @@ class Azurite:
             # prctl only, then exec: nothing in it can deadlock on a lock held by another thread.
             preexec_fn=_die_with_parent,
         )
+        deadline = time.monotonic() + timeout
         try:
             for port in self.ports.values():
-                wait_for_port(port, timeout=timeout)
-        except TimeoutError:
+                while not _listening(port):
+                    if self._process.poll() is not None:
+                        raise RuntimeError(f"Azurite exited: {self._error_tail()}")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"Azurite not listening on {port} after {timeout}s")
+                    time.sleep(0.05)
+        except BaseException:
             self.stop()
             raise
+
+    def _error_tail(self) -> str:
+        path = self._data_dir / "azurite.err"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else "(no output)"
 
     def stop(self) -> None:
         if self._process is None:

@@ -165,4 +165,4 @@ class SoraSimulator:
     @staticmethod
     async def _open(runner: web.AppRunner, sock: socket.socket) -> None:
         await runner.setup()
-        await web.SockSite(runner, sock, shutdown_timeout=SHUTDOWN_GRACE_SECONDS).start()
+        await web.SockSite(runner, sock).start()

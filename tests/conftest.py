@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+
+from devhost.azurite import Azurite
 from devhost.net import free_port, wait_for_http
+from gateway.blobs import VideoAssets
+from gateway.tables import Tables
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEV_APP_KEY = "sgw_test_dev_app_key_" + "x" * 24
@@ -118,3 +125,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """A private Azurite (in memory) for tests that use storage without the whole stack."""
+    emulator = Azurite(PROJECT_DIR, tmp_path_factory.mktemp("azurite"), in_memory=True)
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def tables(azurite: Azurite) -> Tables:
+    """Tables under a prefix of their own, so tests never see each other's rows."""
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    return Tables(service, prefix="t" + uuid.uuid4().hex[:10])
+
+
+@pytest.fixture
+def video_assets(azurite: Azurite) -> VideoAssets:
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    return VideoAssets(service, "videos-" + uuid.uuid4().hex[:10])

@@ -1,0 +1,69 @@
+"""SAS URLs minted by the gateway: read-only, one blob, short-lived; Azurite enforces it."""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import requests
+
+from gateway.blobs import VideoAssets
+
+PAYLOAD = os.urandom(300_000)
+
+
+def upload(assets: VideoAssets, name: str = "app_a/video_1/video.mp4") -> str:
+    assets.upload_stream(name, io.BytesIO(PAYLOAD), length=len(PAYLOAD), content_type="video/mp4")
+    return name
+
+
+def with_query(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    query.update(changes)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def test_sas_url_reads_exactly_that_blob(video_assets: VideoAssets) -> None:
+    url = video_assets.read_url(upload(video_assets), timedelta(minutes=5))
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200
+    assert response.content == PAYLOAD
+    assert response.headers["Content-Type"] == "video/mp4"
+    assert parse_qs(urlsplit(url).query)["sp"] == ["r"]
+
+
+def test_expired_sas_is_refused(video_assets: VideoAssets) -> None:
+    url = video_assets.read_url(upload(video_assets), timedelta(seconds=-60))
+    assert requests.get(url, timeout=10).status_code == 403
+
+
+def test_tampered_signature_is_refused(video_assets: VideoAssets) -> None:
+    url = video_assets.read_url(upload(video_assets), timedelta(minutes=5))
+    signature = parse_qs(urlsplit(url).query)["sig"][0]
+    forged = ("A" if signature[0] != "A" else "B") + signature[1:]
+    assert requests.get(with_query(url, sig=forged), timeout=10).status_code == 403
+
+
+def test_widened_permissions_are_refused(video_assets: VideoAssets) -> None:
+    url = video_assets.read_url(upload(video_assets), timedelta(minutes=5))
+    assert requests.get(with_query(url, sp="rw"), timeout=10).status_code == 403
+
+
+def test_sas_does_not_open_another_blob(video_assets: VideoAssets) -> None:
+    upload(video_assets, "app_b/video_2/video.mp4")
+    url = video_assets.read_url(upload(video_assets), timedelta(minutes=5))
+    other = url.replace("app_a/video_1", "app_b/video_2")
+    assert requests.get(other, timeout=10).status_code == 403
+
+
+def test_sas_cannot_write_or_delete(video_assets: VideoAssets) -> None:
+    name = upload(video_assets)
+    url = video_assets.read_url(name, timedelta(minutes=5))
+    put = requests.put(url, data=b"evil", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
+    delete = requests.delete(url, timeout=10)
+    assert put.status_code == 403
+    assert delete.status_code == 403
+    assert requests.get(url, timeout=10).content == PAYLOAD
