@@ -5,7 +5,7 @@ import azure.functions as func
 
 from activities import jobs as job_activities
 from activities import upstream as upstream_activities
-from api import health, videos
+from api import health, manage, usage, videos
 from orchestrators import generate_video
 
 # The gateway authenticates callers itself (app keys), so routes need no function keys.
@@ -13,6 +13,8 @@ app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 for blueprint in (
     health.bp,
+    manage.bp,
+    usage.bp,
     videos.bp,
     generate_video.bp,
     upstream_activities.bp,

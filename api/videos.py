@@ -12,14 +12,16 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from api.auth import authenticate_app
-from api.http import api_errors, json_body, json_response
+from api.forms import read_fields
+from api.http import api_errors, json_response
 from gateway.apps import App
-from gateway.clients import get_job_store, get_video_assets
+from gateway.clients import get_job_store, get_quota_store, get_video_assets
 from gateway.errors import NotFound, ServiceUnavailable
-from gateway.jobs import Job, new_job_id
+from gateway.jobs import Job
 from gateway.messages import JobRef
 from gateway.polling import PollPolicy, estimate_remaining_seconds
 from gateway.settings import Settings, get_settings
+from gateway.submissions import accept_video, withdraw_video
 from gateway.validation import parse_video_spec
 from gateway.video_object import video_object
 from orchestrators import names as orchestrators
@@ -35,35 +37,34 @@ log = logging.getLogger(__name__)
 async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     settings = get_settings()
     app = await asyncio.to_thread(authenticate_app, req)
-    spec = parse_video_spec(json_body(req), settings)
-    job = Job(
-        id=new_job_id(),
-        app_id=app.id,
-        model=spec.model,
-        prompt=spec.prompt,
-        seconds=spec.seconds,
-        size=spec.size,
-        created_at=int(time.time()),
-        metadata=spec.metadata,
-        user=spec.user,
+    spec = parse_video_spec(read_fields(req).values, settings)
+    accepted = await asyncio.to_thread(
+        accept_video, app, spec, settings=settings, quota=get_quota_store(), jobs=get_job_store()
     )
-    await asyncio.to_thread(get_job_store().add_job, job)
+    job = accepted.job
+    await _start_generation(client, job, settings)
+    log.info("app %s queued video %s (%s, %ss, %s)", app.id, job.id, job.model, job.seconds, job.size)
+    headers = {
+        "Location": f"/api/v1/videos/{job.id}",
+        "Retry-After": str(_poll_after_seconds(job)),
+        **accepted.usage.headers(),
+    }
+    return json_response(_render(job, settings), status=202, headers=headers)
+
+
+async def _start_generation(client: df.DurableOrchestrationClient, job: Job, settings: Settings) -> None:
     run = JobRun(
-        job=JobRef(app_id=app.id, job_id=job.id),
+        job=JobRef(app_id=job.app_id, job_id=job.id),
         poll=PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds),
         timeout_minutes=settings.job_timeout_minutes,
     )
     try:
         await client.start_new(orchestrators.GENERATE_VIDEO, instance_id=job.id, client_input=run.to_dict())
     except Exception as error:
-        # Without an orchestration the job would sit queued forever; forget it instead.
+        # Without an orchestration the job would sit queued forever: undo it, slot included.
         log.exception("could not start the orchestration for %s", job.id)
-        await asyncio.to_thread(get_job_store().delete_job, app.id, job.id)
+        await asyncio.to_thread(withdraw_video, job, quota=get_quota_store(), jobs=get_job_store())
         raise ServiceUnavailable("The video could not be queued; try again shortly.") from error
-    log.info("app %s queued video %s (%s, %ss, %s)", app.id, job.id, job.model, job.seconds, job.size)
-    body = _render(job, settings)
-    headers = {"Location": f"/api/v1/videos/{job.id}", "Retry-After": str(_poll_after_seconds(job))}
-    return json_response(body, status=202, headers=headers)
 
 
 @bp.route(route="v1/videos/{video_id}", methods=["GET"])

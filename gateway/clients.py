@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from gateway.apps import AppStore
 from gateway.blobs import VideoAssets
 from gateway.jobs import JobStore
+from gateway.quota import QuotaStore
 from gateway.settings import Settings, get_settings
 from gateway.sora import SoraClient
 from gateway.tables import Tables
@@ -124,6 +125,11 @@ def get_video_assets() -> VideoAssets:
     return VideoAssets(get_blob_service(), get_settings().videos_container)
 
 
+@_ProcessSingleton
+def get_quota_store() -> QuotaStore:
+    return QuotaStore(get_tables())
+
+
 def reset_clients() -> None:
     """Forget every client (tests that change settings between cases use this)."""
     getters: tuple[_ProcessSingleton[Any], ...] = (
@@ -135,6 +141,7 @@ def reset_clients() -> None:
         get_app_store,
         get_job_store,
         get_video_assets,
+        get_quota_store,
     )
     for getter in getters:
         getter.reset()

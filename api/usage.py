@@ -1,0 +1,47 @@
+"""`GET /api/v1/usage`: the calling app's plan and quota."""
+
+from __future__ import annotations
+
+import time
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from api.auth import authenticate_app
+from api.http import api_errors, json_response
+from gateway.clients import get_quota_store
+from gateway.quota import WINDOWS, Limits
+from gateway.settings import get_settings
+
+bp = df.Blueprint()
+
+
+@bp.route(route="v1/usage", methods=["GET"])
+@api_errors
+def get_usage(req: func.HttpRequest) -> func.HttpResponse:
+    app = authenticate_app(req)
+    limits = Limits.for_plan(get_settings().plan_limits, app.plan)
+    if limits is None:
+        zero = dict.fromkeys(WINDOWS, 0)
+        return json_response(
+            {
+                "plan": app.plan,
+                "video_enabled": False,
+                "limits": zero,
+                "used": zero,
+                "remaining": zero,
+                "resets_at": dict.fromkeys(WINDOWS),
+            }
+        )
+    usage = get_quota_store().usage(app.id, limits, time.time())
+    return json_response(
+        {
+            "plan": app.plan,
+            "video_enabled": True,
+            "limits": {"hour": limits.hour, "day": limits.day},
+            "used": usage.used,
+            "remaining": {window: usage.remaining(window) for window in WINDOWS},
+            "resets_at": usage.resets_at,
+        },
+        headers=usage.headers(),
+    )
