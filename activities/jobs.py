@@ -10,9 +10,9 @@ import azure.durable_functions as df
 
 from activities import names
 from gateway.blobs import asset_blob_name
-from gateway.clients import get_job_store, get_sora_client, get_video_assets
+from gateway.clients import get_job_store, get_quota_store, get_sora_client, get_video_assets
 from gateway.errors import UpstreamRejectedError
-from gateway.messages import JobFailure, StoredAssets, UpstreamJobRef
+from gateway.messages import JobFailure, JobRef, StoredAssets, UpstreamJobRef
 from gateway.settings import get_settings
 
 bp = df.Blueprint()
@@ -69,3 +69,11 @@ def fail_job(payload: dict[str, Any]) -> None:
         error_message=failure.message,
         completed_at=int(time.time()),
     )
+
+
+@bp.function_name(names.RELEASE_QUOTA_SLOT)
+@bp.activity_trigger(input_name="payload")
+def release_quota_slot(payload: dict[str, Any]) -> bool:
+    """Give the app its slot back: the upstream never accepted the job."""
+    ref = JobRef.from_dict(payload)
+    return get_quota_store().release(ref.app_id, ref.job_id, time.time())

@@ -1,15 +1,20 @@
-"""Activities that talk to the Sora upstream and record what it said on the job."""
+"""Activities that talk to the Sora upstream and record what it said on the job.
+
+Throttling (429) is returned, not raised, so the orchestrator waits it out on a durable timer
+for as long as the upstream asks; other transient failures raise and are retried by Durable.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import azure.durable_functions as df
 
 from activities import names
-from gateway.clients import get_job_store, get_sora_client
-from gateway.errors import UpstreamRejectedError
+from gateway.clients import get_job_store, get_sora_client, get_upstream_creator, get_upstream_pacer
+from gateway.errors import UpstreamRejectedError, UpstreamTransientError
 from gateway.messages import JobRef, UpstreamJobRef, UpstreamStatus
 from gateway.settings import get_settings
 
@@ -17,26 +22,34 @@ bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
 
-@bp.function_name(names.CREATE_UPSTREAM_JOB)
+@bp.function_name(names.RESERVE_UPSTREAM_SLOT)
 @bp.activity_trigger(input_name="payload")
-def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
-    """Create the upstream job for a gateway job, at most once.
-
-    A retried or replayed call finds the upstream id recorded by the first one and returns
-    that job's status instead of creating a second upstream job.
-    """
+def reserve_upstream_slot(payload: dict[str, Any]) -> float:
+    """Unix time at which this job may create its upstream job (reserved once per job)."""
     ref = JobRef.from_dict(payload)
     jobs = get_job_store()
     job = jobs.get_job(ref.app_id, ref.job_id)
+    if job is None:
+        return time.time()
+    if job.start_at is not None:
+        return job.start_at
+    start_at = get_upstream_pacer().reserve(time.time())
+    jobs.update_job(ref.app_id, ref.job_id, start_at=start_at)
+    return start_at
+
+
+@bp.function_name(names.CREATE_UPSTREAM_JOB)
+@bp.activity_trigger(input_name="payload")
+def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """Create the job's upstream video at most once (see gateway.creation)."""
+    ref = JobRef.from_dict(payload)
+    job = get_job_store().get_job(ref.app_id, ref.job_id)
     if job is None or job.finished:
         # Deleted or cancelled before its turn: nothing to create.
         return UpstreamStatus(upstream_id=None, status="failed", error_code="cancelled").to_dict()
-    sora = get_sora_client()
-    if job.upstream_id:
-        return UpstreamStatus.of(sora.get_video(job.upstream_id)).to_dict()
-    deployment = get_settings().deployments.get(job.model, job.model)
+    creator = get_upstream_creator()
     try:
-        video = sora.create_video(model=deployment, prompt=job.prompt, seconds=job.seconds, size=job.size)
+        video = creator.ensure_created(job, get_settings().deployments.get(job.model, job.model))
     except UpstreamRejectedError as error:
         log.info("upstream refused job %s: %s", job.id, error.code)
         return UpstreamStatus(
@@ -46,9 +59,11 @@ def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
             error_message=error.message,
             rejected=True,
         ).to_dict()
-    jobs.update_job(
-        ref.app_id, ref.job_id, upstream_id=video.id, **_progress_fields(video.status, video.progress)
-    )
+    except UpstreamTransientError as error:
+        if error.status != 429:
+            raise
+        return UpstreamStatus.throttled(None, error.retry_after).to_dict()
+    creator.record(job, video)
     return UpstreamStatus.of(video).to_dict()
 
 
@@ -56,9 +71,17 @@ def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def check_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
     ref = UpstreamJobRef.from_dict(payload)
-    video = get_sora_client().get_video(ref.upstream_id)
+    try:
+        video = get_sora_client().get_video(ref.upstream_id)
+    except UpstreamTransientError as error:
+        if error.status != 429:
+            raise
+        return UpstreamStatus.throttled(ref.upstream_id, error.retry_after).to_dict()
+    # "completed" is only written once the assets are stored, so a reader never sees a
+    # completed job without its video.
+    status = "in_progress" if video.status in ("completed", "failed") else video.status
     get_job_store().update_job(
-        ref.job.app_id, ref.job.job_id, **_progress_fields(video.status, video.progress)
+        ref.job.app_id, ref.job.job_id, status=status, progress=min(video.progress, 99)
     )
     return UpstreamStatus.of(video).to_dict()
 
@@ -68,11 +91,3 @@ def check_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
 def delete_upstream_job(payload: dict[str, Any]) -> bool:
     ref = UpstreamJobRef.from_dict(payload)
     return get_sora_client().delete_video(ref.upstream_id)
-
-
-def _progress_fields(status: str, progress: int) -> dict[str, Any]:
-    # "completed" is only written once the assets are stored, so a reader never sees a
-    # completed job without its video.
-    if status in ("completed", "failed"):
-        return {"status": "in_progress", "progress": 99}
-    return {"status": status, "progress": min(progress, 99)}

@@ -9,6 +9,7 @@ work in one transaction before any of that work starts.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 import traceback
@@ -140,6 +141,14 @@ class Engine:
 
     def get_instance(self, instance_id: str) -> InstanceRecord | None:
         return self._store.get_instance(instance_id)
+
+    def history(self, instance_id: str) -> list[JsonDict]:
+        return self._store.load_history(instance_id)
+
+    def query_instances(
+        self, created_from: str | None, created_to: str | None, statuses: list[str], prefix: str | None
+    ) -> list[InstanceRecord]:
+        return self._store.query_instances(created_from, created_to, statuses, prefix)
 
     async def start_new(self, name: str, instance_id: str | None, orchestration_input: Any) -> InstanceRecord:
         if name not in self._index.orchestrators:
@@ -325,7 +334,7 @@ class Engine:
         batch: list[InboxItem],
         new_events: list[JsonDict],
         decision: Decision,
-        now: Any,
+        now: dt.datetime,
     ) -> None:
         timestamp = format_timestamp(now)
         history = [*new_events, *decision.events, new_event(EventType.ORCHESTRATOR_COMPLETED, timestamp)]

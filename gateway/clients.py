@@ -20,7 +20,9 @@ from requests.adapters import HTTPAdapter
 
 from gateway.apps import AppStore
 from gateway.blobs import VideoAssets
+from gateway.creation import UpstreamCreator
 from gateway.jobs import JobStore
+from gateway.pacing import Pace, UpstreamPacer
 from gateway.quota import QuotaStore
 from gateway.settings import Settings, get_settings
 from gateway.sora import SoraClient
@@ -130,6 +132,16 @@ def get_quota_store() -> QuotaStore:
     return QuotaStore(get_tables())
 
 
+@_ProcessSingleton
+def get_upstream_pacer() -> UpstreamPacer:
+    return UpstreamPacer(get_tables(), Pace(get_settings().upstream_creates_per_minute))
+
+
+@_ProcessSingleton
+def get_upstream_creator() -> UpstreamCreator:
+    return UpstreamCreator(get_job_store(), get_tables(), get_sora_client())
+
+
 def reset_clients() -> None:
     """Forget every client (tests that change settings between cases use this)."""
     getters: tuple[_ProcessSingleton[Any], ...] = (
@@ -142,6 +154,8 @@ def reset_clients() -> None:
         get_job_store,
         get_video_assets,
         get_quota_store,
+        get_upstream_pacer,
+        get_upstream_creator,
     )
     for getter in getters:
         getter.reset()

@@ -46,6 +46,8 @@ class Job:
     error_message: str | None = None
     remixed_from_video_id: str | None = None
     upstream_id: str | None = None
+    start_at: float | None = None  # the creation time reserved by upstream pacing
+    create_started_at: float | None = None  # set before the upstream create call
     video_blob: str | None = None
     thumbnail_blob: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)

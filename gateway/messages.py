@@ -32,10 +32,15 @@ class UpstreamStatus:
     error_code: str | None = None
     error_message: str | None = None
     rejected: bool = False
+    retry_after: float | None = None  # set when the upstream throttled us: wait, then ask again
 
     @property
     def finished(self) -> bool:
         return self.rejected or self.status in ("completed", "failed")
+
+    @classmethod
+    def throttled(cls, upstream_id: str | None, retry_after: float | None) -> UpstreamStatus:
+        return cls(upstream_id=upstream_id, status="throttled", retry_after=max(retry_after or 0.0, 1.0))
 
     @classmethod
     def of(cls, video: UpstreamVideo) -> UpstreamStatus:

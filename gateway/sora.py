@@ -32,6 +32,10 @@ class UpstreamVideo:
     created_at: int | None
     error_code: str | None
     error_message: str | None
+    prompt: str | None = None
+    model: str | None = None
+    seconds: str | None = None
+    size: str | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> UpstreamVideo:
@@ -43,6 +47,10 @@ class UpstreamVideo:
             created_at=body.get("created_at"),
             error_code=error.get("code"),
             error_message=error.get("message"),
+            prompt=body.get("prompt"),
+            model=body.get("model"),
+            seconds=None if body.get("seconds") is None else str(body["seconds"]),
+            size=body.get("size"),
         )
 
     @property
@@ -104,6 +112,11 @@ class SoraClient:
 
     def get_video(self, video_id: str) -> UpstreamVideo:
         return UpstreamVideo.from_json(self._request("GET", f"/videos/{video_id}").json())
+
+    def list_videos(self, *, limit: int = 100) -> list[UpstreamVideo]:
+        """The newest upstream jobs, newest first (one page)."""
+        body = self._request("GET", "/videos", params={"limit": limit, "order": "desc"}).json()
+        return [UpstreamVideo.from_json(item) for item in body.get("data", [])]
 
     def delete_video(self, video_id: str) -> bool:
         """Delete an upstream job; False when it was already gone."""

@@ -1,14 +1,16 @@
-"""The life of one video job: create upstream, poll on durable timers, store the result.
+"""The life of one video job: wait for its upstream turn, create it once, poll on durable
+timers, store the result.
 
 Deterministic by construction: every decision uses the input, activity results and
-`context.current_utc_datetime`; all I/O happens in activities.
+`context.current_utc_datetime`; all I/O happens in activities. A cancel event is heard at every
+wait; the deadline bounds every wait.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -20,9 +22,12 @@ from orchestrators import names
 
 bp = df.Blueprint()
 
-# Upstream calls are retried on durable timers: 2 s, 4 s, 8 s, 16 s (about half a minute).
-UPSTREAM_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=5)
-UPSTREAM_RETRY.backoff_coefficient = 2
+# Transient upstream failures (5xx, resets, timeouts) are retried by Durable: eight attempts,
+# three seconds apart. Throttling is not a failure and is waited out separately.
+UPSTREAM_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=3000, max_number_of_attempts=8)
+STORAGE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
+
+Orchestration = Generator[Any, Any, Any]
 
 
 @dataclass(frozen=True)
@@ -63,48 +68,88 @@ class JobOutcome:
         }
 
 
-Orchestration = Generator[Any, Any, dict[str, Any]]
+class _Stop(Exception):
+    """Ends the job early with a failure code (cancelled, timeout, ...)."""
+
+    def __init__(self, code: str, message: str, *, refund: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.refund = refund
 
 
 @bp.function_name(names.GENERATE_VIDEO)
 @bp.orchestration_trigger(context_name="context")
 def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
     run = JobRun.from_dict(context.get_input())
+    job = run.job
     deadline = context.current_utc_datetime + timedelta(minutes=run.timeout_minutes)
+    upstream: UpstreamJobRef | None = None
     try:
-        status = UpstreamStatus.from_dict(
-            (
-                yield context.call_activity_with_retry(
-                    activity.CREATE_UPSTREAM_JOB, UPSTREAM_RETRY, run.job.to_dict()
-                )
+        start_at = yield context.call_activity_with_retry(
+            activity.RESERVE_UPSTREAM_SLOT, STORAGE_RETRY, job.to_dict()
+        )
+        yield from _wait_until(context, datetime.fromtimestamp(start_at, UTC), deadline)
+        status = yield from _create_upstream(context, job, deadline)
+        assert status.upstream_id is not None
+        upstream = UpstreamJobRef(job=job, upstream_id=status.upstream_id)
+        status = yield from _poll_until_finished(context, run, upstream, status, deadline)
+    except _Stop as stop:
+        if upstream is not None:
+            yield context.call_activity_with_retry(
+                activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict()
+            )
+        # Nothing reached the upstream when a queued job ran out of time: that costs no slot.
+        if stop.refund or (upstream is None and stop.code == "timeout"):
+            yield context.call_activity_with_retry(activity.RELEASE_QUOTA_SLOT, STORAGE_RETRY, job.to_dict())
+        return (yield from _fail(context, job, stop.code, stop.message))
+
+    if status.status != "completed":
+        return (yield from _fail(context, job, status.error_code or "failed", status.error_message or ""))
+    stored = StoredAssets.from_dict(
+        (
+            yield context.call_activity_with_retry(
+                activity.STORE_VIDEO_ASSETS, UPSTREAM_RETRY, upstream.to_dict()
             )
         )
-    except Exception as error:
-        return (yield from _fail(context, run.job, "upstream_unavailable", _reason(error)))
-    if status.upstream_id is None:
-        return (yield from _fail(context, run.job, status.error_code or "failed", status.error_message or ""))
+    )
+    return JobOutcome(job_id=job.job_id, status="completed", video_blob=stored.video_blob).to_dict()
 
-    upstream = UpstreamJobRef(job=run.job, upstream_id=status.upstream_id)
+
+def _create_upstream(
+    context: df.DurableOrchestrationContext, job: JobRef, deadline: datetime
+) -> Orchestration:
+    while True:
+        try:
+            result = yield context.call_activity_with_retry(
+                activity.CREATE_UPSTREAM_JOB, UPSTREAM_RETRY, job.to_dict()
+            )
+        except Exception as error:
+            # The upstream never accepted the job: the app gets its slot back.
+            raise _Stop("upstream_unavailable", _reason(error), refund=True) from error
+        status = UpstreamStatus.from_dict(result)
+        if status.retry_after is not None:
+            yield from _wait_until(context, _after(context, status.retry_after), deadline)
+            continue
+        if status.upstream_id is None:
+            raise _Stop(
+                status.error_code or "failed", status.error_message or "The upstream refused the video."
+            )
+        return status
+
+
+def _poll_until_finished(
+    context: df.DurableOrchestrationContext,
+    run: JobRun,
+    upstream: UpstreamJobRef,
+    status: UpstreamStatus,
+    deadline: datetime,
+) -> Orchestration:
     started = context.current_utc_datetime
     while not status.finished:
-        now = context.current_utc_datetime
-        delay = run.poll.next_delay(elapsed_seconds=(now - started).total_seconds(), progress=status.progress)
-        wake_at = min(now + timedelta(seconds=delay), deadline)
-        woke = yield from _sleep_unless_cancelled(context, wake_at)
-        if woke == "cancelled":
-            yield context.call_activity_with_retry(
-                activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict()
-            )
-            return (yield from _fail(context, run.job, "cancelled", "The video was cancelled."))
-        if context.current_utc_datetime >= deadline:
-            yield context.call_activity_with_retry(
-                activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict()
-            )
-            return (
-                yield from _fail(
-                    context, run.job, "timeout", f"No result within {run.timeout_minutes} minutes."
-                )
-            )
+        elapsed = (context.current_utc_datetime - started).total_seconds()
+        delay = status.retry_after or run.poll.next_delay(elapsed_seconds=elapsed, progress=status.progress)
+        yield from _wait_until(context, _after(context, delay), deadline)
         try:
             status = UpstreamStatus.from_dict(
                 (
@@ -113,39 +158,38 @@ def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
                     )
                 )
             )
-        except Exception:  # noqa: S112 - the activity logged it; the deadline bounds the waiting
-            continue  # the upstream stayed unreachable through the retries: look again later
-
-    if status.status != "completed":
-        return (yield from _fail(context, run.job, status.error_code or "failed", status.error_message or ""))
-    stored = StoredAssets.from_dict(
-        (
-            yield context.call_activity_with_retry(
-                activity.STORE_VIDEO_ASSETS, UPSTREAM_RETRY, upstream.to_dict()
-            )
-        )
-    )
-    return JobOutcome(job_id=run.job.job_id, status="completed", video_blob=stored.video_blob).to_dict()
+        except Exception:  # noqa: S112 - retries exhausted; the deadline bounds how long we keep looking
+            continue
+    return status
 
 
-def _sleep_unless_cancelled(
-    context: df.DurableOrchestrationContext, wake_at: datetime
-) -> Generator[Any, Any, str]:
-    timer = context.create_timer(wake_at)
-    cancel = context.wait_for_external_event(names.CANCEL_EVENT)
-    winner = yield context.task_any([timer, cancel])
-    if winner == cancel:
-        timer.cancel()  # no timer may outlive the orchestration
-        return "cancelled"
-    return "woke"
+def _wait_until(
+    context: df.DurableOrchestrationContext, wake_at: datetime, deadline: datetime
+) -> Orchestration:
+    """Sleep on a durable timer until `wake_at`, unless cancelled; never past the deadline."""
+    if wake_at > context.current_utc_datetime:
+        timer = context.create_timer(min(wake_at, deadline))
+        cancel = context.wait_for_external_event(names.CANCEL_EVENT)
+        winner = yield context.task_any([timer, cancel])
+        if winner == cancel:
+            timer.cancel()  # no timer may outlive the orchestration
+            raise _Stop("cancelled", "The video was cancelled.")
+    if context.current_utc_datetime >= deadline:
+        raise _Stop("timeout", "The video was not ready in time.")
+
+
+def _after(context: df.DurableOrchestrationContext, seconds: float) -> datetime:
+    now: datetime = context.current_utc_datetime
+    return now + timedelta(seconds=seconds)
 
 
 def _fail(context: df.DurableOrchestrationContext, job: JobRef, code: str, message: str) -> Orchestration:
     failure = JobFailure(job=job, code=code, message=message)
-    yield context.call_activity_with_retry(activity.FAIL_JOB, UPSTREAM_RETRY, failure.to_dict())
+    yield context.call_activity_with_retry(activity.FAIL_JOB, STORAGE_RETRY, failure.to_dict())
     return JobOutcome(job_id=job.job_id, status="failed", error_code=code).to_dict()
 
 
 def _reason(error: Exception) -> str:
     # Durable wraps activity failures; the first line is the activity's own message.
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__

@@ -195,4 +195,3 @@ def _list_order(raw: str | None) -> Literal["asc", "desc"]:
     if raw == "asc":
         return "asc"
     raise invalid_value("order", f"Invalid value: '{raw}'. Supported values are: 'asc' and 'desc'.")
-

@@ -53,10 +53,10 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
     original_connect = socket.socket.connect
 
     def guarded_connect(self: socket.socket, address: Any) -> None:
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            if not ipaddress.ip_address(address[0]).is_loopback:
-                attempts.append(address)
-                raise ConnectionRefusedError(f"tests must stay on loopback, not {address!r}")
+        internet = self.family in (socket.AF_INET, socket.AF_INET6)
+        if internet and not ipaddress.ip_address(address[0]).is_loopback:
+            attempts.append(address)
+            raise ConnectionRefusedError(f"tests must stay on loopback, not {address!r}")
         original_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)

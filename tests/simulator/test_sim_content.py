@@ -31,9 +31,7 @@ def track_dimensions(mp4: bytes) -> tuple[int, int]:
     raise AssertionError("no video track")
 
 
-@pytest.mark.parametrize(
-    ("seconds", "size"), [("4", "720x1280"), ("8", "1280x720"), ("12", "1792x1024")]
-)
+@pytest.mark.parametrize(("seconds", "size"), [("4", "720x1280"), ("8", "1280x720"), ("12", "1792x1024")])
 def test_video_is_a_playable_mp4_of_the_requested_size_and_duration(
     sim: SoraSimulator, client: OpenAI, http: requests.Session, seconds: str, size: str
 ) -> None:
@@ -46,7 +44,8 @@ def test_video_is_a_playable_mp4_of_the_requested_size_and_duration(
     assert int(download.response.headers["Content-Length"]) == len(mp4)
     kinds = [kind for kind, _, _ in boxes(mp4)]
     assert kinds[0] == "ftyp"
-    assert "moov" in kinds and "mdat" in kinds
+    assert "moov" in kinds
+    assert "mdat" in kinds
     assert duration_seconds(mp4) == pytest.approx(int(seconds), abs=0.05)
     assert b"avc1" in mp4[: 64 * 1024]  # H.264 sample description, in the moov up front
     assert f"{track_dimensions(mp4)[0]}x{track_dimensions(mp4)[1]}" == size
@@ -54,14 +53,17 @@ def test_video_is_a_playable_mp4_of_the_requested_size_and_duration(
 
 
 @pytest.mark.parametrize("variant", ["thumbnail", "spritesheet"])
-def test_image_variants_are_jpegs(sim: SoraSimulator, client: OpenAI, http: requests.Session, variant: str) -> None:
+def test_image_variants_are_jpegs(
+    sim: SoraSimulator, client: OpenAI, http: requests.Session, variant: str
+) -> None:
     video = finished_video(http, sim, size="1280x720")
 
     download = client.videos.download_content(video.id, variant=variant)  # type: ignore[arg-type]
     jpeg = download.read()
 
     assert download.response.headers["Content-Type"] == "image/jpeg"
-    assert jpeg[:3] == b"\xff\xd8\xff" and jpeg[-2:] == b"\xff\xd9"
+    assert jpeg[:3] == b"\xff\xd8\xff"
+    assert jpeg[-2:] == b"\xff\xd9"
     info = image_info(jpeg)
     if variant == "thumbnail":
         assert info.size == "1280x720"
@@ -69,7 +71,9 @@ def test_image_variants_are_jpegs(sim: SoraSimulator, client: OpenAI, http: requ
         assert (info.width, info.height) == (4 * 320, 180)  # four quarter-size frames in a row
 
 
-def test_content_is_not_available_before_completion(sim: SoraSimulator, client: OpenAI, http: requests.Session) -> None:
+def test_content_is_not_available_before_completion(
+    sim: SoraSimulator, client: OpenAI, http: requests.Session
+) -> None:
     running = client.videos.create(prompt="still rendering")
 
     with pytest.raises(openai.NotFoundError) as raised:
@@ -77,7 +81,10 @@ def test_content_is_not_available_before_completion(sim: SoraSimulator, client: 
 
     assert raised.value.code == "video_not_ready"
     assert_openai_error(
-        http.get(f"{sim.url}/openai/v1/videos/video_unknown/content", timeout=10), 404, "video_not_found", "video_id"
+        http.get(f"{sim.url}/openai/v1/videos/video_unknown/content", timeout=10),
+        404,
+        "video_not_found",
+        "video_id",
     )
     assert_openai_error(
         http.get(f"{sim.url}/openai/v1/videos/{running.id}/content", params={"variant": "gif"}, timeout=10),

@@ -16,7 +16,9 @@ from tests.simulator.support import assert_openai_error, finished_video, wait_fo
 pytestmark = pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
 
 
-def test_blocked_prompt_is_refused_without_creating_a_job(sim: SoraSimulator, client: OpenAI, http: requests.Session) -> None:
+def test_blocked_prompt_is_refused_without_creating_a_job(
+    sim: SoraSimulator, client: OpenAI, http: requests.Session
+) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
         client.videos.create(prompt="Something forbidden #sim:blocked")
 
@@ -25,13 +27,17 @@ def test_blocked_prompt_is_refused_without_creating_a_job(sim: SoraSimulator, cl
     assert raised.value.type == "invalid_request_error"
     assert client.videos.list().data == []
     source = finished_video(http, sim)
-    remix = http.post(f"{sim.url}/openai/v1/videos/{source.id}/remix", json={"prompt": "#sim:blocked"}, timeout=10)
+    remix = http.post(
+        f"{sim.url}/openai/v1/videos/{source.id}/remix", json={"prompt": "#sim:blocked"}, timeout=10
+    )
     assert_openai_error(remix, 400, "content_policy_violation", "prompt")
     stats = sim.stats()
     assert (stats["jobs_created"], stats["creates_blocked"]) == (1, 2)
 
 
-def test_fail_marker_makes_the_job_fail_part_way(sim: SoraSimulator, client: OpenAI, http: requests.Session) -> None:
+def test_fail_marker_makes_the_job_fail_part_way(
+    sim: SoraSimulator, client: OpenAI, http: requests.Session
+) -> None:
     sim.update_config(job_seconds=1.0)
     video = client.videos.create(prompt="A doomed render #sim:fail")
     assert video.status == "queued"
@@ -42,9 +48,11 @@ def test_fail_marker_makes_the_job_fail_part_way(sim: SoraSimulator, client: Ope
     assert running.status == "in_progress"
     assert failed.status == "failed"
     assert failed.error is not None
-    assert failed.error.code == "video_generation_failed" and failed.error.message
+    assert failed.error.code == "video_generation_failed"
+    assert failed.error.message
     assert 0 < failed.progress < 100
-    assert failed.completed_at is None and failed.expires_at is None
+    assert failed.completed_at is None
+    assert failed.expires_at is None
     with pytest.raises(openai.NotFoundError):
         client.videos.download_content(video.id)
     with pytest.raises(openai.ConflictError):
@@ -73,7 +81,9 @@ def test_creation_quota_answers_429_with_exact_retry_after(sim: SoraSimulator, c
     assert client.videos.create(prompt="unlimited again").status == "queued"
 
 
-def test_remix_counts_against_the_creation_quota(sim: SoraSimulator, client: OpenAI, http: requests.Session) -> None:
+def test_remix_counts_against_the_creation_quota(
+    sim: SoraSimulator, client: OpenAI, http: requests.Session
+) -> None:
     source = finished_video(http, sim)
     sim.update_config(creates_per_minute=2)
 
@@ -102,7 +112,9 @@ def test_full_fault_rate_faults_every_request_without_side_effects() -> None:
         outcomes: Counter[str] = Counter()
         for number in range(40):
             try:
-                response = session.post(f"{flaky.url}/openai/v1/videos", json={"prompt": f"n{number}"}, timeout=5)
+                response = session.post(
+                    f"{flaky.url}/openai/v1/videos", json={"prompt": f"n{number}"}, timeout=5
+                )
             except requests.ConnectionError:
                 outcomes["dropped"] += 1
                 continue
@@ -120,7 +132,10 @@ def test_full_fault_rate_faults_every_request_without_side_effects() -> None:
 
         # The outage ends: the same request now creates exactly one job.
         flaky.update_config(fault_rate=0.0)
-        assert session.post(f"{flaky.url}/openai/v1/videos", json={"prompt": "after"}, timeout=5).status_code == 200
+        assert (
+            session.post(f"{flaky.url}/openai/v1/videos", json={"prompt": "after"}, timeout=5).status_code
+            == 200
+        )
         assert flaky.stats()["jobs_created"] == 1
 
 
@@ -174,9 +189,15 @@ def test_stats_count_exactly(sim: SoraSimulator, client: OpenAI) -> None:
 def test_config_hook_changes_knobs_and_refuses_bad_ones(sim: SoraSimulator) -> None:
     url = f"{sim.url}/_sim/config"
 
-    changed = requests.patch(url, json={"fault_rate": 0.25, "creates_per_minute": 3, "job_seconds": 1}, timeout=5)
+    changed = requests.patch(
+        url, json={"fault_rate": 0.25, "creates_per_minute": 3, "job_seconds": 1}, timeout=5
+    )
     assert changed.status_code == 200
-    assert (changed.json()["fault_rate"], changed.json()["creates_per_minute"], changed.json()["job_seconds"]) == (
+    assert (
+        changed.json()["fault_rate"],
+        changed.json()["creates_per_minute"],
+        changed.json()["job_seconds"],
+    ) == (
         0.25,
         3,
         1.0,

@@ -84,7 +84,9 @@ def test_token_endpoint_refuses_bad_requests(
     assert sim.stats()["tokens_issued"] == 0
 
 
-def test_credential_with_the_wrong_identity_header_fails(sim: SoraSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_credential_with_the_wrong_identity_header_fails(
+    sim: SoraSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use_managed_identity_of(sim, monkeypatch)
     monkeypatch.setenv("IDENTITY_HEADER", "wrong-secret")
 
@@ -101,9 +103,11 @@ def test_videos_api_requires_a_bearer_token(sim: SoraSimulator) -> None:
 
 
 def test_unknown_token_is_refused_by_the_sdk_as_authentication_error(sim: SoraSimulator) -> None:
-    with OpenAI(base_url=f"{sim.url}/openai/v1/", api_key="made-up-token", max_retries=0) as client:
-        with pytest.raises(openai.AuthenticationError) as raised:
-            client.videos.create(prompt="a cat")
+    with (
+        OpenAI(base_url=f"{sim.url}/openai/v1/", api_key="made-up-token", max_retries=0) as client,
+        pytest.raises(openai.AuthenticationError) as raised,
+    ):
+        client.videos.create(prompt="a cat")
     assert raised.value.status_code == 401
     assert raised.value.code == "invalid_api_key"
     assert sim.stats()["jobs_created"] == 0

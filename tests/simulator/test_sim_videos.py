@@ -41,7 +41,9 @@ def test_json_create_returns_a_queued_video_object(sim: SoraSimulator, http: req
     assert (video.object, video.status, video.progress) == ("video", "queued", 0)
     assert (video.model, video.seconds, video.size) == ("sora-2-pro", "8", "1280x720")
     assert video.prompt == "A lighthouse at dawn"
-    assert video.completed_at is None and video.expires_at is None and video.error is None
+    assert video.completed_at is None
+    assert video.expires_at is None
+    assert video.error is None
     assert abs(video.created_at - time.time()) <= 2
     assert sim.stats()["jobs_created"] == 1
 
@@ -88,7 +90,9 @@ def test_input_reference_as_json_data_url(sim: SoraSimulator, http: requests.Ses
     mismatched = http.post(
         url, json={"prompt": "p", "size": "1792x1024", "input_reference": {"image_url": data_url}}, timeout=10
     )
-    not_an_image = http.post(url, files={"prompt": (None, "p"), "input_reference": ("x.png", b"hello")}, timeout=10)
+    not_an_image = http.post(
+        url, files={"prompt": (None, "p"), "input_reference": ("x.png", b"hello")}, timeout=10
+    )
 
     assert accepted.status_code == 200, accepted.text
     assert_openai_error(mismatched, 400, "invalid_value", "input_reference")
@@ -156,7 +160,8 @@ def test_status_and_progress_follow_the_wall_clock(sim: SoraSimulator, http: req
     assert max(value for status, value in seen if status != "completed") <= 99
     assert seen[-1] == ("completed", 100)
     assert 1.8 <= elapsed <= 3.0
-    assert video.completed_at is not None and video.expires_at == video.completed_at + 24 * 3600
+    assert video.completed_at is not None
+    assert video.expires_at == video.completed_at + 24 * 3600
 
 
 def test_create_and_poll_waits_until_completed(sim: SoraSimulator, client: OpenAI) -> None:
@@ -165,18 +170,25 @@ def test_create_and_poll_waits_until_completed(sim: SoraSimulator, client: OpenA
     video = client.videos.create_and_poll(prompt="A fox in the snow", seconds="8")
 
     assert (video.status, video.progress, video.seconds) == ("completed", 100, "8")
-    assert video.completed_at is not None and video.completed_at >= video.created_at
+    assert video.completed_at is not None
+    assert video.completed_at >= video.created_at
     assert 1.8 <= time.monotonic() - started <= 4.0
 
 
-def test_list_is_newest_first_and_paginates(sim: SoraSimulator, client: OpenAI, http: requests.Session) -> None:
+def test_list_is_newest_first_and_paginates(
+    sim: SoraSimulator, client: OpenAI, http: requests.Session
+) -> None:
     ids = [client.videos.create(prompt=f"video {number}").id for number in range(5)]
     newest_first = ids[::-1]
 
     first = http.get(f"{sim.url}/openai/v1/videos", params={"limit": 2}, timeout=10).json()
     assert first["object"] == "list"
     assert [video["id"] for video in first["data"]] == newest_first[:2]
-    assert (first["first_id"], first["last_id"], first["has_more"]) == (newest_first[0], newest_first[1], True)
+    assert (first["first_id"], first["last_id"], first["has_more"]) == (
+        newest_first[0],
+        newest_first[1],
+        True,
+    )
     assert all(set(video) == VIDEO_FIELDS for video in first["data"])
 
     page = client.videos.list(limit=2, after=first["last_id"])
@@ -192,12 +204,19 @@ def test_list_is_newest_first_and_paginates(sim: SoraSimulator, client: OpenAI, 
 
 @pytest.mark.parametrize(
     ("params", "param"),
-    [({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"order": "up"}, "order"), ({"after": "video_x"}, "after")],
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"order": "up"}, "order"),
+        ({"after": "video_x"}, "after"),
+    ],
 )
 def test_list_refuses_bad_parameters(
     sim: SoraSimulator, http: requests.Session, params: dict[str, Any], param: str
 ) -> None:
-    assert_openai_error(http.get(f"{sim.url}/openai/v1/videos", params=params, timeout=10), 400, "invalid_value", param)
+    assert_openai_error(
+        http.get(f"{sim.url}/openai/v1/videos", params=params, timeout=10), 400, "invalid_value", param
+    )
 
 
 def test_remix_of_a_completed_video(sim: SoraSimulator, client: OpenAI, http: requests.Session) -> None:
@@ -206,7 +225,9 @@ def test_remix_of_a_completed_video(sim: SoraSimulator, client: OpenAI, http: re
 
     remix = client.videos.remix(source.id, prompt="Same scene, at night")
     multipart = http.post(
-        f"{sim.url}/openai/v1/videos/{source.id}/remix", files={"prompt": (None, "Same, in the rain")}, timeout=10
+        f"{sim.url}/openai/v1/videos/{source.id}/remix",
+        files={"prompt": (None, "Same, in the rain")},
+        timeout=10,
     )
 
     assert remix.remixed_from_video_id == source.id
@@ -232,7 +253,9 @@ def test_remix_needs_an_existing_completed_source(sim: SoraSimulator, client: Op
     assert sim.stats()["jobs_created"] == 1
 
 
-def test_delete_removes_finished_and_unfinished_jobs(sim: SoraSimulator, client: OpenAI, http: requests.Session) -> None:
+def test_delete_removes_finished_and_unfinished_jobs(
+    sim: SoraSimulator, client: OpenAI, http: requests.Session
+) -> None:
     finished = finished_video(http, sim)
     sim.update_config(job_seconds=30)
     unfinished = client.videos.create(prompt="long job")
@@ -246,12 +269,19 @@ def test_delete_removes_finished_and_unfinished_jobs(sim: SoraSimulator, client:
     for video_id in (finished.id, unfinished.id):
         with pytest.raises(openai.NotFoundError):
             client.videos.retrieve(video_id)
-        assert_openai_error(http.delete(f"{sim.url}/openai/v1/videos/{video_id}", timeout=10), 404, "video_not_found", "video_id")
+        assert_openai_error(
+            http.delete(f"{sim.url}/openai/v1/videos/{video_id}", timeout=10),
+            404,
+            "video_not_found",
+            "video_id",
+        )
     assert client.videos.list().data == []
     assert sim.stats()["jobs_deleted"] == 2
 
 
-def test_unknown_routes_and_methods_answer_in_the_openai_shape(sim: SoraSimulator, http: requests.Session) -> None:
+def test_unknown_routes_and_methods_answer_in_the_openai_shape(
+    sim: SoraSimulator, http: requests.Session
+) -> None:
     assert_openai_error(http.get(f"{sim.url}/openai/v1/nothing-here", timeout=10), 404, "not_found")
     assert_openai_error(http.put(f"{sim.url}/openai/v1/videos", timeout=10), 405, "method_not_allowed")
 
@@ -260,7 +290,10 @@ def test_concurrent_creates_each_make_one_job(sim: SoraSimulator, http: requests
     def create(number: int) -> str:
         # One connection per call: a requests.Session is not meant to be shared between threads.
         response = requests.post(
-            f"{sim.url}/openai/v1/videos", headers=http.headers, json={"prompt": f"parallel {number}"}, timeout=10
+            f"{sim.url}/openai/v1/videos",
+            headers=http.headers,
+            json={"prompt": f"parallel {number}"},
+            timeout=10,
         )
         assert response.status_code == 200, response.text
         return str(response.json()["id"])
@@ -270,5 +303,6 @@ def test_concurrent_creates_each_make_one_job(sim: SoraSimulator, http: requests
 
     assert len(set(ids)) == 24
     assert sim.stats()["jobs_created"] == 24
-    assert len(http.get(f"{sim.url}/openai/v1/videos", params={"limit": 100}, timeout=10).json()["data"]) == 24
-
+    assert (
+        len(http.get(f"{sim.url}/openai/v1/videos", params={"limit": 100}, timeout=10).json()["data"]) == 24
+    )
