@@ -23,9 +23,16 @@ THUMBNAIL_ASSET = "thumbnail.jpg"
 
 @bp.function_name(names.STORE_VIDEO_ASSETS)
 @bp.activity_trigger(input_name="payload")
-def store_video_assets(payload: dict[str, Any]) -> dict[str, Any]:
-    """Stream the finished MP4 (and its thumbnail, when there is one) into Blob Storage."""
+def store_video_assets(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Stream the finished MP4 (and its thumbnail, when there is one) into Blob Storage.
+
+    Returns None when the job was cancelled meanwhile; then nothing is left behind in storage.
+    """
     ref = UpstreamJobRef.from_dict(payload)
+    jobs = get_job_store()
+    current = jobs.get_job(ref.job.app_id, ref.job.job_id)
+    if current is None or current.finished:
+        return None
     video_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, VIDEO_ASSET)
     written = _copy(ref.upstream_id, "video", video_blob, "video/mp4")
     thumbnail_blob: str | None = asset_blob_name(ref.job.app_id, ref.job.job_id, THUMBNAIL_ASSET)
@@ -35,7 +42,7 @@ def store_video_assets(payload: dict[str, Any]) -> dict[str, Any]:
         thumbnail_blob = None  # a thumbnail is a nicety; its absence must not fail the video
     now = int(time.time())
     retention = timedelta(days=get_settings().video_retention_days)
-    get_job_store().update_job(
+    stored = jobs.update_job(
         ref.job.app_id,
         ref.job.job_id,
         status="completed",
@@ -45,6 +52,10 @@ def store_video_assets(payload: dict[str, Any]) -> dict[str, Any]:
         video_blob=video_blob,
         thumbnail_blob=thumbnail_blob,
     )
+    if stored.video_blob != video_blob:
+        # Cancelled or deleted while copying: the record will never point at these blobs.
+        get_video_assets().delete_all(video_blob, thumbnail_blob)
+        return None
     return StoredAssets(video_blob=video_blob, thumbnail_blob=thumbnail_blob, video_bytes=written).to_dict()
 
 

@@ -19,6 +19,7 @@ from gateway.clients import get_job_store, get_quota_store, get_video_assets
 from gateway.errors import NotFound, ServiceUnavailable
 from gateway.jobs import Job
 from gateway.messages import JobRef
+from gateway.pacing import Pace
 from gateway.polling import PollPolicy, estimate_remaining_seconds
 from gateway.settings import Settings, get_settings
 from gateway.submissions import accept_video, withdraw_video
@@ -79,6 +80,42 @@ def retrieve_video(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(_render(job, get_settings()), headers=headers)
 
 
+@bp.route(route="v1/videos/{video_id}", methods=["DELETE"])
+@bp.durable_client_input(client_name="client")
+@api_errors
+async def delete_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Cancel a job in flight, or delete a finished video's assets and record."""
+    app = await asyncio.to_thread(authenticate_app, req)
+    job = await asyncio.to_thread(_get_owned_job, app, req.route_params["video_id"])
+    if job.finished:
+        await asyncio.to_thread(_delete_finished, job)
+    else:
+        await asyncio.to_thread(_mark_cancelled, job)
+        try:
+            await client.raise_event(job.id, orchestrators.CANCEL_EVENT, None)
+        except Exception:
+            # It finished between our read and the event; its end step sees the cancel mark.
+            log.info("video %s ended before its cancel event arrived", job.id)
+        log.info("app %s cancelled video %s", app.id, job.id)
+    return json_response({"id": job.id, "object": "video.deleted", "deleted": True})
+
+
+def _mark_cancelled(job: Job) -> None:
+    get_job_store().update_job(
+        job.app_id,
+        job.id,
+        status="failed",
+        error_code="cancelled",
+        error_message="The video was cancelled.",
+        completed_at=int(time.time()),
+    )
+
+
+def _delete_finished(job: Job) -> None:
+    get_video_assets().delete_all(job.video_blob, job.thumbnail_blob)
+    get_job_store().delete_job(job.app_id, job.id)
+
+
 def _get_owned_job(app: App, video_id: str) -> Job:
     job = get_job_store().get_job(app.id, video_id)
     if job is None:
@@ -87,12 +124,17 @@ def _get_owned_job(app: App, video_id: str) -> Job:
 
 
 def _render(job: Job, settings: Settings) -> dict[str, Any]:
+    now = time.time()
+    waiting = job.status == "queued" and job.upstream_id is None
     return video_object(
         job,
         assets=get_video_assets() if job.status == "completed" else None,
         sas_ttl=timedelta(minutes=settings.sas_ttl_minutes),
         pricing=settings.pricing,
-        now=time.time(),
+        now=now,
+        queue_position=Pace(settings.upstream_creates_per_minute).queue_position(job.start_at, now)
+        if waiting
+        else None,
     )
 
 

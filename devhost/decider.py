@@ -250,7 +250,7 @@ def decide(
 
     timestamp = format_timestamp(now)
     continue_action: JsonDict | None = None
-    for action in actions[len(state.signatures):]:
+    for action in actions[len(state.signatures) :]:
         ids: list[int | None] = []
         for leaf in leaf_actions(action):
             kind = int(leaf.get("actionType", -1))
@@ -276,7 +276,9 @@ def decide(
     # now flagged isCanceled; dropping it keeps it from waking a finished wait.
     for action, ids in zip(actions, state.leaf_ids, strict=False):
         for leaf, leaf_id in zip(leaf_actions(action), ids, strict=False):
-            is_cancelled_timer = int(leaf.get("actionType", -1)) == ActionType.CREATE_TIMER and leaf.get("isCanceled")
+            is_cancelled_timer = int(leaf.get("actionType", -1)) == ActionType.CREATE_TIMER and leaf.get(
+                "isCanceled"
+            )
             if is_cancelled_timer and leaf_id is not None and leaf_id not in state.cancelled:
                 state.cancelled.add(leaf_id)
                 decision.cancelled_timers.append(leaf_id)

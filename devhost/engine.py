@@ -198,7 +198,9 @@ class Engine:
             return NOT_FOUND
         if record.status in TERMINAL_STATUSES:
             return GONE
-        event = new_event(EventType.EVENT_RAISED, format_timestamp(utc_now()), Name=event_name, Input=event_input)
+        event = new_event(
+            EventType.EVENT_RAISED, format_timestamp(utc_now()), Name=event_name, Input=event_input
+        )
         # External events belong to the instance, not to one execution (see continue-as-new).
         self._store.enqueue(instance_id, None, event)
         log.info("event %s raised for instance %s", event_name, instance_id)
@@ -216,7 +218,9 @@ class Engine:
             record.status = "Terminated"
             record.output = reason
             record.last_updated_time = now
-            self._store.finish_instance(record, [new_event(EventType.EXECUTION_TERMINATED, now, Input=reason)])
+            self._store.finish_instance(
+                record, [new_event(EventType.EXECUTION_TERMINATED, now, Input=reason)]
+            )
             self._cancel_instance_timers(instance_id)
         log.info("terminated instance %s", instance_id)
         return ACCEPTED
@@ -232,7 +236,9 @@ class Engine:
                 now = format_timestamp(utc_now())
                 record.status = "Suspended"
                 record.last_updated_time = now
-                self._store.update_instance(record, [new_event(EventType.EXECUTION_SUSPENDED, now, Reason=reason)])
+                self._store.update_instance(
+                    record, [new_event(EventType.EXECUTION_SUSPENDED, now, Reason=reason)]
+                )
         return ACCEPTED
 
     async def resume_instance(self, instance_id: str, reason: str) -> OperationResult:
@@ -246,7 +252,9 @@ class Engine:
                 now = format_timestamp(utc_now())
                 record.status = "Running"
                 record.last_updated_time = now
-                self._store.update_instance(record, [new_event(EventType.EXECUTION_RESUMED, now, Reason=reason)])
+                self._store.update_instance(
+                    record, [new_event(EventType.EXECUTION_RESUMED, now, Reason=reason)]
+                )
         self.wake(instance_id)
         return ACCEPTED
 
@@ -305,7 +313,9 @@ class Engine:
             outcome = await self._replay(record, old_events, new_events)
             if self._closing:
                 return False
-            error = f"Orchestrator function '{record.name}' failed: {outcome.error}" if outcome.error else None
+            error = (
+                f"Orchestrator function '{record.name}' failed: {outcome.error}" if outcome.error else None
+            )
             decision = decide(state, [item.event for item in batch], outcome.state, error, now)
             self._commit(record, state, batch, new_events, decision, now)
             log.info(
@@ -357,7 +367,8 @@ class Engine:
             for work in decision.activities
         ]
         timers = [
-            PendingTimer(instance_id, record.execution_id, work.timer_id, work.fire_at) for work in decision.timers
+            PendingTimer(instance_id, record.execution_id, work.timer_id, work.fire_at)
+            for work in decision.timers
         ]
         write = EpisodeWrite(
             instance=record,
@@ -400,7 +411,8 @@ class Engine:
         try:
             if function is None:
                 raise LookupError(
-                    f"The function '{activity.name}' doesn't exist, is disabled, or is not an activity function."
+                    f"The function '{activity.name}' doesn't exist, is disabled, "
+                    "or is not an activity function."
                 )
             argument = decode_activity_input(activity.input)
             result = await self._activities.invoke(function, {function.trigger_parameter: argument})

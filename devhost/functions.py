@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib
 import inspect
 import json
@@ -211,12 +212,11 @@ class Invoker:
             outcome: tuple[bool, Any]
             try:
                 outcome = (True, work())
-            except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine
+            except BaseException as error:
                 outcome = (False, error)
-            try:
+            # A closed loop means the host stopped and abandoned this work.
+            with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(deliver, outcome)
-            except RuntimeError:
-                pass  # the loop is closed: the host stopped and abandoned this work
 
         self._executor.submit(run)
         return future

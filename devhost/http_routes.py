@@ -65,7 +65,9 @@ def to_web_response(result: Any) -> web.Response:
             headers.add(name, value)
     if "content-type" not in headers:
         mimetype = result.mimetype
-        headers["Content-Type"] = f"{mimetype}; charset={result.charset}" if mimetype.startswith("text/") else mimetype
+        headers["Content-Type"] = (
+            f"{mimetype}; charset={result.charset}" if mimetype.startswith("text/") else mimetype
+        )
     return web.Response(status=result.status_code, body=result.get_body(), headers=headers)
 
 
@@ -89,9 +91,11 @@ class HttpFunctionServer:
 
     def _resolve(self, method: str, path: str) -> tuple[HttpFunction, dict[str, str]] | int:
         if self._prefix:
-            if path.lower() != self._prefix.lower() and not path.lower().startswith(self._prefix.lower() + "/"):
+            if path.lower() != self._prefix.lower() and not path.lower().startswith(
+                self._prefix.lower() + "/"
+            ):
                 return 404
-            path = path[len(self._prefix):]
+            path = path[len(self._prefix) :]
         wrong_method = False
         for entry in self._routes:
             values = entry.route.match(path or "/")
@@ -119,7 +123,9 @@ class HttpFunctionServer:
         arguments: dict[str, Any] = {function.trigger_parameter: http_request}
         client = function.binding_of_type(BINDING_DURABLE_CLIENT)
         if client is not None:
-            arguments[str(client["name"])] = client_binding(request_origin(request), self._rpc_origin(), self._task_hub)
+            arguments[str(client["name"])] = client_binding(
+                request_origin(request), self._rpc_origin(), self._task_hub
+            )
         started = time.monotonic()
         try:
             response = to_web_response(await self._invoker.invoke(function, arguments))

@@ -172,10 +172,12 @@ class ManagementApi:
         headers = {"Location": payload["statusQueryGetUri"], "Retry-After": "10"}
         return web.json_response(payload, status=202, headers=headers)
 
-    async def _wait_for_completion(self, request: web.Request, record: InstanceRecord, timeout: str) -> web.Response:
+    async def _wait_for_completion(
+        self, request: web.Request, record: InstanceRecord, wait_seconds: str
+    ) -> web.Response:
         """createAndWaitOnNewInstancePostUri: answer with the output if it finishes in time."""
         try:
-            deadline = time.monotonic() + float(timeout)
+            deadline = time.monotonic() + float(wait_seconds)
             interval = max(0.05, float(request.query.get("pollingInterval", "1")))
         except ValueError:
             return self._bad_request("timeout and pollingInterval must be numbers of seconds.")
@@ -196,7 +198,9 @@ class ManagementApi:
             history = status_history(events, _flag(request, "showHistoryOutput", False))
         body = instance_status(record, _flag(request, "showInput", True), history)
         if record.status in ("Running", "Pending", "ContinuedAsNew"):
-            return web.json_response(body, status=202, headers={"Location": str(request.url), "Retry-After": "10"})
+            return web.json_response(
+                body, status=202, headers={"Location": str(request.url), "Retry-After": "10"}
+            )
         if record.status == "Failed" and _flag(request, "returnInternalServerErrorOnFailure", False):
             return web.json_response(body, status=500)
         return web.json_response(body, status=200)
@@ -208,7 +212,10 @@ class ManagementApi:
 
         statuses = [s for s in request.query.get("runtimeStatus", "").split(",") if s]
         return self._engine.query_instances(
-            moment("createdTimeFrom"), moment("createdTimeTo"), statuses, request.query.get("instanceIdPrefix")
+            moment("createdTimeFrom"),
+            moment("createdTimeTo"),
+            statuses,
+            request.query.get("instanceIdPrefix"),
         )
 
     async def list_instances(self, request: web.Request) -> web.Response:
@@ -275,4 +282,6 @@ class ManagementApi:
         return self._answer(await self._engine.resume_instance(request.match_info["instance_id"], reason))
 
     async def not_supported(self, request: web.Request) -> web.Response:
-        return web.json_response({"Message": "This operation is not supported by the durable dev host."}, status=501)
+        return web.json_response(
+            {"Message": "This operation is not supported by the durable dev host."}, status=501
+        )

@@ -71,7 +71,7 @@ class Route:
         position = 0
         lone: _Parameter | None = None
         for match in _PARAMETER.finditer(segment):
-            pieces.append(re.escape(segment[position:match.start()]))
+            pieces.append(re.escape(segment[position : match.start()]))
             parameter = _parse_parameter(match.group(1), f"p{len(self.parameters)}")
             self.parameters.append(parameter)
             lone = parameter if match.group(0) == segment else None

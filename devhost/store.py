@@ -245,7 +245,8 @@ class Store:
             params.extend([len(prefix), prefix])
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(
-            f"SELECT * FROM instances{where} ORDER BY created_time, instance_id", params  # noqa: S608
+            f"SELECT * FROM instances{where} ORDER BY created_time, instance_id",  # noqa: S608
+            params,
         ).fetchall()
         return [self._instance_from_row(row) for row in rows]
 
@@ -397,13 +398,18 @@ class Store:
     def pending_activities(self) -> list[PendingActivity]:
         rows = self._db.execute("SELECT * FROM activities ORDER BY instance_id, task_id").fetchall()
         return [
-            PendingActivity(row["instance_id"], row["execution_id"], row["task_id"], row["name"], row["input"])
+            PendingActivity(
+                row["instance_id"], row["execution_id"], row["task_id"], row["name"], row["input"]
+            )
             for row in rows
         ]
 
     def pending_timers(self) -> list[PendingTimer]:
         rows = self._db.execute("SELECT * FROM timers ORDER BY fire_at").fetchall()
-        return [PendingTimer(row["instance_id"], row["execution_id"], row["timer_id"], row["fire_at"]) for row in rows]
+        return [
+            PendingTimer(row["instance_id"], row["execution_id"], row["timer_id"], row["fire_at"])
+            for row in rows
+        ]
 
     def timer_exists(self, timer: PendingTimer) -> bool:
         row = self._db.execute(

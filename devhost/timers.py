@@ -24,8 +24,13 @@ from devhost.store import Store
 
 log = logging.getLogger("devhost.timer")
 
-_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
-_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1
+    )
+}
+_DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 # Searching minute by minute bounds the work for schedules that never match (e.g. Feb 30).
 _SEARCH_LIMIT = dt.timedelta(days=366 * 5)
@@ -181,7 +186,9 @@ class TimerTriggers:
             },
             "IsPastDue": past_due,
         }
-        request = TimerRequestConverter.decode(meta.Datum(type="json", value=json.dumps(payload)), trigger_metadata=None)
+        request = TimerRequestConverter.decode(
+            meta.Datum(type="json", value=json.dumps(payload)), trigger_metadata=None
+        )
         started = time.monotonic()
         try:
             await self._invoker.invoke(function, {function.trigger_parameter: request})
@@ -190,4 +197,9 @@ class TimerTriggers:
         except Exception:
             log.exception("timer function %s failed", function.name)
             return
-        log.info("timer function %s ran (past_due=%s, %d ms)", function.name, past_due, (time.monotonic() - started) * 1000)
+        log.info(
+            "timer function %s ran (past_due=%s, %d ms)",
+            function.name,
+            past_due,
+            (time.monotonic() - started) * 1000,
+        )

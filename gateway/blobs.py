@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -52,8 +52,17 @@ class VideoAssets:
         )
         return counted.total
 
-    def delete(self, blob_name: str) -> None:
-        self._service.get_blob_client(self._container, blob_name).delete_blob(delete_snapshots="include")
+    def delete_all(self, *blob_names: str | None) -> None:
+        """Delete these blobs; ones already gone are fine."""
+        for name in blob_names:
+            if name:
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._service.get_blob_client(self._container, name).delete_blob(
+                        delete_snapshots="include"
+                    )
+
+    def exists(self, blob_name: str) -> bool:
+        return bool(self._service.get_blob_client(self._container, blob_name).exists())
 
     def read_url(self, blob_name: str, ttl: timedelta) -> str:
         """A fresh read-only SAS URL for exactly this blob, valid for `ttl`."""

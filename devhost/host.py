@@ -1,0 +1,240 @@
+"""DevHost: serves a function app's HTTP routes and runs its durable orchestrations locally.
+
+The server, the engine and every async function run on one long-lived event loop, either on a
+background thread (`start`) or on the calling thread (`run_forever`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from aiohttp import web
+from azure.durable_functions.models.utils import http_utils
+
+from devhost.engine import Engine
+from devhost.functions import FunctionIndex, Invoker, index_app, load_app
+from devhost.http_routes import HttpFunctionServer
+from devhost.management import ManagementApi
+from devhost.store import Store
+from devhost.timers import TimerTriggers
+
+log = logging.getLogger("devhost.host")
+
+HTTP_THREADS = 32
+ACTIVITY_THREADS = 16
+ORCHESTRATOR_THREADS = 8
+# The Functions host accepts request bodies up to 100 MB.
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
+# In-flight HTTP requests get this long to finish when the host stops.
+SHUTDOWN_GRACE_SECONDS = 5.0
+STOP_WAIT_SECONDS = 30.0
+
+
+def _reset_durable_client_session() -> None:
+    """The library's client keeps one module-global aiohttp session (and lock) bound to the first
+    loop that used it; a host starting on a new loop must not inherit them."""
+    http_utils._client_session = None
+    http_utils._session_lock = asyncio.Lock()
+
+
+async def _close_durable_client_session() -> None:
+    session = http_utils._client_session
+    http_utils._client_session = None
+    if session is not None and not session.closed:
+        await session.close()
+
+
+class DevHost:
+    def __init__(
+        self,
+        app: object | str,
+        state_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        route_prefix: str = "api",
+        task_hub: str = "devhost",
+    ) -> None:
+        self._app_source = app
+        self._state_dir = Path(state_dir)
+        self._host = host
+        self._requested_port = port
+        self._route_prefix = route_prefix
+        self._task_hub = task_hub
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread_id: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._finished = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._runner: web.AppRunner | None = None
+        self._engine: Engine | None = None
+        self._timers: TimerTriggers | None = None
+        self._store: Store | None = None
+        self._executors: list[concurrent.futures.ThreadPoolExecutor] = []
+
+    # ---- public API ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("the dev host is not listening; call start() first")
+        return f"http://{self._host}:{self._port}"
+
+    def start(self) -> None:
+        """Run in the background; returns once the server listens (or raises why it cannot)."""
+        self._claim()
+        self._thread = threading.Thread(target=self._run_loop, name="devhost", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            self._thread.join()
+            raise RuntimeError("the dev host failed to start") from self._startup_error
+
+    def run_forever(self) -> None:
+        """Run on the calling thread until stop() is called (from a signal handler or a thread)."""
+        self._claim()
+        self._run_loop()
+        if self._startup_error is not None:
+            raise RuntimeError("the dev host failed to start") from self._startup_error
+
+    def stop(self) -> None:
+        """Stop accepting requests, cancel timers and abandon in-flight activities.
+
+        Abandoned work stays recorded and runs again when a host starts on the same state_dir.
+        """
+        loop = self._loop
+        if loop is None or self._finished.is_set():
+            return
+        try:
+            loop.call_soon_threadsafe(self._request_stop)
+        except RuntimeError:
+            return  # the loop already closed
+        if threading.get_ident() == self._loop_thread_id:
+            # Called on the loop's own thread (a signal handler during run_forever): the loop
+            # finishes the shutdown and run_forever returns.
+            return
+        self._finished.wait(STOP_WAIT_SECONDS)
+        if self._thread is not None:
+            self._thread.join(STOP_WAIT_SECONDS)
+
+    def __enter__(self) -> DevHost:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        if self._loop is not None:
+            raise RuntimeError("a DevHost runs once; create a new one to start again")
+        self._loop = asyncio.new_event_loop()
+
+    def _request_stop(self) -> None:
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def _run_loop(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._loop_thread_id = threading.get_ident()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+            self._finished.set()
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._stop_event = asyncio.Event()
+        try:
+            await self._open()
+        except BaseException as error:
+            self._startup_error = error
+            log.exception("the dev host failed to start")
+            await self._close()
+            return
+        finally:
+            self._ready.set()
+        await self._stop_event.wait()
+        await self._close()
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        index: FunctionIndex = index_app(load_app(self._app_source))
+        safe_hub = re.sub(r"[^A-Za-z0-9_-]", "_", self._task_hub) or "devhost"
+        self._store = Store(self._state_dir / f"{safe_hub}.sqlite")
+        _reset_durable_client_session()
+
+        http_pool = self._executor("devhost-http", HTTP_THREADS)
+        http_invoker = Invoker(loop, http_pool)
+        activity_invoker = Invoker(loop, self._executor("devhost-activity", ACTIVITY_THREADS))
+        orchestrator_invoker = Invoker(loop, self._executor("devhost-orchestrator", ORCHESTRATOR_THREADS))
+        self._engine = Engine(self._store, index, loop, activity_invoker, orchestrator_invoker)
+
+        web_app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        ManagementApi(self._engine, self._task_hub).add_routes(web_app)
+        HttpFunctionServer(
+            index.http, http_invoker, self._route_prefix, self._task_hub, lambda: self.url
+        ).add_routes(web_app)
+        self._runner = web.AppRunner(
+            web_app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._requested_port)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+
+        for function in index.unsupported:
+            log.warning(
+                "function %s has a %s trigger, which the dev host does not run",
+                function.name,
+                function.trigger_type,
+            )
+        self._engine.resume()
+        self._timers = TimerTriggers(index.timers, http_invoker, self._store)
+        self._timers.start(loop)
+        log.info(
+            "dev host listening on %s (%d HTTP, %d orchestrator, %d activity, %d timer functions)",
+            self.url,
+            len(index.http),
+            len(index.orchestrators),
+            len(index.activities),
+            len(index.timers),
+        )
+
+    def _executor(self, name: str, size: int) -> concurrent.futures.ThreadPoolExecutor:
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+        self._executors.append(executor)
+        return executor
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._timers is not None:
+            await self._timers.close()
+        if self._engine is not None:
+            await self._engine.close()
+        await _close_durable_client_session()
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if self._store is not None:
+            self._store.close()
+        log.info("dev host stopped")
