@@ -14,8 +14,10 @@ import azure.durable_functions as df
 
 from activities import names
 from gateway.clients import get_job_store, get_sora_client, get_upstream_creator, get_upstream_pacer
+from gateway.creation import progress_fields
 from gateway.errors import UpstreamRejectedError, UpstreamTransientError
-from gateway.messages import JobRef, UpstreamJobRef, UpstreamStatus
+from gateway.messages import JobRef, StatusCheck, UpstreamJobRef, UpstreamStatus
+from gateway.polling import PollPolicy, ProgressTrack
 from gateway.settings import get_settings
 
 bp = df.Blueprint()
@@ -43,6 +45,7 @@ def reserve_upstream_slot(payload: dict[str, Any]) -> float:
 def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Create the job's upstream video at most once (see gateway.creation)."""
     ref = JobRef.from_dict(payload)
+    policy = PollPolicy.from_dict(payload["poll"])
     job = get_job_store().get_job(ref.app_id, ref.job_id)
     if job is None or job.finished:
         # Deleted or cancelled before its turn: nothing to create.
@@ -63,27 +66,30 @@ def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
         if error.status != 429:
             raise
         return UpstreamStatus.throttled(None, error.retry_after).to_dict()
-    creator.record(job, video)
-    return UpstreamStatus.of(video).to_dict()
+    track = ProgressTrack(origin=float(video.created_at or time.time())).observe(
+        time.time() - float(video.created_at or time.time()), video.progress
+    )
+    creator.record(job, video, policy.next_check_at(track))
+    return UpstreamStatus.of(video, track).to_dict()
 
 
 @bp.function_name(names.CHECK_UPSTREAM_JOB)
 @bp.activity_trigger(input_name="payload")
 def check_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
-    ref = UpstreamJobRef.from_dict(payload)
+    check = StatusCheck.from_dict(payload)
+    ref = check.upstream
+    policy = PollPolicy.from_dict(payload["poll"])
     try:
         video = get_sora_client().get_video(ref.upstream_id)
     except UpstreamTransientError as error:
         if error.status != 429:
             raise
         return UpstreamStatus.throttled(ref.upstream_id, error.retry_after).to_dict()
-    # "completed" is only written once the assets are stored, so a reader never sees a
-    # completed job without its video.
-    status = "in_progress" if video.status in ("completed", "failed") else video.status
+    track = check.track.observe(time.time() - check.track.origin, video.progress)
     get_job_store().update_job(
-        ref.job.app_id, ref.job.job_id, status=status, progress=min(video.progress, 99)
+        ref.job.app_id, ref.job.job_id, next_check_at=policy.next_check_at(track), **progress_fields(video)
     )
-    return UpstreamStatus.of(video).to_dict()
+    return UpstreamStatus.of(video, track).to_dict()
 
 
 @bp.function_name(names.DELETE_UPSTREAM_JOB)

@@ -20,7 +20,7 @@ from gateway.errors import NotFound, ServiceUnavailable
 from gateway.jobs import Job
 from gateway.messages import JobRef
 from gateway.pacing import Pace
-from gateway.polling import PollPolicy, estimate_remaining_seconds
+from gateway.polling import PollPolicy
 from gateway.settings import Settings, get_settings
 from gateway.submissions import accept_video, withdraw_video
 from gateway.validation import parse_video_spec
@@ -139,11 +139,12 @@ def _render(job: Job, settings: Settings) -> dict[str, Any]:
 
 
 def _poll_after_seconds(job: Job) -> int:
-    """Whole seconds until a poll is likely to show something new (at least 1)."""
+    """Whole seconds until a poll is likely to show something new: the pipeline's own next check."""
     settings = get_settings()
-    remaining = estimate_remaining_seconds(
-        elapsed_seconds=time.time() - job.created_at, progress=job.progress
-    )
-    policy = PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds)
-    wait = min(policy.max_seconds, max(policy.min_seconds, remaining * 0.5))
-    return max(1, round(wait))
+    if job.next_check_at is not None:
+        wait = job.next_check_at - time.time() + 1
+    elif job.start_at is not None:
+        wait = job.start_at - time.time() + settings.poll_min_seconds
+    else:
+        wait = settings.poll_min_seconds
+    return max(1, min(round(wait), round(settings.poll_max_seconds)))

@@ -7,7 +7,6 @@ index is cached per app: a second host on the same app (a restart in one process
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import importlib
 import inspect
@@ -20,6 +19,8 @@ from typing import Any
 
 import azure.functions as func
 from azure.functions import _abc as functions_abc
+
+from devhost.workers import WorkerPool
 
 TRIGGER_HTTP = "httpTrigger"
 TRIGGER_ORCHESTRATION = "orchestrationTrigger"
@@ -184,9 +185,9 @@ class Invoker:
     closed (the host stopped) a late result is dropped, which is what abandoning work means.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, executor: concurrent.futures.Executor) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: WorkerPool) -> None:
         self._loop = loop
-        self._executor = executor
+        self._pool = pool
 
     async def invoke(self, function: IndexedFunction, kwargs: dict[str, Any]) -> Any:
         arguments = dict(kwargs)
@@ -218,5 +219,5 @@ class Invoker:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(deliver, outcome)
 
-        self._executor.submit(run)
+        self._pool.submit(run)
         return future

@@ -7,7 +7,6 @@ background thread (`start`) or on the calling thread (`run_forever`).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import re
 import threading
@@ -23,6 +22,7 @@ from devhost.http_routes import HttpFunctionServer
 from devhost.management import ManagementApi
 from devhost.store import Store
 from devhost.timers import TimerTriggers
+from devhost.workers import WorkerPool
 
 log = logging.getLogger("devhost.host")
 
@@ -78,7 +78,7 @@ class DevHost:
         self._engine: Engine | None = None
         self._timers: TimerTriggers | None = None
         self._store: Store | None = None
-        self._executors: list[concurrent.futures.ThreadPoolExecutor] = []
+        self._pools: list[WorkerPool] = []
 
     # ---- public API ------------------------------------------------------------------------
 
@@ -183,10 +183,10 @@ class DevHost:
         self._store = Store(self._state_dir / f"{safe_hub}.sqlite")
         _reset_durable_client_session()
 
-        http_pool = self._executor("devhost-http", HTTP_THREADS)
+        http_pool = self._pool("devhost-http", HTTP_THREADS)
         http_invoker = Invoker(loop, http_pool)
-        activity_invoker = Invoker(loop, self._executor("devhost-activity", ACTIVITY_THREADS))
-        orchestrator_invoker = Invoker(loop, self._executor("devhost-orchestrator", ORCHESTRATOR_THREADS))
+        activity_invoker = Invoker(loop, self._pool("devhost-activity", ACTIVITY_THREADS))
+        orchestrator_invoker = Invoker(loop, self._pool("devhost-orchestrator", ORCHESTRATOR_THREADS))
         self._engine = Engine(self._store, index, loop, activity_invoker, orchestrator_invoker)
 
         web_app = web.Application(client_max_size=MAX_REQUEST_BYTES)
@@ -220,10 +220,10 @@ class DevHost:
             len(index.timers),
         )
 
-    def _executor(self, name: str, size: int) -> concurrent.futures.ThreadPoolExecutor:
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
-        self._executors.append(executor)
-        return executor
+    def _pool(self, name: str, size: int) -> WorkerPool:
+        pool = WorkerPool(name, size)
+        self._pools.append(pool)
+        return pool
 
     async def _close(self) -> None:
         if self._runner is not None:
@@ -233,8 +233,8 @@ class DevHost:
         if self._engine is not None:
             await self._engine.close()
         await _close_durable_client_session()
-        for executor in self._executors:
-            executor.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools:
+            pool.shutdown()
         if self._store is not None:
             self._store.close()
         log.info("dev host stopped")

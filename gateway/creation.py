@@ -23,6 +23,13 @@ CLOCK_SLACK_SECONDS = 5
 log = logging.getLogger(__name__)
 
 
+def progress_fields(video: UpstreamVideo) -> dict[str, Any]:
+    """Job fields for an upstream status. "completed" is written only once the assets are
+    stored, so a reader never sees a completed job without its video."""
+    status = "in_progress" if video.status in ("completed", "failed") else video.status
+    return {"status": status, "progress": min(video.progress, 99)}
+
+
 class UpstreamCreator:
     def __init__(self, jobs: JobStore, tables: Tables, sora: SoraClient) -> None:
         self._jobs = jobs
@@ -48,10 +55,9 @@ class UpstreamCreator:
         self._claim(video.id, job)
         return video
 
-    def record(self, job: Job, video: UpstreamVideo) -> None:
-        status = "in_progress" if video.status in ("completed", "failed") else video.status
+    def record(self, job: Job, video: UpstreamVideo, next_check_at: float) -> None:
         self._jobs.update_job(
-            job.app_id, job.id, upstream_id=video.id, status=status, progress=min(video.progress, 99)
+            job.app_id, job.id, upstream_id=video.id, next_check_at=next_check_at, **progress_fields(video)
         )
 
     def _find_earlier_attempt(self, job: Job, deployment: str) -> UpstreamVideo | None:

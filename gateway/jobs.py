@@ -52,6 +52,7 @@ class Job:
     thumbnail_blob: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
+    next_check_at: float | None = None  # when the pipeline looks at the upstream job next
 
     @property
     def finished(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gateway.polling import ProgressTrack
 from gateway.sora import UpstreamVideo
 
 
@@ -33,6 +34,7 @@ class UpstreamStatus:
     error_message: str | None = None
     rejected: bool = False
     retry_after: float | None = None  # set when the upstream throttled us: wait, then ask again
+    track: dict[str, Any] | None = None  # the ProgressTrack after this observation
 
     @property
     def finished(self) -> bool:
@@ -43,14 +45,19 @@ class UpstreamStatus:
         return cls(upstream_id=upstream_id, status="throttled", retry_after=max(retry_after or 0.0, 1.0))
 
     @classmethod
-    def of(cls, video: UpstreamVideo) -> UpstreamStatus:
+    def of(cls, video: UpstreamVideo, track: ProgressTrack) -> UpstreamStatus:
         return cls(
             upstream_id=video.id,
             status=video.status,
             progress=video.progress,
             error_code=video.error_code,
             error_message=video.error_message,
+            track=track.to_dict(),
         )
+
+    @property
+    def progress_track(self) -> ProgressTrack:
+        return ProgressTrack.from_dict(self.track)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +78,21 @@ class UpstreamJobRef:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UpstreamJobRef:
         return cls(job=JobRef.from_dict(data), upstream_id=str(data["upstream_id"]))
+
+
+@dataclass(frozen=True)
+class StatusCheck:
+    """Input of a status check: which upstream job, and what was seen of it so far."""
+
+    upstream: UpstreamJobRef
+    track: ProgressTrack
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.upstream.to_dict(), "track": self.track.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StatusCheck:
+        return cls(upstream=UpstreamJobRef.from_dict(data), track=ProgressTrack.from_dict(data.get("track")))
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,77 @@
 """When to look at an upstream job again, estimated from its own progress.
 
-Sora reports a progress percentage; from how fast it has risen we estimate when the job will
-finish and look again shortly before and after that, instead of at a fixed interval. The same
-estimate tells API clients when to poll the gateway.
+Sora reports a progress percentage. From how fast it rises since generation began we estimate
+when the job will finish, look again after most of that time has passed, and near the end aim
+just past the estimated finish. The same estimate tells API clients when to poll the gateway.
+Tuned with `bench/polling.py` against fixed 10-second polling.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-# Typical generation time before any progress is seen (Sora 2, short clips).
-PRIOR_DURATION_SECONDS = 90.0
-# Look again when this share of the estimated remaining time has passed: early enough to keep
-# the detection lag small once the job is nearly done, late enough to skip needless checks.
-REMAINING_SHARE = 0.6
+# While the job shows no progress (still queued upstream) there is nothing to extrapolate from.
+QUEUED_CHECK_SECONDS = 45.0
+# Look again when this share of the estimated remaining time has passed...
+REMAINING_SHARE = 0.7
+# ...except near the end, where we aim just past the estimated finish.
+END_GAME_SECONDS = 20.0
+END_GAME_MARGIN_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ProgressTrack:
+    """What has been seen of one upstream job, in seconds since `origin` (its upstream creation)."""
+
+    origin: float = 0.0  # unix time
+    last_idle_at: float = 0.0  # the last check that still showed no progress
+    first_progress_at: float | None = None
+    previous: tuple[float, int] | None = None  # (elapsed, progress) of the check before the latest
+    latest: tuple[float, int] | None = None
+
+    def observe(self, elapsed: float, progress: int) -> ProgressTrack:
+        if progress <= 0:
+            return ProgressTrack(origin=self.origin, last_idle_at=elapsed)
+        return ProgressTrack(
+            origin=self.origin,
+            last_idle_at=self.last_idle_at,
+            first_progress_at=self.first_progress_at if self.first_progress_at is not None else elapsed,
+            previous=self.latest,
+            latest=(elapsed, progress),
+        )
+
+    def remaining_seconds(self) -> float | None:
+        """Estimated seconds until done, or None while there is no progress to go by."""
+        if self.latest is None or self.first_progress_at is None:
+            return None
+        elapsed, progress = self.latest
+        progress = min(progress, 99)
+        # Generation began somewhere between the last idle check and the first with progress.
+        began = (self.last_idle_at + self.first_progress_at) / 2
+        rate = progress / max(elapsed - began, 1.0)
+        if self.previous is not None and progress > self.previous[1] and elapsed > self.previous[0]:
+            # Blend in the recent rate: progress curves bend, and the end matters most.
+            recent = (progress - self.previous[1]) / (elapsed - self.previous[0])
+            rate = (rate + recent) / 2
+        return (100 - progress) / rate
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object] | None) -> ProgressTrack:
+        if not data:
+            return cls()
+        previous, latest = data.get("previous"), data.get("latest")
+        return cls(
+            origin=float(data.get("origin") or 0.0),  # type: ignore[arg-type]
+            last_idle_at=float(data.get("last_idle_at") or 0.0),  # type: ignore[arg-type]
+            first_progress_at=None
+            if data.get("first_progress_at") is None
+            else float(data["first_progress_at"]),  # type: ignore[arg-type]
+            previous=None if previous is None else (float(previous[0]), int(previous[1])),  # type: ignore[index]
+            latest=None if latest is None else (float(latest[0]), int(latest[1])),  # type: ignore[index]
+        )
 
 
 @dataclass(frozen=True)
@@ -28,16 +86,18 @@ class PollPolicy:
     def from_dict(cls, data: dict[str, float]) -> PollPolicy:
         return cls(min_seconds=float(data["min_seconds"]), max_seconds=float(data["max_seconds"]))
 
-    def next_delay(self, *, elapsed_seconds: float, progress: int) -> float:
-        """Seconds to wait before the next status check of a job `elapsed_seconds` old."""
-        remaining = estimate_remaining_seconds(elapsed_seconds=elapsed_seconds, progress=progress)
-        return min(self.max_seconds, max(self.min_seconds, remaining * REMAINING_SHARE))
+    def next_check_at(self, track: ProgressTrack) -> float:
+        """Unix time of the next status check, for telling API clients when to poll."""
+        seen_at = track.origin + (track.latest[0] if track.latest else track.last_idle_at)
+        return seen_at + self.next_delay(track)
 
-
-def estimate_remaining_seconds(*, elapsed_seconds: float, progress: int) -> float:
-    """Seconds until the job is likely done, from its progress so far."""
-    if progress <= 0:
-        return max(PRIOR_DURATION_SECONDS - elapsed_seconds, 0.0)
-    progress = min(progress, 99)
-    rate = progress / max(elapsed_seconds, 1.0)
-    return (100 - progress) / rate
+    def next_delay(self, track: ProgressTrack) -> float:
+        """Seconds to wait before the next status check."""
+        remaining = track.remaining_seconds()
+        if remaining is None:
+            delay = QUEUED_CHECK_SECONDS
+        elif remaining < END_GAME_SECONDS:
+            delay = remaining + END_GAME_MARGIN_SECONDS
+        else:
+            delay = remaining * REMAINING_SHARE
+        return min(self.max_seconds, max(self.min_seconds, delay))

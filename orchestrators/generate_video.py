@@ -16,7 +16,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import names as activity
-from gateway.messages import JobFailure, JobRef, StoredAssets, UpstreamJobRef, UpstreamStatus
+from gateway.messages import JobFailure, JobRef, StatusCheck, StoredAssets, UpstreamJobRef, UpstreamStatus
 from gateway.polling import PollPolicy
 from orchestrators import names
 
@@ -90,7 +90,7 @@ def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
             activity.RESERVE_UPSTREAM_SLOT, STORAGE_RETRY, job.to_dict()
         )
         yield from _wait_until(context, datetime.fromtimestamp(start_at, UTC), deadline)
-        status = yield from _create_upstream(context, job, deadline)
+        status = yield from _create_upstream(context, run, deadline)
         assert status.upstream_id is not None
         upstream = UpstreamJobRef(job=job, upstream_id=status.upstream_id)
         status = yield from _poll_until_finished(context, run, upstream, status, deadline)
@@ -106,23 +106,23 @@ def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
 
     if status.status != "completed":
         return (yield from _fail(context, job, status.error_code or "failed", status.error_message or ""))
-    stored = StoredAssets.from_dict(
-        (
-            yield context.call_activity_with_retry(
-                activity.STORE_VIDEO_ASSETS, UPSTREAM_RETRY, upstream.to_dict()
-            )
-        )
+    stored = yield context.call_activity_with_retry(
+        activity.STORE_VIDEO_ASSETS, UPSTREAM_RETRY, upstream.to_dict()
     )
-    return JobOutcome(job_id=job.job_id, status="completed", video_blob=stored.video_blob).to_dict()
+    if stored is None:  # cancelled while the assets were being copied
+        return JobOutcome(job_id=job.job_id, status="failed", error_code="cancelled").to_dict()
+    video_blob = StoredAssets.from_dict(stored).video_blob
+    return JobOutcome(job_id=job.job_id, status="completed", video_blob=video_blob).to_dict()
 
 
 def _create_upstream(
-    context: df.DurableOrchestrationContext, job: JobRef, deadline: datetime
+    context: df.DurableOrchestrationContext, run: JobRun, deadline: datetime
 ) -> Orchestration:
+    request = {**run.job.to_dict(), "poll": run.poll.to_dict()}
     while True:
         try:
             result = yield context.call_activity_with_retry(
-                activity.CREATE_UPSTREAM_JOB, UPSTREAM_RETRY, job.to_dict()
+                activity.CREATE_UPSTREAM_JOB, UPSTREAM_RETRY, request
             )
         except Exception as error:
             # The upstream never accepted the job: the app gets its slot back.
@@ -145,21 +145,19 @@ def _poll_until_finished(
     status: UpstreamStatus,
     deadline: datetime,
 ) -> Orchestration:
-    started = context.current_utc_datetime
+    track = status.progress_track
     while not status.finished:
-        elapsed = (context.current_utc_datetime - started).total_seconds()
-        delay = status.retry_after or run.poll.next_delay(elapsed_seconds=elapsed, progress=status.progress)
+        delay = status.retry_after or run.poll.next_delay(track)
         yield from _wait_until(context, _after(context, delay), deadline)
+        check = {**StatusCheck(upstream=upstream, track=track).to_dict(), "poll": run.poll.to_dict()}
         try:
             status = UpstreamStatus.from_dict(
-                (
-                    yield context.call_activity_with_retry(
-                        activity.CHECK_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict()
-                    )
-                )
+                (yield context.call_activity_with_retry(activity.CHECK_UPSTREAM_JOB, UPSTREAM_RETRY, check))
             )
         except Exception:  # noqa: S112 - retries exhausted; the deadline bounds how long we keep looking
             continue
+        if status.track is not None:
+            track = status.progress_track
     return status
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 from typing import Literal
 
 from aiohttp import web
@@ -98,25 +99,26 @@ class VideosApi:
         if variant not in VARIANTS:
             raise invalid_value("variant", f"Invalid value: '{variant}'. Supported values are: {VARIANTS}.")
         self._require_downloadable(job)
-        media = self._state.media
         size, seconds = job.spec.size, int(job.spec.seconds)
         try:
-            if variant == "video":
-                path = await asyncio.to_thread(media.video, size, seconds)
-                padded = pad_video(path, self._state.config.video_bytes)
-                response = await _stream_video(request, padded)
-            else:
-                if variant == "thumbnail":
-                    path = await asyncio.to_thread(media.thumbnail, size)
-                else:
-                    path = await asyncio.to_thread(media.spritesheet, size, seconds)
-                body = await asyncio.to_thread(path.read_bytes)
-                response = web.Response(body=body, content_type="image/jpeg")
+            path = await asyncio.to_thread(self._asset, variant, size, seconds)
         except MediaError as error:
             message = f"Could not render the video: {error}"
             raise ApiError(500, message, code="server_error", type_="server_error") from error
+        # Counted before the body goes out: a client that has read every byte must see the count.
         self._state.stats.increment("downloads")
-        return response
+        if variant == "video":
+            return await _stream_video(request, pad_video(path, self._state.config.video_bytes))
+        body = await asyncio.to_thread(path.read_bytes)
+        return web.Response(body=body, content_type="image/jpeg")
+
+    def _asset(self, variant: str, size: str, seconds: int) -> Path:
+        media = self._state.media
+        if variant == "video":
+            return media.video(size, seconds)
+        if variant == "thumbnail":
+            return media.thumbnail(size)
+        return media.spritesheet(size, seconds)
 
     def _job(self, request: web.Request) -> Job:
         video_id = request.match_info["video_id"]
