@@ -19,7 +19,7 @@ from sorasim.state import SimulatorState
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_SECONDS = 30.0
-SHUTDOWN_GRACE_SECONDS = 1.0
+SHUTDOWN_GRACE_SECONDS = 0.5
 
 
 class SoraSimulator:
@@ -158,9 +158,24 @@ class SoraSimulator:
         try:
             loop.run_forever()
         finally:
-            loop.run_until_complete(runner.cleanup())
+            loop.run_until_complete(self._close(runner))
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
+
+    @staticmethod
+    async def _close(runner: web.AppRunner) -> None:
+        # Listening stops first, so the connections seen next are all there will be.
+        for site in list(runner.sites):
+            await site.stop()
+        server = runner.server
+        transports = [handler.transport for handler in server.connections] if server else []
+        await runner.cleanup()
+        # aiohttp closes connections gracefully, which waits forever for unsent data when a
+        # client has stopped reading a long download: abort what is left so no socket outlives us.
+        for transport in transports:
+            if transport is not None:
+                transport.abort()
+        await asyncio.sleep(0)  # lets the transports' connection_lost callbacks close the sockets
 
     @staticmethod
     async def _open(runner: web.AppRunner, sock: socket.socket) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import resource
+import time
 
 import openai
 import pytest
 import requests
 from openai import OpenAI
 
-from sorasim import SoraSimulator
+from sorasim import SimulatorConfig, SoraSimulator
 from sorasim.images import image_info
 from tests.mp4 import boxes, duration_seconds
 from tests.simulator.support import assert_openai_error, finished_video
@@ -138,3 +139,27 @@ def test_one_gibibyte_download_streams_in_bounded_memory(sim: SoraSimulator, htt
     # Server and client share this process: neither may have held the body in memory.
     peak_growth_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before_kib) / 1024
     assert peak_growth_mib < 64
+
+
+def test_stopping_during_a_download_cuts_it_off_promptly() -> None:
+    simulator = SoraSimulator(SimulatorConfig(job_seconds=0, video_bytes=2**34, api_key="stop-test")).start()
+    try:
+        headers = {"api-key": "stop-test"}
+        created = requests.post(
+            f"{simulator.url}/openai/v1/videos", headers=headers, json={"prompt": "p"}, timeout=10
+        )
+        url = f"{simulator.url}/openai/v1/videos/{created.json()['id']}/content"
+        with requests.get(url, headers=headers, stream=True, timeout=10) as response:
+            chunks = response.iter_content(chunk_size=1024 * 1024)
+            next(chunks)  # the 16 GiB body is flowing; the client now stops reading
+
+            started = time.monotonic()
+            simulator.stop()
+            assert time.monotonic() - started < 3
+
+            # The server end is gone (not merely idle): the body ends early instead of hanging.
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                for _ in chunks:
+                    pass
+    finally:
+        simulator.stop()
