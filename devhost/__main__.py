@@ -19,20 +19,22 @@ def main() -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     stack = LocalStack.from_project(Path.cwd())
     stopping = threading.Event()
+    stopper = threading.Thread(target=stack.stop, name="devhost-stop")
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         if not stopping.is_set():
-            stopping.set()
             logging.getLogger("devhost").info("received %s, stopping", signal.Signals(signum).name)
-            threading.Thread(target=stack.stop, name="devhost-stop").start()
+            stopper.start()
+            stopping.set()
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     stack.start()
     print("\nLocal stack ready:\n" + stack.describe() + "\nCtrl-C stops everything.\n", flush=True)
-    if not stopping.is_set():
-        stack.run_forever()
-    stopping.wait()
+    # Short waits keep the main thread responsive to signals.
+    while not stopping.wait(0.5):
+        pass
+    stopper.join()
     return 0
 
 

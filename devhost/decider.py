@@ -217,6 +217,50 @@ def _schedule_leaf(
         decision.timers.append(TimerWork(task_id, fire_at))
 
 
+def _is_cancelled_timer(leaf: JsonDict) -> bool:
+    return int(leaf.get("actionType", -1)) == ActionType.CREATE_TIMER and bool(leaf.get("isCanceled"))
+
+
+def _replay_mismatch(state: EngineState, actions: list[JsonDict]) -> str | None:
+    """The cumulative action list must start with the actions of earlier episodes."""
+    for index, signature in enumerate(state.signatures):
+        seen = action_signature(actions[index]) if index < len(actions) else "nothing"
+        if seen != signature:
+            return (
+                f"Non-deterministic workflow detected: action {index} was {signature} in an earlier "
+                f"replay and is {seen} now."
+            )
+    return None
+
+
+def _schedule_new_actions(
+    state: EngineState, new_actions: list[JsonDict], timestamp: str, decision: Decision
+) -> JsonDict | str | None:
+    """Number and schedule the new tail of the action list.
+
+    Returns the ContinueAsNew action if there is one, or the reason the host cannot run an action.
+    """
+    continue_action: JsonDict | None = None
+    for action in new_actions:
+        ids: list[int | None] = []
+        for leaf in leaf_actions(action):
+            kind = int(leaf.get("actionType", -1))
+            if kind in UNSUPPORTED_ACTIONS:
+                return f"The durable dev host does not support {UNSUPPORTED_ACTIONS[ActionType(kind)]}."
+            if not consumes_sequence_number(leaf):
+                ids.append(None)
+                continue
+            task_id = state.take_id()
+            ids.append(task_id)
+            if kind == ActionType.CONTINUE_AS_NEW:
+                continue_action = leaf
+            else:
+                _schedule_leaf(state, leaf, task_id, timestamp, decision)
+        state.signatures.append(action_signature(action))
+        state.leaf_ids.append(ids)
+    return continue_action
+
+
 def decide(
     state: EngineState,
     batch: list[JsonDict],
@@ -233,60 +277,32 @@ def decide(
         custom = orchestrator_state.get("customStatus") if orchestrator_state else None
         return failed(error or "The orchestrator returned no state.", now, custom)
 
-    decision = Decision(status="Running", custom_status=orchestrator_state.get("customStatus"))
+    custom_status = orchestrator_state.get("customStatus")
+    decision = Decision(status="Running", custom_status=custom_status)
     if batch and triggers_retry_work(state, batch[0]):
         _retry_work(state, batch[0], now, decision)
 
     actions = flatten_actions(orchestrator_state.get("actions"))
-    for index, signature in enumerate(state.signatures):
-        if index >= len(actions) or action_signature(actions[index]) != signature:
-            seen = action_signature(actions[index]) if index < len(actions) else "nothing"
-            return failed(
-                f"Non-deterministic workflow detected: action {index} was {signature} in an earlier "
-                f"replay and is {seen} now.",
-                now,
-                decision.custom_status,
-            )
-
+    mismatch = _replay_mismatch(state, actions)
+    if mismatch is not None:
+        return failed(mismatch, now, custom_status)
     timestamp = format_timestamp(now)
-    continue_action: JsonDict | None = None
-    for action in actions[len(state.signatures) :]:
-        ids: list[int | None] = []
-        for leaf in leaf_actions(action):
-            kind = int(leaf.get("actionType", -1))
-            if kind in UNSUPPORTED_ACTIONS:
-                return failed(
-                    f"The durable dev host does not support {UNSUPPORTED_ACTIONS[ActionType(kind)]}.",
-                    now,
-                    decision.custom_status,
-                )
-            if not consumes_sequence_number(leaf):
-                ids.append(None)
-                continue
-            task_id = state.take_id()
-            ids.append(task_id)
-            if kind == ActionType.CONTINUE_AS_NEW:
-                continue_action = leaf
-            else:
-                _schedule_leaf(state, leaf, task_id, timestamp, decision)
-        state.signatures.append(action_signature(action))
-        state.leaf_ids.append(ids)
+    scheduled = _schedule_new_actions(state, actions[len(state.signatures) :], timestamp, decision)
+    if isinstance(scheduled, str):
+        return failed(scheduled, now, custom_status)
 
     # A timer cancelled in a later episode still sits at its old place in the cumulative list,
-    # now flagged isCanceled; dropping it keeps it from waking a finished wait.
+    # now flagged isCanceled; dropping it keeps it from waking the instance.
     for action, ids in zip(actions, state.leaf_ids, strict=False):
         for leaf, leaf_id in zip(leaf_actions(action), ids, strict=False):
-            is_cancelled_timer = int(leaf.get("actionType", -1)) == ActionType.CREATE_TIMER and leaf.get(
-                "isCanceled"
-            )
-            if is_cancelled_timer and leaf_id is not None and leaf_id not in state.cancelled:
+            if _is_cancelled_timer(leaf) and leaf_id is not None and leaf_id not in state.cancelled:
                 state.cancelled.add(leaf_id)
                 decision.cancelled_timers.append(leaf_id)
 
     if orchestrator_state.get("isDone"):
-        if continue_action is not None:
+        if scheduled is not None:
             decision.status = "ContinuedAsNew"
-            decision.continue_input = continue_action.get("input")
+            decision.continue_input = scheduled.get("input")
             return decision
         output = orchestrator_state.get("output")
         decision.status = "Completed"

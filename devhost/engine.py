@@ -335,7 +335,7 @@ class Engine:
         if function is None:
             return ReplayOutcome(None, f"The function '{record.name}' is not an orchestrator of this app.")
         context = orchestration_context(record.instance_id, record.input, old_events, new_events)
-        return await self._orchestrators.run_in_thread(lambda: replay(function, context))  # type: ignore[no-any-return]
+        return await self._orchestrators.run_in_thread(lambda: replay(function, context))
 
     def _commit(
         self,

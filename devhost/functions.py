@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.functions as func
 from azure.functions import _abc as functions_abc
@@ -26,8 +26,9 @@ TRIGGER_HTTP = "httpTrigger"
 TRIGGER_ORCHESTRATION = "orchestrationTrigger"
 TRIGGER_ACTIVITY = "activityTrigger"
 TRIGGER_TIMER = "timerTrigger"
-TRIGGER_ENTITY = "entityTrigger"
 BINDING_DURABLE_CLIENT = "durableClient"
+
+T = TypeVar("T")
 
 # The worker passes a `context` argument to functions that declare one.
 CONTEXT_PARAMETER = "context"
@@ -49,6 +50,11 @@ class IndexedFunction:
 
     def binding_of_type(self, binding_type: str) -> Mapping[str, Any] | None:
         return next((b for b in self.bindings if b.get("type") == binding_type), None)
+
+    @property
+    def durable_client_parameter(self) -> str | None:
+        binding = self.binding_of_type(BINDING_DURABLE_CLIENT)
+        return None if binding is None else str(binding["name"])
 
 
 @dataclass
@@ -76,12 +82,15 @@ def load_app(app: object | str) -> object:
 
 def _index_one(function: Any) -> IndexedFunction:
     bindings = tuple(json.loads(raw) for raw in function.get_raw_bindings())
-    trigger = next(b for b in bindings if str(b.get("type", "")).endswith("Trigger"))
+    trigger = next((b for b in bindings if str(b.get("type", "")).endswith("Trigger")), None)
+    if trigger is None:
+        raise ValueError(f"function {function.get_function_name()} has no trigger")
     call = function.get_user_function()
+    parameters: Mapping[str, inspect.Parameter]
     try:
         parameters = inspect.signature(call).parameters
     except (TypeError, ValueError):
-        parameters = {}  # type: ignore[assignment]
+        parameters = {}
     binding_names = {b.get("name") for b in bindings}
     return IndexedFunction(
         name=str(function.get_function_name()),
@@ -102,12 +111,18 @@ def index_app(app: object) -> FunctionIndex:
         index = FunctionIndex()
         for function in app.get_functions():  # type: ignore[attr-defined]
             indexed = _index_one(function)
+            # Durable functions are addressed by function name; a differing name given to the
+            # trigger decorator is accepted as an alias.
             if indexed.trigger_type == TRIGGER_HTTP:
                 index.http.append(indexed)
             elif indexed.trigger_type == TRIGGER_ORCHESTRATION:
-                index.orchestrators[str(indexed.trigger.get("orchestration") or indexed.name)] = indexed
+                index.orchestrators[indexed.name] = indexed
+                index.orchestrators.setdefault(
+                    str(indexed.trigger.get("orchestration") or indexed.name), indexed
+                )
             elif indexed.trigger_type == TRIGGER_ACTIVITY:
-                index.activities[str(indexed.trigger.get("activity") or indexed.name)] = indexed
+                index.activities[indexed.name] = indexed
+                index.activities.setdefault(str(indexed.trigger.get("activity") or indexed.name), indexed)
             elif indexed.trigger_type == TRIGGER_TIMER:
                 index.timers.append(indexed)
             else:
@@ -185,20 +200,35 @@ class Invoker:
     closed (the host stopped) a late result is dropped, which is what abandoning work means.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pool: WorkerPool) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pool: WorkerPool,
+        client_binding: Callable[[], str] | None = None,
+    ) -> None:
         self._loop = loop
         self._pool = pool
+        self._client_binding = client_binding
 
     async def invoke(self, function: IndexedFunction, kwargs: dict[str, Any]) -> Any:
+        """Call `function` with its trigger argument(s) in `kwargs`.
+
+        A durableClient parameter not given in `kwargs` gets the host's client binding string.
+        """
         arguments = dict(kwargs)
+        client = function.durable_client_parameter
+        if client is not None and client not in arguments and self._client_binding is not None:
+            arguments[client] = self._client_binding()
         if function.wants_context:
             arguments[CONTEXT_PARAMETER] = InvocationContext(function.name)
         if function.is_async:
             return await function.call(**arguments)
-        return await self.run_in_thread(lambda: function.call(**arguments))
+        result = await self.run_in_thread(lambda: function.call(**arguments))
+        # A plain function may still hand back a coroutine (a decorator wrapping an async def).
+        return await result if inspect.isawaitable(result) else result
 
-    def run_in_thread(self, work: Callable[[], Any]) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = self._loop.create_future()
+    def run_in_thread(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self._loop.create_future()
 
         def deliver(outcome: tuple[bool, Any]) -> None:
             if future.done():

@@ -19,7 +19,7 @@ from azure.durable_functions.models.utils import http_utils
 from devhost.engine import Engine
 from devhost.functions import FunctionIndex, Invoker, index_app, load_app
 from devhost.http_routes import HttpFunctionServer
-from devhost.management import ManagementApi
+from devhost.management import ManagementApi, client_binding
 from devhost.store import Store
 from devhost.timers import TimerTriggers
 from devhost.workers import WorkerPool
@@ -79,6 +79,7 @@ class DevHost:
         self._timers: TimerTriggers | None = None
         self._store: Store | None = None
         self._pools: list[WorkerPool] = []
+        self._owns_client_session = False
 
     # ---- public API ------------------------------------------------------------------------
 
@@ -99,7 +100,16 @@ class DevHost:
             raise RuntimeError("the dev host failed to start") from self._startup_error
 
     def run_forever(self) -> None:
-        """Run on the calling thread until stop() is called (from a signal handler or a thread)."""
+        """Serve until stop() is called (from a signal handler or another thread).
+
+        On a host not yet started this runs the loop on the calling thread; after start() it
+        just waits for the background host to stop.
+        """
+        if self._loop is not None:
+            # Short waits keep the main thread responsive to signal handlers.
+            while not self._finished.wait(0.5):
+                pass
+            return
         self._claim()
         self._run_loop()
         if self._startup_error is not None:
@@ -181,11 +191,14 @@ class DevHost:
         index: FunctionIndex = index_app(load_app(self._app_source))
         safe_hub = re.sub(r"[^A-Za-z0-9_-]", "_", self._task_hub) or "devhost"
         self._store = Store(self._state_dir / f"{safe_hub}.sqlite")
-        _reset_durable_client_session()
 
-        http_pool = self._pool("devhost-http", HTTP_THREADS)
-        http_invoker = Invoker(loop, http_pool)
-        activity_invoker = Invoker(loop, self._pool("devhost-activity", ACTIVITY_THREADS))
+        def host_client_binding() -> str:
+            return client_binding(self.url, self.url, self._task_hub)
+
+        http_invoker = Invoker(loop, self._pool("devhost-http", HTTP_THREADS), host_client_binding)
+        activity_invoker = Invoker(
+            loop, self._pool("devhost-activity", ACTIVITY_THREADS), host_client_binding
+        )
         orchestrator_invoker = Invoker(loop, self._pool("devhost-orchestrator", ORCHESTRATOR_THREADS))
         self._engine = Engine(self._store, index, loop, activity_invoker, orchestrator_invoker)
 
@@ -201,6 +214,9 @@ class DevHost:
         site = web.TCPSite(self._runner, self._host, self._requested_port)
         await site.start()
         self._port = int(self._runner.addresses[0][1])
+        # Only a host that got as far as listening takes over the library's client session.
+        _reset_durable_client_session()
+        self._owns_client_session = True
 
         for function in index.unsupported:
             log.warning(
@@ -215,8 +231,8 @@ class DevHost:
             "dev host listening on %s (%d HTTP, %d orchestrator, %d activity, %d timer functions)",
             self.url,
             len(index.http),
-            len(index.orchestrators),
-            len(index.activities),
+            len({id(f) for f in index.orchestrators.values()}),
+            len({id(f) for f in index.activities.values()}),
             len(index.timers),
         )
 
@@ -232,7 +248,8 @@ class DevHost:
             await self._timers.close()
         if self._engine is not None:
             await self._engine.close()
-        await _close_durable_client_session()
+        if self._owns_client_session:
+            await _close_durable_client_session()
         for pool in self._pools:
             pool.shutdown()
         if self._store is not None:

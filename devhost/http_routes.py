@@ -17,7 +17,7 @@ import azure.functions as func
 from aiohttp import web
 from multidict import CIMultiDict
 
-from devhost.functions import BINDING_DURABLE_CLIENT, IndexedFunction, Invoker
+from devhost.functions import IndexedFunction, Invoker
 from devhost.management import client_binding, request_origin
 from devhost.routing import Route, precedence
 
@@ -121,11 +121,10 @@ class HttpFunctionServer:
             body=await request.read(),
         )
         arguments: dict[str, Any] = {function.trigger_parameter: http_request}
-        client = function.binding_of_type(BINDING_DURABLE_CLIENT)
+        client = function.durable_client_parameter
         if client is not None:
-            arguments[str(client["name"])] = client_binding(
-                request_origin(request), self._rpc_origin(), self._task_hub
-            )
+            # Management URLs point at the origin the caller used, like the extension's.
+            arguments[client] = client_binding(request_origin(request), self._rpc_origin(), self._task_hub)
         started = time.monotonic()
         try:
             response = to_web_response(await self._invoker.invoke(function, arguments))

@@ -67,7 +67,9 @@ def replay(function: IndexedFunction, context_json: str) -> ReplayOutcome:
         meta.Datum(type="json", value=context_json), trigger_metadata=None
     )
     try:
-        result = function.call(**{function.trigger_parameter: context})
+        # The library's orchestrator handle takes the context as its only parameter, whatever
+        # name the trigger binding declares.
+        result = function.call(context)
     except Exception as error:  # the library reports orchestrator failures by raising
         return _failure(str(error))
     datum = OrchestrationTriggerConverter.encode(result, expected_type=None)

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from devhost.azurite import Azurite
 from devhost.config import flag, load_values
+from devhost.host import DevHost
 from devhost.net import LOOPBACK, free_port
+from gateway.clients import get_app_store
+from sorasim import SimulatorConfig, SoraSimulator
 
 log = logging.getLogger("devhost.stack")
 
@@ -25,8 +28,8 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         self._azurite: Azurite | None = None
-        self._simulator: object | None = None
-        self._host: object | None = None
+        self._simulator: SoraSimulator | None = None
+        self._host: DevHost | None = None
         self.api_url = ""
         self.simulator_url: str | None = None
 
@@ -63,8 +66,6 @@ class LocalStack:
         self._start_host()
 
     def _start_simulator(self) -> None:
-        from sorasim import SimulatorConfig, SoraSimulator
-
         port = free_port(int(self.values.get("SORA_SIM_PORT") or 0) or None)
         simulator = SoraSimulator(SimulatorConfig.from_env(self.values), host=LOOPBACK, port=port)
         simulator.start()
@@ -77,6 +78,8 @@ class LocalStack:
                 "AZURE_OPENAI_ENDPOINT": simulator.url,
                 "IDENTITY_ENDPOINT": simulator.token_endpoint,
                 "IDENTITY_HEADER": simulator.identity_header,
+                # Only the managed identity: never fall through to developer credentials or IMDS.
+                "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
             }
         )
 
@@ -84,13 +87,9 @@ class LocalStack:
         key = self.values.get("DEV_APP_KEY")
         if not key:
             return
-        from gateway.clients import get_app_store
-
         get_app_store().ensure_app(DEV_APP_ID, "Local development", "pro", key)
 
     def _start_host(self) -> None:
-        from devhost.host import DevHost
-
         port = int(self.values.get("DEVHOST_PORT") or 7071)
         host = DevHost(
             "function_app:app",
@@ -103,19 +102,11 @@ class LocalStack:
         self._host = host
         self.api_url = host.url
 
-    def run_forever(self) -> None:
-        from devhost.host import DevHost
-
-        assert isinstance(self._host, DevHost)
-        self._host.run_forever()
-
     def stop(self) -> None:
-        from devhost.host import DevHost
-        from sorasim import SoraSimulator
-
-        if isinstance(self._host, DevHost):
+        """Stop everything that runs, newest first; safe to call more than once."""
+        if self._host is not None:
             self._host.stop()
-        if isinstance(self._simulator, SoraSimulator):
+        if self._simulator is not None:
             self._simulator.stop()
         if self._azurite is not None:
             self._azurite.stop()

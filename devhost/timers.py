@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -127,6 +128,17 @@ class IntervalSchedule:
         return moment + self.interval
 
 
+def resolve_setting(text: str) -> str:
+    """A schedule written as %NAME% names an app setting, as in the Functions host."""
+    match = re.fullmatch(r"%([^%]+)%", text.strip())
+    if match is None:
+        return text
+    value = os.environ.get(match.group(1))
+    if value is None:
+        raise ValueError(f"the app setting {match.group(1)} for the schedule is not set")
+    return value
+
+
 def parse_schedule(text: str) -> CronSchedule | IntervalSchedule:
     match = _TIMESPAN.match(text.strip())
     if match:
@@ -148,7 +160,7 @@ class TimerTriggers:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         for function in self._functions:
             try:
-                schedule = parse_schedule(str(function.trigger.get("schedule", "")))
+                schedule = parse_schedule(resolve_setting(str(function.trigger.get("schedule", ""))))
             except ValueError as error:
                 log.error("timer function %s is not scheduled: %s", function.name, error)
                 continue
