@@ -59,7 +59,7 @@ class Settings:
     videos_container: str
     sas_ttl_minutes: int
     video_retention_days: int
-    job_timeout_minutes: int
+    job_timeout_minutes: float
     poll_min_seconds: float
     poll_max_seconds: float
     max_prompt_chars: int
@@ -85,9 +85,9 @@ class Settings:
             videos_container=env.optional("VIDEOS_CONTAINER") or "videos",
             sas_ttl_minutes=env.integer("SAS_TTL_MINUTES", 60, minimum=1),
             video_retention_days=env.integer("VIDEO_RETENTION_DAYS", 7, minimum=1),
-            job_timeout_minutes=env.integer("JOB_TIMEOUT_MINUTES", 60, minimum=1),
-            poll_min_seconds=env.number("POLL_MIN_SECONDS", 3.0),
-            poll_max_seconds=env.number("POLL_MAX_SECONDS", 60.0),
+            job_timeout_minutes=env.number("JOB_TIMEOUT_MINUTES", 60.0, minimum=0.05),
+            poll_min_seconds=env.number("POLL_MIN_SECONDS", 3.0, minimum=0.1),
+            poll_max_seconds=env.number("POLL_MAX_SECONDS", 60.0, minimum=0.1),
             max_prompt_chars=env.integer("MAX_PROMPT_CHARS", 4000, minimum=1),
             allowed_models=env.csv("ALLOWED_MODELS", ("sora-2", "sora-2-pro")),
             allowed_seconds=env.csv("ALLOWED_SECONDS", ("4", "8", "12")),
@@ -151,12 +151,15 @@ class _Env:
             raise SettingsError(f"setting {key} must be at least {minimum}, got {value}")
         return value
 
-    def number(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
         raw = self.optional(key)
         try:
-            return default if raw is None else float(raw)
+            value = default if raw is None else float(raw)
         except ValueError as error:
             raise SettingsError(f"setting {key} must be a number, got {raw!r}") from error
+        if not value >= minimum:  # also refuses NaN
+            raise SettingsError(f"setting {key} must be at least {minimum}, got {raw!r}")
+        return value
 
     def flag(self, key: str, default: bool) -> bool:
         raw = self.optional(key)

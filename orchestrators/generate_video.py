@@ -36,7 +36,7 @@ class JobRun:
 
     job: JobRef
     poll: PollPolicy
-    timeout_minutes: int
+    timeout_minutes: float
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.job.to_dict(), "poll": self.poll.to_dict(), "timeout_minutes": self.timeout_minutes}
@@ -46,7 +46,7 @@ class JobRun:
         return cls(
             job=JobRef.from_dict(data),
             poll=PollPolicy.from_dict(data["poll"]),
-            timeout_minutes=int(data["timeout_minutes"]),
+            timeout_minutes=float(data["timeout_minutes"]),
         )
 
 

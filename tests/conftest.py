@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
@@ -21,6 +20,8 @@ from devhost.azurite import Azurite
 from devhost.net import free_port, wait_for_http
 from gateway.blobs import VideoAssets
 from gateway.tables import Tables
+from sorasim import SoraSimulator
+from tests.gateway_client import GatewayClient
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEV_APP_KEY = "sgw_test_dev_app_key_" + "x" * 24
@@ -39,6 +40,13 @@ class RunningStack:
     log_path: Path
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client(self) -> GatewayClient:
+        return GatewayClient(self.api, self.admin_key)
+
+    def sim_config(self, **knobs: float) -> None:
+        requests.patch(f"{self.simulator}/_sim/config", json=knobs, timeout=5).raise_for_status()
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.dev_key}"}
@@ -101,11 +109,22 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def launch_stack(state_dir: Path, **overrides: str) -> RunningStack:
+def launch_stack(state_dir: Path, simulator: SoraSimulator | None = None, **overrides: str) -> RunningStack:
+    """Start `python -m devhost`; with `simulator`, use that one (it outlives stack restarts)."""
     env = stack_env(state_dir, **overrides)
+    if simulator is not None:
+        env.update(
+            {
+                "DEVHOST_SIMULATOR": "false",
+                "AZURE_OPENAI_ENDPOINT": simulator.url,
+                "IDENTITY_ENDPOINT": simulator.token_endpoint,
+                "IDENTITY_HEADER": simulator.identity_header,
+                "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
+            }
+        )
     stack = RunningStack(
         api=f"http://127.0.0.1:{env['DEVHOST_PORT']}/api",
-        simulator=f"http://127.0.0.1:{env['SORA_SIM_PORT']}",
+        simulator=simulator.url if simulator is not None else f"http://127.0.0.1:{env['SORA_SIM_PORT']}",
         dev_key=env["DEV_APP_KEY"],
         admin_key=env["ADMIN_API_KEY"],
         state_dir=state_dir,
