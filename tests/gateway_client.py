@@ -41,11 +41,13 @@ class GatewayClient:
             **kwargs,
         )
 
-    def create_video(self, key: str, body: dict[str, Any] | None = None, **kwargs: Any) -> requests.Response:
+    def create_video(
+        self, key: str, body: Any = None, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> requests.Response:
         payload = {"prompt": "A calm lake at sunrise"} if body is None else body
         return requests.post(
             f"{self.api}/v1/videos",
-            headers={"Authorization": f"Bearer {key}"},
+            headers={"Authorization": f"Bearer {key}", **(headers or {})},
             json=payload,
             timeout=60,
             **kwargs,
