@@ -406,8 +406,13 @@ class Engine:
     async def _run_activity(self, activity: PendingActivity) -> None:
         function = self._index.activities.get(activity.name)
         started = time.monotonic()
-        timestamp = format_timestamp(utc_now())
-        outcome: JsonDict
+        activity_log.debug(
+            "activity %s (instance %s, task %d) started",
+            activity.name,
+            activity.instance_id,
+            activity.task_id,
+        )
+        failure: BaseException | None = None
         try:
             if function is None:
                 raise LookupError(
@@ -422,34 +427,28 @@ class Engine:
                 TaskScheduledId=activity.task_id,
                 Result=encode_activity_result(result),
             )
-            verdict = "Succeeded"
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # an activity's failure must never take the host down
-            activity_log.warning(
-                "activity %s (instance %s, task %d) failed",
-                activity.name,
-                activity.instance_id,
-                activity.task_id,
-                exc_info=error,
-            )
+            failure = error
             outcome = new_event(
                 EventType.TASK_FAILED,
-                timestamp,
+                format_timestamp(utc_now()),
                 TaskScheduledId=activity.task_id,
                 Reason=str(error) or type(error).__name__,
                 Details="".join(traceback.format_exception(error)),
             )
-            verdict = "Failed"
         if self._closing:
             return
-        activity_log.info(
+        activity_log.log(
+            logging.WARNING if failure else logging.INFO,
             "activity %s (instance %s, task %d): %s (%d ms)",
             activity.name,
             activity.instance_id,
             activity.task_id,
-            verdict,
+            "Failed" if failure else "Succeeded",
             (time.monotonic() - started) * 1000,
+            exc_info=failure,
         )
         if self._store.complete_activity(activity, outcome):
             self.wake(activity.instance_id)

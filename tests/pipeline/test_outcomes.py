@@ -1,0 +1,144 @@
+"""How jobs end: upstream refusal and failure, cancellation, and the deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import requests
+
+from tests.conftest import RunningStack, launch_stack
+
+T = TypeVar("T")
+
+
+def test_blocked_prompt_fails_with_the_upstreams_code_and_no_upstream_job(stack: RunningStack) -> None:
+    app = stack.client.create_app("pro")
+    before = stack.sim_stats()["jobs_created"]
+    video_id = stack.client.create_video(app.api_key, {"prompt": "forbidden #sim:blocked"}).json()["id"]
+    failed = stack.client.wait_finished(app.api_key, video_id)
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "content_policy_violation"
+    assert failed["error"]["message"]
+    assert failed["video_url"] is None
+    assert stack.sim_stats()["jobs_created"] == before
+
+
+def test_upstream_failure_part_way_fails_the_video(stack: RunningStack) -> None:
+    app = stack.client.create_app("pro")
+    video_id = stack.client.create_video(app.api_key, {"prompt": "a glitchy dream #sim:fail"}).json()["id"]
+    failed = stack.client.wait_finished(app.api_key, video_id)
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "video_generation_failed"
+    assert failed["progress"] < 100
+    assert stack.client.usage(app.api_key)["used"]["hour"] == 1  # it reached the upstream: no refund
+
+
+def test_cancel_while_in_progress_deletes_the_upstream_job(stack: RunningStack) -> None:
+    app = stack.client.create_app("pro")
+    stack.sim_config(job_seconds=30)
+    try:
+        video_id = stack.client.create_video(app.api_key).json()["id"]
+        stack.client.wait_for(app.api_key, video_id, ("in_progress",))
+        deleted_before = stack.sim_stats()["jobs_deleted"]
+        response = stack.client.delete_video(app.api_key, video_id)
+    finally:
+        stack.sim_config(job_seconds=3)
+    assert response.status_code == 200
+    assert response.json() == {"id": video_id, "object": "video.deleted", "deleted": True}
+    cancelled = stack.client.get_video(app.api_key, video_id).json()
+    assert cancelled["status"] == "failed"
+    assert cancelled["error"]["code"] == "cancelled"
+    wait_until(lambda: stack.sim_stats()["jobs_deleted"] == deleted_before + 1)
+
+
+def test_deleting_a_finished_video_removes_it_and_its_blobs(stack: RunningStack) -> None:
+    app = stack.client.create_app("pro")
+    video_id = stack.client.create_video(app.api_key).json()["id"]
+    done = stack.client.wait_finished(app.api_key, video_id)
+    assert requests.get(done["video_url"], timeout=10).status_code == 200
+    assert stack.client.delete_video(app.api_key, video_id).json()["deleted"] is True
+    assert requests.get(done["video_url"], timeout=10).status_code == 404
+    assert stack.client.get_video(app.api_key, video_id).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """Upstream jobs that take a minute against a gateway deadline of 6 s."""
+    running = launch_stack(
+        tmp_path_factory.mktemp("slow"), SORA_SIM_JOB_SECONDS="60", JOB_TIMEOUT_MINUTES="0.1"
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_deadline_fails_the_job_with_timeout_and_deletes_the_upstream_job(slow_stack: RunningStack) -> None:
+    app = slow_stack.client.create_app("pro")
+    video_id = slow_stack.client.create_video(app.api_key).json()["id"]
+    failed = slow_stack.client.wait_finished(app.api_key, video_id, timeout=60)
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "timeout"
+    assert slow_stack.sim_stats()["jobs_created"] == 1
+    wait_until(lambda: slow_stack.sim_stats()["jobs_deleted"] == 1)
+
+
+@pytest.fixture(scope="module")
+def paced_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """Upstream creations paced to one every 3 seconds."""
+    running = launch_stack(tmp_path_factory.mktemp("paced"), UPSTREAM_CREATES_PER_MINUTE="20")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_cancel_while_queued_for_an_upstream_slot_creates_nothing(paced_stack: RunningStack) -> None:
+    client = paced_stack.client
+    apps = [client.create_app("pro") for _ in range(3)]
+    ids = [client.create_video(app.api_key).json()["id"] for app in apps]
+    last_app, last_id = apps[-1], ids[-1]
+    queued = wait_until(lambda: _queue_position(client.get_video(last_app.api_key, last_id).json()))
+    assert queued >= 1
+
+    assert client.delete_video(last_app.api_key, last_id).status_code == 200
+
+    cancelled = client.get_video(last_app.api_key, last_id).json()
+    assert (cancelled["status"], cancelled["error"]["code"], cancelled["queue_position"]) == (
+        "failed",
+        "cancelled",
+        None,
+    )
+    for app, video_id in zip(apps[:2], ids[:2], strict=True):
+        assert client.wait_finished(app.api_key, video_id)["status"] == "completed"
+    time.sleep(3 * (queued + 1))  # past the cancelled job's slot: still nothing created for it
+    assert paced_stack.sim_stats()["jobs_created"] == 2
+
+
+def test_queued_jobs_start_in_acceptance_order(paced_stack: RunningStack) -> None:
+    client = paced_stack.client
+    apps = [client.create_app("pro") for _ in range(3)]
+    ids = [client.create_video(app.api_key).json()["id"] for app in apps]
+    done = [client.wait_finished(app.api_key, video_id) for app, video_id in zip(apps, ids, strict=True)]
+    assert [video["status"] for video in done] == ["completed"] * 3
+    finished_at = [video["completed_at"] for video in done]
+    assert finished_at == sorted(finished_at)
+    assert finished_at[2] - finished_at[0] >= 5  # two 3-second pacing gaps, give or take a second
+
+
+def _queue_position(video: dict[str, Any]) -> int | None:
+    position = video.get("queue_position")
+    return None if position is None else int(position)
+
+
+def wait_until(condition: Callable[[], T | None], timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
