@@ -23,7 +23,7 @@ log = logging.getLogger("devhost.management")
 
 WEBHOOK_PATH = "/runtime/webhooks/durabletask"
 INSTANCE_PLACEHOLDER = "INSTANCEID"
-# Terminal-state answers that carry no body, like the extension's.
+# 404, 410 and 202 answers carry no body, like the extension's.
 _EMPTY = b""
 
 
