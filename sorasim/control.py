@@ -15,6 +15,7 @@ class ControlEndpoints:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/_sim/health", self.health)
         app.router.add_get("/_sim/stats", self.stats)
+        app.router.add_get("/_sim/created", self.created)
         app.router.add_get("/_sim/config", self.get_config)
         app.router.add_patch("/_sim/config", self.patch_config)
         app.router.add_post("/_sim/reset", self.reset)
@@ -24,6 +25,12 @@ class ControlEndpoints:
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({**self._state.stats.snapshot(), "jobs_stored": len(self._state.jobs)})
+
+    async def created(self, request: web.Request) -> web.Response:
+        """How many jobs were created whose prompt contains `prompt_contains`."""
+        needle = request.query.get("prompt_contains", "")
+        count = sum(needle in prompt for prompt in list(self._state.created_prompts))
+        return web.json_response({"prompt_contains": needle, "jobs_created": count})
 
     async def get_config(self, request: web.Request) -> web.Response:
         return web.json_response(self._state.config.public_view())

@@ -33,6 +33,8 @@ class SimulatorState:
         self.quota = RollingWindowQuota()
         self.faults = FaultInjector(config.seed)
         self.stats = Stats()
+        # Every prompt ever admitted, so tests sharing one simulator can count their own jobs.
+        self.created_prompts: list[str] = []
 
     @property
     def config(self) -> SimulatorConfig:
@@ -69,6 +71,7 @@ class SimulatorState:
             remixed_from_video_id=remixed_from_video_id,
         )
         self.jobs.add(job)
+        self.created_prompts.append(spec.prompt)
         self.stats.increment("jobs_created")
         if remixed_from_video_id is not None:
             self.stats.increment("remixes_created")
@@ -77,6 +80,7 @@ class SimulatorState:
     def reset(self) -> None:
         """Forget jobs, counters and quota usage; issued tokens stay valid."""
         self.jobs.clear()
+        self.created_prompts.clear()
         self.stats.reset()
         self.quota.clear()
         self.faults = FaultInjector(self.config.seed)

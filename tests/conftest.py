@@ -41,6 +41,14 @@ class RunningStack:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
 
+    def upstream_jobs_for(self, marker: str) -> int:
+        """Upstream jobs created with `marker` in their prompt (tests share one simulator)."""
+        response = requests.get(
+            f"{self.simulator}/_sim/created", params={"prompt_contains": marker}, timeout=5
+        )
+        response.raise_for_status()
+        return int(response.json()["jobs_created"])
+
     @property
     def client(self) -> GatewayClient:
         return GatewayClient(self.api, self.admin_key)

@@ -21,9 +21,9 @@ def test_missing_and_wrong_keys_are_401_and_api_key_header_works(stack: RunningS
 def test_free_plan_is_403_and_consumes_nothing(stack: RunningStack) -> None:
     client = stack.client
     app = client.create_app("free")
-    jobs_before = stack.sim_stats()["jobs_created"]
+    marker = f"[{app.id}]"
 
-    response = client.create_video(app.api_key)
+    response = client.create_video(app.api_key, {"prompt": f"free {marker}"})
 
     assert response.status_code == 403
     error = response.json()["error"]
@@ -31,7 +31,7 @@ def test_free_plan_is_403_and_consumes_nothing(stack: RunningStack) -> None:
     assert "Pro plan or higher" in error["message"]
     usage = client.usage(app.api_key)
     assert usage["video_enabled"] is False
-    assert stack.sim_stats()["jobs_created"] == jobs_before
+    assert stack.upstream_jobs_for(marker) == 0
 
 
 def test_plan_change_takes_effect_on_the_next_request(stack: RunningStack) -> None:

@@ -44,10 +44,12 @@ def test_sixth_create_in_an_hour_is_429_with_exact_retry_after(stack: RunningSta
 def test_twenty_concurrent_creates_with_five_slots_admit_exactly_five(stack: RunningStack) -> None:
     client = stack.client
     app = client.create_app("pro")
-    jobs_before = stack.sim_stats()["jobs_created"]
+    marker = f"[{app.id}]"
 
     with ThreadPoolExecutor(max_workers=20) as pool:
-        responses = list(pool.map(lambda _: client.create_video(app.api_key), range(20)))
+        responses = list(
+            pool.map(lambda _: client.create_video(app.api_key, {"prompt": f"race {marker}"}), range(20))
+        )
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses.count(202) == 5
@@ -56,7 +58,7 @@ def test_twenty_concurrent_creates_with_five_slots_admit_exactly_five(stack: Run
     accepted = [response.json()["id"] for response in responses if response.status_code == 202]
     for video_id in accepted:
         assert client.wait_finished(app.api_key, video_id)["status"] == "completed"
-    assert stack.sim_stats()["jobs_created"] == jobs_before + 5
+    assert stack.upstream_jobs_for(marker) == 5
 
 
 def test_rejected_requests_consume_nothing(stack: RunningStack) -> None:

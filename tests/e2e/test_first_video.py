@@ -25,13 +25,12 @@ def wait_until_finished(stack: RunningStack, video_id: str, timeout: float = 90.
 
 
 def test_prompt_becomes_a_playable_mp4_behind_a_read_only_sas_url(stack: RunningStack) -> None:
-    jobs_before = stack.sim_stats()["jobs_created"]
 
     response = requests.post(
         f"{stack.api}/v1/videos",
         headers=stack.headers(),
         json={
-            "prompt": "A lighthouse at dawn, waves rolling in",
+            "prompt": "A lighthouse at dawn, waves rolling in [e2e-first]",
             "model": "sora-2",
             "seconds": "4",
             "size": "1280x720",
@@ -67,7 +66,7 @@ def test_prompt_becomes_a_playable_mp4_behind_a_read_only_sas_url(stack: Running
     bare = requests.get(urlunsplit((scheme, netloc, path, "", "")), timeout=10)
     assert bare.status_code in (401, 403, 404)
 
-    assert stack.sim_stats()["jobs_created"] == jobs_before + 1
+    assert stack.upstream_jobs_for("[e2e-first]") == 1
 
 
 def test_each_read_mints_a_fresh_sas_url(stack: RunningStack) -> None:

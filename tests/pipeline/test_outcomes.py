@@ -16,14 +16,14 @@ T = TypeVar("T")
 
 def test_blocked_prompt_fails_with_the_upstreams_code_and_no_upstream_job(stack: RunningStack) -> None:
     app = stack.client.create_app("pro")
-    before = stack.sim_stats()["jobs_created"]
-    video_id = stack.client.create_video(app.api_key, {"prompt": "forbidden #sim:blocked"}).json()["id"]
+    prompt = f"forbidden #sim:blocked [{app.id}]"
+    video_id = stack.client.create_video(app.api_key, {"prompt": prompt}).json()["id"]
     failed = stack.client.wait_finished(app.api_key, video_id)
     assert failed["status"] == "failed"
     assert failed["error"]["code"] == "content_policy_violation"
     assert failed["error"]["message"]
     assert failed["video_url"] is None
-    assert stack.sim_stats()["jobs_created"] == before
+    assert stack.upstream_jobs_for(app.id) == 0
 
 
 def test_upstream_failure_part_way_fails_the_video(stack: RunningStack) -> None:
