@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import IO, Any, cast
+from typing import Any
 
 import azure.durable_functions as df
 
 from activities import names
-from gateway.blobs import asset_blob_name
+from gateway.blobs import asset_blob_name, copy_upstream_asset
 from gateway.clients import get_job_store, get_quota_store, get_sora_client, get_video_assets
 from gateway.errors import UpstreamRejectedError
 from gateway.messages import JobFailure, JobRef, StoredAssets, UpstreamJobRef
@@ -56,16 +56,18 @@ def store_video_assets(payload: dict[str, Any]) -> dict[str, Any] | None:
         # Cancelled or deleted while copying: the record will never point at these blobs.
         get_video_assets().delete_all(video_blob, thumbnail_blob)
         return None
-    return StoredAssets(video_blob=video_blob, thumbnail_blob=thumbnail_blob, video_bytes=written).to_dict()
+    # The orchestration's output carries a link too (operators read it in the status API);
+    # clients always get a freshly minted one from the API.
+    video_url = get_video_assets().read_url(video_blob, timedelta(minutes=get_settings().sas_ttl_minutes))
+    return StoredAssets(
+        video_blob=video_blob, thumbnail_blob=thumbnail_blob, video_bytes=written, video_url=video_url
+    ).to_dict()
 
 
 def _copy(upstream_id: str, variant: str, blob_name: str, content_type: str) -> int:
-    with get_sora_client().stream_content(upstream_id, variant) as response:
-        length = response.headers.get("Content-Length")
-        stream = cast(IO[bytes], response.raw)
-        return get_video_assets().upload_stream(
-            blob_name, stream, length=int(length) if length else None, content_type=content_type
-        )
+    return copy_upstream_asset(
+        get_sora_client(), get_video_assets(), upstream_id, variant, blob_name, content_type
+    )
 
 
 @bp.function_name(names.FAIL_JOB)

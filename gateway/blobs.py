@@ -6,7 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import IO
+from typing import IO, cast
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
@@ -16,6 +16,8 @@ from azure.storage.blob import (
     UserDelegationKey,
     generate_blob_sas,
 )
+
+from gateway.sora import SoraClient
 
 # Blocks small enough that memory stays bounded (block size x concurrency), large enough
 # that a 1 GiB video is a few hundred requests.
@@ -79,6 +81,20 @@ class VideoAssets:
         with contextlib.suppress(ResourceExistsError):
             self._service.create_container(self._container)
         self._container_ready = True
+
+
+def copy_upstream_asset(
+    sora: SoraClient, assets: VideoAssets, upstream_id: str, variant: str, blob_name: str, content_type: str
+) -> int:
+    """Stream one upstream asset into a blob, chunk by chunk; returns the bytes copied."""
+    with sora.stream_content(upstream_id, variant) as response:
+        length = response.headers.get("Content-Length")
+        return assets.upload_stream(
+            blob_name,
+            cast(IO[bytes], response.raw),
+            length=int(length) if length else None,
+            content_type=content_type,
+        )
 
 
 class _SasSigner:

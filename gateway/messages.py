@@ -114,6 +114,7 @@ class StoredAssets:
     video_blob: str
     thumbnail_blob: str | None
     video_bytes: int
+    video_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -58,6 +58,7 @@ class JobOutcome:
     status: str
     error_code: str | None = None
     video_blob: str | None = None
+    video_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +66,7 @@ class JobOutcome:
             "status": self.status,
             "error_code": self.error_code,
             "video_blob": self.video_blob,
+            "video_url": self.video_url,
         }
 
 
@@ -111,8 +113,10 @@ def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
     )
     if stored is None:  # cancelled while the assets were being copied
         return JobOutcome(job_id=job.job_id, status="failed", error_code="cancelled").to_dict()
-    video_blob = StoredAssets.from_dict(stored).video_blob
-    return JobOutcome(job_id=job.job_id, status="completed", video_blob=video_blob).to_dict()
+    assets = StoredAssets.from_dict(stored)
+    return JobOutcome(
+        job_id=job.job_id, status="completed", video_blob=assets.video_blob, video_url=assets.video_url
+    ).to_dict()
 
 
 def _create_upstream(
