@@ -68,6 +68,13 @@ def test_prompt_becomes_a_playable_mp4_behind_a_read_only_sas_url(stack: Running
 
     assert stack.upstream_jobs_for("[e2e-first]") == 1
 
+    # The orchestration's own output carries a SAS URL for the same blob.
+    host = stack.api.removesuffix("/api")
+    status = requests.get(f"{host}/runtime/webhooks/durabletask/instances/{created['id']}", timeout=10).json()
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"]["status"] == "completed"
+    assert urlsplit(status["output"]["video_url"]).path == urlsplit(video_url).path
+
 
 def test_each_read_mints_a_fresh_sas_url(stack: RunningStack) -> None:
     created = requests.post(
