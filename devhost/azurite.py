@@ -60,6 +60,8 @@ class Azurite:
             "--silent",
             "--skipApiVersionCheck",
             "--disableProductStyleUrl",
+            # Azurite's telemetry otherwise phones home (and probes the Azure metadata address).
+            "--disableTelemetry",
         ]
         for service, port in self.ports.items():
             command += [f"--{service}Host", LOOPBACK, f"--{service}Port", str(port)]

@@ -14,6 +14,9 @@ def free_port(preferred: int | None = None) -> int:
     """Return `preferred` when it is free on loopback, else a free port chosen by the OS."""
     if preferred:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # Servers (Node, aiohttp) bind with SO_REUSEADDR, so a port whose old connections
+            # linger in TIME_WAIT is free for them; probe the same way.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((LOOPBACK, preferred))
             except OSError:

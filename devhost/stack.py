@@ -11,7 +11,7 @@ from devhost.azurite import Azurite
 from devhost.config import flag, load_values
 from devhost.host import DevHost
 from devhost.net import LOOPBACK, free_port
-from gateway.clients import get_app_store
+from gateway.clients import close_clients, get_app_store
 from sorasim import SimulatorConfig, SoraSimulator
 
 log = logging.getLogger("devhost.stack")
@@ -106,6 +106,8 @@ class LocalStack:
         """Stop everything that runs, newest first; safe to call more than once."""
         if self._host is not None:
             self._host.stop()
+        # The app's storage clients keep connections open, and Azurite waits for them to close.
+        close_clients()
         if self._simulator is not None:
             self._simulator.stop()
         if self._azurite is not None:

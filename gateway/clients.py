@@ -49,9 +49,11 @@ class _ProcessSingleton(Generic[T]):
                 value = self._value
         return value
 
-    def reset(self) -> None:
+    def reset(self) -> T | None:
+        """Forget the value (the next call builds a new one); returns what was built, if anything."""
         with self._lock:
-            self._value = None
+            value, self._value = self._value, None
+        return value
 
 
 @_ProcessSingleton
@@ -142,21 +144,25 @@ def get_upstream_creator() -> UpstreamCreator:
     return UpstreamCreator(get_job_store(), get_tables(), get_sora_client())
 
 
-def reset_clients() -> None:
-    """Forget every client (tests that change settings between cases use this)."""
+def close_clients() -> None:
+    """Close and forget every client built so far, so their connections do not linger
+    (the local stack calls this before stopping Azurite, which waits for open connections)."""
     getters: tuple[_ProcessSingleton[Any], ...] = (
-        get_credential,
-        get_table_service,
-        get_blob_service,
-        get_sora_client,
-        get_tables,
-        get_app_store,
-        get_job_store,
-        get_video_assets,
-        get_quota_store,
-        get_upstream_pacer,
         get_upstream_creator,
+        get_upstream_pacer,
+        get_quota_store,
+        get_video_assets,
+        get_job_store,
+        get_app_store,
+        get_tables,
+        get_sora_client,
+        get_blob_service,
+        get_table_service,
+        get_credential,
     )
     for getter in getters:
-        getter.reset()
+        closable = getter.reset()
+        close = getattr(closable, "close", None)
+        if callable(close):
+            close()
     get_settings.cache_clear()

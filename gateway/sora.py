@@ -128,6 +128,9 @@ class SoraClient:
             raise
         return True
 
+    def close(self) -> None:
+        self._session.close()
+
     @contextmanager
     def stream_content(self, video_id: str, variant: str = "video") -> Iterator[requests.Response]:
         """An open streaming response for the asset; the caller reads it in chunks."""
