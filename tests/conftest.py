@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -176,3 +179,21 @@ def tables(azurite: Azurite) -> Tables:
 def video_assets(azurite: Azurite) -> VideoAssets:
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     return VideoAssets(service, "videos-" + uuid.uuid4().hex[:10])
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """Fail any test whose code tries to connect beyond loopback (e.g. a credential probing IMDS)."""
+    attempts: list[object] = []
+    original_connect = socket.socket.connect
+
+    def guarded_connect(self: socket.socket, address: Any) -> None:
+        internet = self.family in (socket.AF_INET, socket.AF_INET6)
+        if internet and not ipaddress.ip_address(address[0]).is_loopback:
+            attempts.append(address)
+            raise ConnectionRefusedError(f"tests must stay on loopback, not {address!r}")
+        original_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    yield attempts
+    assert attempts == [], f"connections beyond loopback were attempted: {attempts}"
