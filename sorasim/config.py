@@ -19,7 +19,9 @@ RUNTIME_KNOBS: dict[str, type] = {
     "creates_per_minute": int,
     "video_bytes": int,
     "token_ttl_seconds": float,
+    "fault_kinds": str,
 }
+ALL_FAULT_KINDS = ("429", "500", "503", "dropped")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class SimulatorConfig:
     """When set, an `api-key` header with this value is accepted as well as bearer tokens."""
     seed: int | None = None
     """Seed for fault injection, for reproducible fault sequences."""
+    fault_kinds: str = ",".join(ALL_FAULT_KINDS)
+    """Which faults to inject (comma-separated): an outage is 500/503/dropped without 429s."""
+
+    @property
+    def fault_kind_list(self) -> tuple[str, ...]:
+        return tuple(kind.strip() for kind in self.fault_kinds.split(",") if kind.strip())
 
     def __post_init__(self) -> None:
         _require(math.isfinite(self.job_seconds) and self.job_seconds >= 0, "job_seconds must be >= 0")
@@ -51,6 +59,11 @@ class SimulatorConfig:
         )
         _require(self.identity_header != "", "identity_header must not be empty")
         _require(self.api_key != "", "api_key must not be empty")
+        kinds = self.fault_kind_list
+        _require(
+            bool(kinds) and set(kinds) <= set(ALL_FAULT_KINDS),
+            f"fault_kinds must list some of {ALL_FAULT_KINDS}",
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SimulatorConfig:
@@ -77,6 +90,11 @@ class SimulatorConfig:
         converted: dict[str, Any] = {}
         for name, value in changes.items():
             kind = RUNTIME_KNOBS[name]
+            if kind is str:
+                if not isinstance(value, str):
+                    raise ValueError(f"{name} must be a string")
+                converted[name] = value
+                continue
             # bool is an int subclass; `true` for a number is a caller mistake, not 1.
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
             if not numeric or (kind is int and not float(value).is_integer()):  # type: ignore[arg-type]

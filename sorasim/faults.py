@@ -15,6 +15,9 @@ class FaultKind(enum.Enum):
     DROPPED_CONNECTION = "dropped"
 
 
+EVERY_KIND = tuple(kind.value for kind in FaultKind)
+
+
 @dataclass(frozen=True)
 class Fault:
     kind: FaultKind
@@ -29,13 +32,14 @@ class FaultInjector:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
-    def draw(self, rate: float) -> Fault | None:
-        """With probability `rate`, a fault to answer the current request with."""
+    def draw(self, rate: float, kinds: tuple[str, ...] = EVERY_KIND) -> Fault | None:
+        """With probability `rate`, a fault (one of `kinds`) to answer the current request with."""
         if rate <= 0.0:
             return None
+        allowed = [kind for kind in FaultKind if kind.value in kinds]
         with self._lock:
             if self._random.random() >= rate:
                 return None
-            kind = self._random.choice(list(FaultKind))
+            kind = self._random.choice(allowed)
             retry_after = self._random.choice((1, 2)) if kind is FaultKind.TOO_MANY_REQUESTS else None
         return Fault(kind, retry_after)

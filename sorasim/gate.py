@@ -55,7 +55,8 @@ def videos_gate(state: SimulatorState) -> Middleware:
         state.stats.increment("requests")
         # Faults come first: an overloaded upstream fails before looking at who is asking,
         # and a faulted request must have no side effect.
-        fault = state.faults.draw(state.config.fault_rate)
+        config = state.config
+        fault = state.faults.draw(config.fault_rate, config.fault_kind_list)
         if fault is not None:
             return _answer_with_fault(request, fault, state)
         try:

@@ -56,7 +56,7 @@ class RunningStack:
     def client(self) -> GatewayClient:
         return GatewayClient(self.api, self.admin_key)
 
-    def sim_config(self, **knobs: float) -> None:
+    def sim_config(self, **knobs: float | str) -> None:
         requests.patch(f"{self.simulator}/_sim/config", json=knobs, timeout=5).raise_for_status()
 
     def headers(self, key: str | None = None) -> dict[str, str]:
