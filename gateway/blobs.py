@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, cast
 
@@ -54,6 +53,18 @@ class VideoAssets:
         )
         return counted.total
 
+    def upload_bytes(self, blob_name: str, content: bytes, *, content_type: str) -> None:
+        self._ensure_container()
+        self._service.get_blob_client(self._container, blob_name).upload_blob(
+            content, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+        )
+
+    def download_bytes(self, blob_name: str) -> tuple[bytes, str]:
+        """A small blob's content and content type (reference images, not videos)."""
+        download = self._service.get_blob_client(self._container, blob_name).download_blob()
+        content_type = download.properties.content_settings.content_type or "application/octet-stream"
+        return bytes(download.readall()), content_type
+
     def delete_all(self, *blob_names: str | None) -> None:
         """Delete these blobs; ones already gone are fine."""
         for name in blob_names:
@@ -71,9 +82,6 @@ class VideoAssets:
         blob = self._service.get_blob_client(self._container, blob_name)
         token = self._signer.sign(self._container, blob_name, ttl)
         return f"{blob.url}?{token}"
-
-    def download_chunks(self, blob_name: str) -> Iterator[bytes]:
-        yield from self._service.get_blob_client(self._container, blob_name).download_blob().chunks()
 
     def _ensure_container(self) -> None:
         if self._container_ready:

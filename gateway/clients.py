@@ -141,7 +141,7 @@ def get_upstream_pacer() -> UpstreamPacer:
 
 @_ProcessSingleton
 def get_upstream_creator() -> UpstreamCreator:
-    return UpstreamCreator(get_job_store(), get_tables(), get_sora_client())
+    return UpstreamCreator(get_job_store(), get_tables(), get_sora_client(), get_video_assets())
 
 
 def close_clients() -> None:

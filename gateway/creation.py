@@ -14,8 +14,10 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 
+from gateway.blobs import VideoAssets
+from gateway.errors import UpstreamRejectedError
 from gateway.jobs import Job, JobStore
-from gateway.sora import SoraClient, UpstreamVideo
+from gateway.sora import ReferenceFile, SoraClient, UpstreamVideo
 from gateway.tables import Tables
 
 CLAIMS_TABLE = "upstreamclaims"
@@ -32,10 +34,11 @@ def progress_fields(video: UpstreamVideo) -> dict[str, Any]:
 
 
 class UpstreamCreator:
-    def __init__(self, jobs: JobStore, tables: Tables, sora: SoraClient) -> None:
+    def __init__(self, jobs: JobStore, tables: Tables, sora: SoraClient, assets: VideoAssets) -> None:
         self._jobs = jobs
         self._claims = tables.get(CLAIMS_TABLE)
         self._sora = sora
+        self._assets = assets
 
     def ensure_created(self, job: Job, deployment: str) -> UpstreamVideo:
         """The job's upstream video, created now or found from an earlier attempt.
@@ -44,15 +47,23 @@ class UpstreamCreator:
         """
         if job.upstream_id:
             return self._sora.get_video(job.upstream_id)
+        source = self._remix_source(job)
         if job.create_started_at is not None:
-            adopted = self._find_earlier_attempt(job, deployment)
+            adopted = self._find_earlier_attempt(job, deployment, source)
             if adopted is not None:
                 log.warning("job %s adopted upstream %s from an interrupted attempt", job.id, adopted.id)
                 return adopted
         job = self._jobs.update_job(job.app_id, job.id, create_started_at=time.time())
-        video = self._sora.create_video(
-            model=deployment, prompt=job.prompt, seconds=job.seconds, size=job.size
-        )
+        if source is not None:
+            video = self._sora.remix_video(source, prompt=job.prompt)
+        else:
+            video = self._sora.create_video(
+                model=deployment,
+                prompt=job.prompt,
+                seconds=job.seconds,
+                size=job.size,
+                input_reference=self._reference(job),
+            )
         self._claim(video.id, job)
         return video
 
@@ -61,18 +72,32 @@ class UpstreamCreator:
             job.app_id, job.id, upstream_id=video.id, next_check_at=next_check_at, **progress_fields(video)
         )
 
-    def _find_earlier_attempt(self, job: Job, deployment: str) -> UpstreamVideo | None:
+    def _remix_source(self, job: Job) -> str | None:
+        """The upstream id of the video this job remixes, if it is a remix."""
+        if job.remixed_from_video_id is None:
+            return None
+        source = self._jobs.get_job(job.app_id, job.remixed_from_video_id)
+        if source is None or source.upstream_id is None:
+            raise UpstreamRejectedError(
+                "The video to remix no longer exists.", code="remix_source_not_found", status=404
+            )
+        return source.upstream_id
+
+    def _reference(self, job: Job) -> ReferenceFile | None:
+        if job.reference_blob is None:
+            return None
+        content, content_type = self._assets.download_bytes(job.reference_blob)
+        return ReferenceFile(job.reference_blob.rsplit("/", 1)[-1], content, content_type)
+
+    def _find_earlier_attempt(self, job: Job, deployment: str, source: str | None) -> UpstreamVideo | None:
         assert job.create_started_at is not None
         since = job.create_started_at - CLOCK_SLACK_SECONDS
+        wanted = (job.prompt, job.seconds, job.size, source)
         for candidate in self._sora.list_videos(limit=100):
             if candidate.created_at is not None and candidate.created_at < since:
                 break  # newest first: everything further is older still
-            if (candidate.prompt, candidate.model, candidate.seconds, candidate.size) != (
-                job.prompt,
-                deployment,
-                job.seconds,
-                job.size,
-            ):
+            found = (candidate.prompt, candidate.seconds, candidate.size, candidate.remixed_from_video_id)
+            if found != wanted or (source is None and candidate.model != deployment):
                 continue
             if self._claim(candidate.id, job):
                 return candidate

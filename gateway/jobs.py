@@ -53,6 +53,8 @@ class Job:
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     next_check_at: float | None = None  # when the pipeline looks at the upstream job next
+    webhook_url: str | None = None
+    reference_blob: str | None = None  # the fitted input image, for image-to-video
 
     @property
     def finished(self) -> bool:
@@ -105,6 +107,24 @@ class JobStore:
             except ResourceModifiedError:
                 continue
             return updated
+
+    def list_jobs(
+        self, app_id: str, *, limit: int, after: str | None, newest_first: bool
+    ) -> tuple[list[Job], bool]:
+        """One page of the app's jobs and whether more follow. Reads only the app's partition."""
+        if newest_first:
+            # Ids sort newest first, so the partition's natural order is the page order.
+            query = "PartitionKey eq @app" + (" and RowKey gt @after" if after else "")
+            rows = self._table.query_entities(
+                query, parameters={"app": app_id, "after": after or ""}, results_per_page=limit + 1
+            )
+            page = [Job.from_entity(row) for _, row in zip(range(limit + 1), rows, strict=False)]
+        else:
+            # Oldest first runs against the key order; retention keeps a partition small.
+            query = "PartitionKey eq @app" + (" and RowKey lt @after" if after else "")
+            rows = self._table.query_entities(query, parameters={"app": app_id, "after": after or ""})
+            page = [Job.from_entity(row) for row in rows][::-1][: limit + 1]
+        return page[:limit], len(page) > limit
 
     def delete_job(self, app_id: str, job_id: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):

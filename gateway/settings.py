@@ -70,6 +70,7 @@ class Settings:
     pricing: Mapping[str, Mapping[str, float]]
     upstream_creates_per_minute: int
     allow_local_urls: bool
+    webhook_retry_seconds: tuple[float, ...]
     table_prefix: str = field(default="")
 
     @classmethod
@@ -96,6 +97,7 @@ class Settings:
             pricing=env.json("PRICING", DEFAULT_PRICING),
             upstream_creates_per_minute=env.integer("UPSTREAM_CREATES_PER_MINUTE", 2, minimum=0),
             allow_local_urls=env.flag("ALLOW_LOCAL_URLS", False),
+            webhook_retry_seconds=env.delays("WEBHOOK_RETRY_SECONDS", (30.0, 60.0, 120.0, 300.0, 600.0)),
             table_prefix=env.optional("TABLE_PREFIX") or "",
         )
 
@@ -179,6 +181,18 @@ class _Env:
         if not items:
             raise SettingsError(f"setting {key} must list at least one value")
         return items
+
+    def delays(self, key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        raw = self.csv(key, ())
+        if not raw:
+            return default
+        try:
+            values = tuple(float(item) for item in raw)
+        except ValueError as error:
+            raise SettingsError(f"setting {key} must list seconds, got {self.optional(key)!r}") from error
+        if any(not value > 0 for value in values):
+            raise SettingsError(f"setting {key} must list positive seconds")
+        return values
 
     def json(self, key: str, default: Any) -> Any:
         raw = self.optional(key)

@@ -36,6 +36,7 @@ class UpstreamVideo:
     model: str | None = None
     seconds: str | None = None
     size: str | None = None
+    remixed_from_video_id: str | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> UpstreamVideo:
@@ -51,6 +52,7 @@ class UpstreamVideo:
             model=body.get("model"),
             seconds=None if body.get("seconds") is None else str(body["seconds"]),
             size=body.get("size"),
+            remixed_from_video_id=body.get("remixed_from_video_id"),
         )
 
     @property
@@ -59,7 +61,7 @@ class UpstreamVideo:
 
 
 @dataclass(frozen=True)
-class ReferenceImage:
+class ReferenceFile:
     filename: str
     content: bytes
     content_type: str
@@ -90,7 +92,7 @@ class SoraClient:
         prompt: str,
         seconds: str,
         size: str,
-        input_reference: ReferenceImage | None = None,
+        input_reference: ReferenceFile | None = None,
     ) -> UpstreamVideo:
         fields = {"model": model, "prompt": prompt, "seconds": seconds, "size": size}
         if input_reference is None:

@@ -36,16 +36,16 @@ class VideoSpec:
 
 def parse_video_spec(fields: Mapping[str, Any], settings: Settings) -> VideoSpec:
     return VideoSpec(
-        prompt=_prompt(fields, settings),
+        prompt=prompt_of(fields, settings),
         model=_choice(fields, "model", settings.allowed_models, default="sora-2"),
         seconds=_seconds(fields, settings),
         size=_size(fields, settings),
-        metadata=_metadata(fields.get("metadata")),
-        user=_user(fields.get("user")),
+        metadata=metadata_of(fields.get("metadata")),
+        user=user_of(fields.get("user")),
     )
 
 
-def _prompt(fields: Mapping[str, Any], settings: Settings) -> str:
+def prompt_of(fields: Mapping[str, Any], settings: Settings) -> str:
     prompt = fields.get("prompt")
     if prompt is None:
         raise InvalidRequest(
@@ -140,7 +140,7 @@ def _size_from_shape(aspect: Any, resolution: Any) -> str:
     return SIZES_BY_SHAPE[(shape, level)]
 
 
-def _metadata(value: Any) -> dict[str, str]:
+def metadata_of(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -156,7 +156,7 @@ def _metadata(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def _user(value: Any) -> str | None:
+def user_of(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_USER_CHARS:

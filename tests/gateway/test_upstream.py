@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from gateway.blobs import VideoAssets
 from gateway.creation import UpstreamCreator
 from gateway.errors import UpstreamRejectedError, UpstreamTransientError
 from gateway.jobs import Job, JobStore, new_job_id
@@ -79,10 +80,10 @@ def test_unknown_video_is_permanent_404(sora: SoraClient) -> None:
 
 
 def test_a_retried_create_adopts_the_job_its_first_attempt_made(
-    tables: Tables, simulator: SoraSimulator, sora: SoraClient
+    tables: Tables, simulator: SoraSimulator, sora: SoraClient, video_assets: VideoAssets
 ) -> None:
     jobs = JobStore(tables)
-    creator = UpstreamCreator(jobs, tables, sora)
+    creator = UpstreamCreator(jobs, tables, sora, video_assets)
     job = make_job()
     jobs.add_job(job)
     # Someone else's identical request, created before ours started: never adopted.
@@ -102,9 +103,11 @@ def test_a_retried_create_adopts_the_job_its_first_attempt_made(
     assert simulator.stats()["jobs_created"] == 2  # the stranger's and ours; no third
 
 
-def test_two_jobs_never_adopt_the_same_upstream_job(tables: Tables, sora: SoraClient) -> None:
+def test_two_jobs_never_adopt_the_same_upstream_job(
+    tables: Tables, sora: SoraClient, video_assets: VideoAssets
+) -> None:
     jobs = JobStore(tables)
-    creator = UpstreamCreator(jobs, tables, sora)
+    creator = UpstreamCreator(jobs, tables, sora, video_assets)
     first, second = make_job("twin"), make_job("twin")
     for job in (first, second):
         jobs.add_job(job)
@@ -116,9 +119,11 @@ def test_two_jobs_never_adopt_the_same_upstream_job(tables: Tables, sora: SoraCl
     assert adopted.id != made.id
 
 
-def test_recorded_upstream_id_is_reused(tables: Tables, simulator: SoraSimulator, sora: SoraClient) -> None:
+def test_recorded_upstream_id_is_reused(
+    tables: Tables, simulator: SoraSimulator, sora: SoraClient, video_assets: VideoAssets
+) -> None:
     jobs = JobStore(tables)
-    creator = UpstreamCreator(jobs, tables, sora)
+    creator = UpstreamCreator(jobs, tables, sora, video_assets)
     job = make_job()
     jobs.add_job(job)
     video = creator.ensure_created(job, "sora-2")
