@@ -5,7 +5,9 @@ import azure.functions as func
 
 from activities import jobs as job_activities
 from activities import upstream as upstream_activities
-from api import health, manage, usage, videos
+from activities import webhooks as webhook_activities
+from api import health, manage, openapi, usage, video_queries, videos
+from maintenance import retention
 from orchestrators import generate_video
 
 # The gateway authenticates callers itself (app keys), so routes need no function keys.
@@ -14,10 +16,14 @@ app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in (
     health.bp,
     manage.bp,
+    openapi.bp,
     usage.bp,
     videos.bp,
+    video_queries.bp,
     generate_video.bp,
     upstream_activities.bp,
     job_activities.bp,
+    webhook_activities.bp,
+    retention.bp,
 ):
     app.register_functions(blueprint)

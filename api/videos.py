@@ -1,12 +1,10 @@
-"""The OpenAI-compatible videos API: create and retrieve."""
+"""Writing videos: create, remix, and cancel or delete. These start or signal orchestrations."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from datetime import timedelta
-from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -14,22 +12,22 @@ import azure.functions as func
 from api.auth import authenticate_app
 from api.forms import read_fields
 from api.http import api_errors, json_response
-from gateway.apps import App
-from gateway.clients import get_job_store, get_quota_store, get_video_assets
-from gateway.errors import NotFound, ServiceUnavailable
+from api.intake import create_submission, remix_submission
+from api.video_views import get_owned_job, poll_after_seconds
+from gateway.clients import get_job_store, get_submissions, get_video_assets
+from gateway.errors import Conflict, ServiceUnavailable
 from gateway.jobs import Job
 from gateway.messages import JobRef
-from gateway.pacing import Pace
 from gateway.polling import PollPolicy
 from gateway.settings import Settings, get_settings
-from gateway.submissions import accept_video, withdraw_video
-from gateway.validation import parse_video_spec
-from gateway.video_object import video_object
+from gateway.submissions import Accepted, Submission
+from gateway.video_object import render_video as render
 from orchestrators import names as orchestrators
 from orchestrators.generate_video import JobRun
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @bp.route(route="v1/videos", methods=["POST"])
@@ -38,46 +36,30 @@ log = logging.getLogger(__name__)
 async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     settings = get_settings()
     app = await asyncio.to_thread(authenticate_app, req)
-    spec = parse_video_spec(read_fields(req).values, settings)
-    accepted = await asyncio.to_thread(
-        accept_video, app, spec, settings=settings, quota=get_quota_store(), jobs=get_job_store()
+    fields = read_fields(req)
+    submission = await asyncio.to_thread(
+        create_submission, fields, settings, req.headers.get(IDEMPOTENCY_HEADER)
     )
-    job = accepted.job
-    await _start_generation(client, job, settings)
-    log.info("app %s queued video %s (%s, %ss, %s)", app.id, job.id, job.model, job.seconds, job.size)
-    headers = {
-        "Location": f"/api/v1/videos/{job.id}",
-        "Retry-After": str(_poll_after_seconds(job)),
-        **accepted.usage.headers(),
-    }
-    return json_response(_render(job, settings), status=202, headers=headers)
+    accepted = await asyncio.to_thread(get_submissions().accept, app, submission)
+    return await _started(client, accepted, submission, settings)
 
 
-async def _start_generation(client: df.DurableOrchestrationClient, job: Job, settings: Settings) -> None:
-    run = JobRun(
-        job=JobRef(app_id=job.app_id, job_id=job.id),
-        poll=PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds),
-        timeout_minutes=settings.job_timeout_minutes,
-    )
-    try:
-        await client.start_new(orchestrators.GENERATE_VIDEO, instance_id=job.id, client_input=run.to_dict())
-    except Exception as error:
-        # Without an orchestration the job would sit queued forever: undo it, slot included.
-        log.exception("could not start the orchestration for %s", job.id)
-        await asyncio.to_thread(withdraw_video, job, quota=get_quota_store(), jobs=get_job_store())
-        raise ServiceUnavailable("The video could not be queued; try again shortly.") from error
-
-
-@bp.route(route="v1/videos/{video_id}", methods=["GET"])
+@bp.route(route="v1/videos/{video_id}/remix", methods=["POST"])
+@bp.durable_client_input(client_name="client")
 @api_errors
-def retrieve_video(req: func.HttpRequest) -> func.HttpResponse:
-    app = authenticate_app(req)
-    job = _get_owned_job(app, req.route_params["video_id"])
-    headers: dict[str, str] = {}
-    if not job.finished:
-        wait = _poll_after_seconds(job)
-        headers = {"openai-poll-after-ms": str(wait * 1000), "Retry-After": str(wait)}
-    return json_response(_render(job, get_settings()), headers=headers)
+async def remix_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    settings = get_settings()
+    app = await asyncio.to_thread(authenticate_app, req)
+    source = await asyncio.to_thread(get_owned_job, app, req.route_params["video_id"])
+    fields = read_fields(req)
+    if source.status != "completed" or source.upstream_id is None:
+        raise Conflict(
+            f"Video '{source.id}' can be remixed once it is completed; its status is '{source.status}'.",
+            code="video_not_ready",
+        )
+    submission = remix_submission(fields, source, settings, req.headers.get(IDEMPOTENCY_HEADER))
+    accepted = await asyncio.to_thread(get_submissions().accept, app, submission)
+    return await _started(client, accepted, submission, settings)
 
 
 @bp.route(route="v1/videos/{video_id}", methods=["DELETE"])
@@ -86,7 +68,7 @@ def retrieve_video(req: func.HttpRequest) -> func.HttpResponse:
 async def delete_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Cancel a job in flight, or delete a finished video's assets and record."""
     app = await asyncio.to_thread(authenticate_app, req)
-    job = await asyncio.to_thread(_get_owned_job, app, req.route_params["video_id"])
+    job = await asyncio.to_thread(get_owned_job, app, req.route_params["video_id"])
     if job.finished:
         await asyncio.to_thread(_delete_finished, job)
     else:
@@ -94,10 +76,47 @@ async def delete_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
         try:
             await client.raise_event(job.id, orchestrators.CANCEL_EVENT, None)
         except Exception:
-            # It finished between our read and the event; its end step sees the cancel mark.
+            # It finished between our read and the event; its last step sees the cancel mark.
             log.info("video %s ended before its cancel event arrived", job.id)
         log.info("app %s cancelled video %s", app.id, job.id)
     return json_response({"id": job.id, "object": "video.deleted", "deleted": True})
+
+
+async def _started(
+    client: df.DurableOrchestrationClient, accepted: Accepted, submission: Submission, settings: Settings
+) -> func.HttpResponse:
+    """Start the job's orchestration (unless this is a replay) and answer 202."""
+    job = accepted.job
+    if not accepted.replayed:
+        await _start_generation(client, job, submission, settings)
+        log.info("app %s queued video %s (%s, %ss, %s)", job.app_id, job.id, job.model, job.seconds, job.size)
+    headers = {
+        "Location": f"/api/v1/videos/{job.id}",
+        "Retry-After": str(poll_after_seconds(job)),
+        **accepted.usage.headers(),
+    }
+    if accepted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    body = await asyncio.to_thread(render, job, settings)
+    return json_response(body, status=202, headers=headers)
+
+
+async def _start_generation(
+    client: df.DurableOrchestrationClient, job: Job, submission: Submission, settings: Settings
+) -> None:
+    run = JobRun(
+        job=JobRef(app_id=job.app_id, job_id=job.id),
+        poll=PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds),
+        timeout_minutes=settings.job_timeout_minutes,
+        webhook_delays=settings.webhook_retry_seconds if job.webhook_url else (),
+    )
+    try:
+        await client.start_new(orchestrators.GENERATE_VIDEO, instance_id=job.id, client_input=run.to_dict())
+    except Exception as error:
+        # Without an orchestration the job would sit queued forever: undo it, slot included.
+        log.exception("could not start the orchestration for %s", job.id)
+        await asyncio.to_thread(get_submissions().withdraw, job, submission.idempotency_key)
+        raise ServiceUnavailable("The video could not be queued; try again shortly.") from error
 
 
 def _mark_cancelled(job: Job) -> None:
@@ -112,39 +131,5 @@ def _mark_cancelled(job: Job) -> None:
 
 
 def _delete_finished(job: Job) -> None:
-    get_video_assets().delete_all(job.video_blob, job.thumbnail_blob)
+    get_video_assets().delete_all(job.video_blob, job.thumbnail_blob, job.reference_blob)
     get_job_store().delete_job(job.app_id, job.id)
-
-
-def _get_owned_job(app: App, video_id: str) -> Job:
-    job = get_job_store().get_job(app.id, video_id)
-    if job is None:
-        raise NotFound(f"No video found with id '{video_id}'.", code="video_not_found", param="video_id")
-    return job
-
-
-def _render(job: Job, settings: Settings) -> dict[str, Any]:
-    now = time.time()
-    waiting = job.status == "queued" and job.upstream_id is None
-    return video_object(
-        job,
-        assets=get_video_assets() if job.status == "completed" else None,
-        sas_ttl=timedelta(minutes=settings.sas_ttl_minutes),
-        pricing=settings.pricing,
-        now=now,
-        queue_position=Pace(settings.upstream_creates_per_minute).queue_position(job.start_at, now)
-        if waiting
-        else None,
-    )
-
-
-def _poll_after_seconds(job: Job) -> int:
-    """Whole seconds until a poll is likely to show something new: the pipeline's own next check."""
-    settings = get_settings()
-    if job.next_check_at is not None:
-        wait = job.next_check_at - time.time() + 1
-    elif job.start_at is not None:
-        wait = job.start_at - time.time() + settings.poll_min_seconds
-    else:
-        wait = settings.poll_min_seconds
-    return max(1, min(round(wait), round(settings.poll_max_seconds)))

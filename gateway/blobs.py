@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, cast
 
@@ -73,6 +74,14 @@ class VideoAssets:
                     self._service.get_blob_client(self._container, name).delete_blob(
                         delete_snapshots="include"
                     )
+
+    def list_blobs(self) -> Iterator[tuple[str, datetime]]:
+        """(name, last modified) of every blob in the container."""
+        container = self._service.get_container_client(self._container)
+        if not container.exists():
+            return
+        for blob in container.list_blobs():
+            yield blob.name, blob.last_modified
 
     def exists(self, blob_name: str) -> bool:
         return bool(self._service.get_blob_client(self._container, blob_name).exists())

@@ -21,12 +21,15 @@ from requests.adapters import HTTPAdapter
 from gateway.apps import AppStore
 from gateway.blobs import VideoAssets
 from gateway.creation import UpstreamCreator
+from gateway.idempotency import IdempotencyStore
 from gateway.jobs import JobStore
 from gateway.pacing import Pace, UpstreamPacer
 from gateway.quota import QuotaStore
 from gateway.settings import Settings, get_settings
 from gateway.sora import SoraClient
+from gateway.submissions import Submissions
 from gateway.tables import Tables
+from gateway.webhooks import WebhookSender
 
 T = TypeVar("T")
 
@@ -144,10 +147,28 @@ def get_upstream_creator() -> UpstreamCreator:
     return UpstreamCreator(get_job_store(), get_tables(), get_sora_client(), get_video_assets())
 
 
+@_ProcessSingleton
+def get_webhook_sender() -> WebhookSender:
+    return WebhookSender(_pooled_session(), allow_local=get_settings().allow_local_urls)
+
+
+@_ProcessSingleton
+def get_submissions() -> Submissions:
+    return Submissions(
+        get_settings(),
+        quota=get_quota_store(),
+        jobs=get_job_store(),
+        assets=get_video_assets(),
+        idempotency=IdempotencyStore(get_tables()),
+    )
+
+
 def close_clients() -> None:
     """Close and forget every client built so far, so their connections do not linger
     (the local stack calls this before stopping Azurite, which waits for open connections)."""
     getters: tuple[_ProcessSingleton[Any], ...] = (
+        get_submissions,
+        get_webhook_sender,
         get_upstream_creator,
         get_upstream_pacer,
         get_quota_store,

@@ -126,6 +126,15 @@ class JobStore:
             page = [Job.from_entity(row) for row in rows][::-1][: limit + 1]
         return page[:limit], len(page) > limit
 
+    def jobs_expired_before(self, when: float) -> list[Job]:
+        """Completed jobs (any app) whose assets expired before `when`: for the retention sweep."""
+        rows = self._table.query_entities("expires_at lt @when", parameters={"when": int(when)})
+        return [Job.from_entity(row) for row in rows]
+
+    def jobs_created_before(self, when: float) -> list[Job]:
+        rows = self._table.query_entities("created_at lt @when", parameters={"when": int(when)})
+        return [Job.from_entity(row) for row in rows]
+
     def delete_job(self, app_id: str, job_id: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             self._table.delete_entity(app_id, job_id)

@@ -122,3 +122,16 @@ class StoredAssets:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StoredAssets:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    job: JobRef
+    event_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.job.to_dict(), "event_id": self.event_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WebhookDelivery:
+        return cls(job=JobRef.from_dict(data), event_id=str(data["event_id"]))

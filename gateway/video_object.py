@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from gateway.blobs import VideoAssets
+from gateway.clients import get_video_assets
 from gateway.jobs import Job
+from gateway.pacing import Pace
+from gateway.settings import Settings, get_settings
+
+
+def render_video(job: Job, settings: Settings | None = None) -> dict[str, Any]:
+    """The job as the API shows it, with freshly minted asset URLs."""
+    settings = settings or get_settings()
+    now = time.time()
+    waiting = job.status == "queued" and job.upstream_id is None
+    return video_object(
+        job,
+        assets=get_video_assets() if job.status == "completed" else None,
+        sas_ttl=timedelta(minutes=settings.sas_ttl_minutes),
+        pricing=settings.pricing,
+        now=now,
+        queue_position=Pace(settings.upstream_creates_per_minute).queue_position(job.start_at, now)
+        if waiting
+        else None,
+    )
 
 
 def estimated_cost(

@@ -16,7 +16,15 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import names as activity
-from gateway.messages import JobFailure, JobRef, StatusCheck, StoredAssets, UpstreamJobRef, UpstreamStatus
+from gateway.messages import (
+    JobFailure,
+    JobRef,
+    StatusCheck,
+    StoredAssets,
+    UpstreamJobRef,
+    UpstreamStatus,
+    WebhookDelivery,
+)
 from gateway.polling import PollPolicy
 from orchestrators import names
 
@@ -37,9 +45,15 @@ class JobRun:
     job: JobRef
     poll: PollPolicy
     timeout_minutes: float
+    webhook_delays: tuple[float, ...] = ()  # waits between webhook attempts; empty: no webhook
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.job.to_dict(), "poll": self.poll.to_dict(), "timeout_minutes": self.timeout_minutes}
+        return {
+            **self.job.to_dict(),
+            "poll": self.poll.to_dict(),
+            "timeout_minutes": self.timeout_minutes,
+            "webhook_delays": list(self.webhook_delays),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRun:
@@ -47,6 +61,7 @@ class JobRun:
             job=JobRef.from_dict(data),
             poll=PollPolicy.from_dict(data["poll"]),
             timeout_minutes=float(data["timeout_minutes"]),
+            webhook_delays=tuple(float(delay) for delay in data.get("webhook_delays", ())),
         )
 
 
@@ -84,6 +99,14 @@ class _Stop(Exception):
 @bp.orchestration_trigger(context_name="context")
 def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
     run = JobRun.from_dict(context.get_input())
+    outcome = yield from _run_job(context, run)
+    if run.webhook_delays:
+        # The job's record is final before this: delivery never delays or changes the video.
+        yield from _notify(context, run)
+    return outcome
+
+
+def _run_job(context: df.DurableOrchestrationContext, run: JobRun) -> Orchestration:
     job = run.job
     deadline = context.current_utc_datetime + timedelta(minutes=run.timeout_minutes)
     upstream: UpstreamJobRef | None = None
@@ -117,6 +140,19 @@ def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
     return JobOutcome(
         job_id=job.job_id, status="completed", video_blob=assets.video_blob, video_url=assets.video_url
     ).to_dict()
+
+
+def _notify(context: df.DurableOrchestrationContext, run: JobRun) -> Orchestration:
+    """Deliver the job's webhook event, retrying on durable timers with growing delays."""
+    delivery = WebhookDelivery(job=run.job, event_id=f"evt_{run.job.job_id}")
+    for attempt in range(len(run.webhook_delays) + 1):
+        try:
+            delivered = yield context.call_activity(activity.DELIVER_WEBHOOK, delivery.to_dict())
+        except Exception:
+            delivered = False  # our own failure (storage) counts as a failed attempt too
+        if delivered or attempt == len(run.webhook_delays):
+            return
+        yield context.create_timer(_after(context, run.webhook_delays[attempt]))
 
 
 def _create_upstream(

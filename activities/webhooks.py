@@ -1,0 +1,33 @@
+"""The activity that makes one webhook delivery attempt; the orchestrator owns the retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import names
+from gateway.clients import get_app_store, get_job_store, get_webhook_sender
+from gateway.messages import WebhookDelivery
+from gateway.video_object import render_video
+from gateway.webhooks import WebhookEvent
+
+bp = df.Blueprint()
+
+
+@bp.function_name(names.DELIVER_WEBHOOK)
+@bp.activity_trigger(input_name="payload")
+def deliver_webhook(payload: dict[str, Any]) -> bool:
+    """POST the job's event to its webhook URL once; True when the receiver took it."""
+    delivery = WebhookDelivery.from_dict(payload)
+    job = get_job_store().get_job(delivery.job.app_id, delivery.job.job_id)
+    app = get_app_store().get_app(delivery.job.app_id)
+    if job is None or app is None or not job.webhook_url:
+        return True  # deleted meanwhile: nothing left to tell anyone
+    event = WebhookEvent(
+        id=delivery.event_id,
+        type="video.completed" if job.status == "completed" else "video.failed",
+        created_at=job.completed_at or job.created_at,
+        data=render_video(job),  # the same Video object the API shows
+    )
+    return get_webhook_sender().send(job.webhook_url, app.webhook_secret, event)

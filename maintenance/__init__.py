@@ -1,0 +1,1 @@
+"""Scheduled housekeeping blueprints."""
