@@ -1,0 +1,420 @@
+"""`GET /api/openapi.json`: the OpenAPI 3.1 document of the public contract (`shared/API.md`).
+
+The paths and webhooks live here; the schemas, headers and error responses they share are in
+`api.openapi_schema`. `tests/contract` checks real responses against this document and fuzzes
+every operation from it, so it stays true to the running gateway.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from api.http import api_errors
+from api.openapi_schema import (
+    MAX_APP_NAME_CHARS,
+    MAX_METADATA_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_USER_CHARS,
+    MODELS,
+    NOT_BLANK,
+    PLANS,
+    RATE_LIMIT_HEADERS,
+    SECONDS,
+    SIZES,
+    JsonObject,
+    components,
+    errors,
+    headers,
+    integer,
+    obj,
+    ref,
+    schema_ref,
+    string,
+)
+
+bp = df.Blueprint()
+
+APP_KEY: list[JsonObject] = [{"bearer": []}, {"apiKey": []}]
+ADMIN_KEY: list[JsonObject] = [{"adminKey": []}]
+ANYONE: list[JsonObject] = []
+IMAGE_TYPES = "image/jpeg, image/png, image/webp"
+
+
+def _json(schema: JsonObject) -> JsonObject:
+    return {"application/json": {"schema": schema}}
+
+
+def _response(description: str, schema: JsonObject | None = None, **response_headers: Any) -> JsonObject:
+    response: JsonObject = {"description": description}
+    if response_headers:
+        response["headers"] = response_headers
+    if schema is not None:
+        response["content"] = _json(schema)
+    return response
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    tag: str,
+    security: list[JsonObject],
+    responses: JsonObject,
+    **more: Any,
+) -> JsonObject:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": [tag],
+        "security": security,
+        **more,
+        "responses": responses,
+    }
+
+
+def _prompt() -> JsonObject:
+    return string(
+        f"Non-blank, at most `MAX_PROMPT_CHARS` (default {MAX_PROMPT_CHARS}) characters.",
+        minLength=1,
+        maxLength=MAX_PROMPT_CHARS,
+        pattern=NOT_BLANK,
+    )
+
+
+def _create_fields(*, multipart: bool) -> JsonObject:
+    """The create fields of API.md; multipart carries text fields and the image as a file."""
+    seconds: JsonObject = {"type": ["string", "integer"], "enum": [*SECONDS, *map(int, SECONDS)]}
+    if multipart:
+        seconds = string(enum=SECONDS)
+        reference = string(f"Image-to-video: {IMAGE_TYPES} by content, at most 10 MiB.", format="binary")
+        metadata = string(
+            "A JSON object; or send `metadata[<key>]` fields.", contentMediaType="application/json"
+        )
+    else:
+        reference = obj(
+            {"image_url": string("Image-to-video: an `https` URL or a `data:` URL of the image.")},
+            closed=False,
+        )
+        metadata = schema_ref("Metadata")
+    return {
+        "prompt": _prompt(),
+        "model": string("Set by `ALLOWED_MODELS`.", enum=MODELS, default="sora-2"),
+        "seconds": {"description": "Set by `ALLOWED_SECONDS`.", **seconds, "default": "4"},
+        "size": string("Set by `ALLOWED_SIZES`.", enum=SIZES, default="720x1280"),
+        "duration": integer("Alias of `seconds`.", enum=[int(value) for value in SECONDS]),
+        "aspect_ratio": string(
+            "Alias; with `resolution` picks `size`.", enum=["16:9", "landscape", "9:16", "portrait"]
+        ),
+        "resolution": string(
+            "Alias; with `aspect_ratio` picks `size`.", enum=["720p", "small", "1080p", "large"]
+        ),
+        "input_reference": reference,
+        "webhook_url": string(
+            "An `https` URL resolving to no private, loopback or link-local address "
+            "(the local stack also allows `http` and loopback).",
+            format="uri",
+        ),
+        "metadata": metadata,
+        "user": string("End-user id, stored for auditing.", maxLength=MAX_USER_CHARS),
+    }
+
+
+def _body(fields: JsonObject, *, required: tuple[str, ...] = ("prompt",)) -> JsonObject:
+    optional = tuple(name for name in fields if name not in required)
+    return obj(fields, optional=optional, closed=False)
+
+
+def _create_body() -> JsonObject:
+    multipart = _body(_create_fields(multipart=True))
+    # The openai SDK sends metadata as `metadata[<key>]` form fields.
+    multipart["patternProperties"] = {r"^metadata\[[^\]]+\]$": string(maxLength=MAX_METADATA_CHARS)}
+    return {
+        "required": True,
+        "content": {
+            **_json(_body(_create_fields(multipart=False))),
+            "multipart/form-data": {
+                "schema": multipart,
+                "encoding": {"input_reference": {"contentType": IMAGE_TYPES}},
+            },
+        },
+    }
+
+
+def _remix_body() -> JsonObject:
+    schema = _body({"prompt": _prompt()})
+    return {"required": True, "content": {**_json(schema), "multipart/form-data": {"schema": schema}}}
+
+
+def _accepted() -> JsonObject:
+    return _response(
+        "Accepted: the new video, `status: queued`.",
+        schema_ref("Video"),
+        **headers("Location", "Retry-After", *RATE_LIMIT_HEADERS),
+    )
+
+
+def _query(name: str, description: str, schema: JsonObject) -> JsonObject:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _video_paths() -> JsonObject:
+    video_id = [ref("parameters", "VideoId")]
+    return {
+        "/v1/videos": {
+            "post": _operation(
+                "createVideo",
+                "Create a video from a prompt (and optionally an image)",
+                "videos",
+                APP_KEY,
+                {"202": _accepted(), **errors("400", "401", "403", "409", "413", "415", "429", "503")},
+                description="Counts against the app's quota when accepted.",
+                parameters=[ref("parameters", "IdempotencyKey")],
+                requestBody=_create_body(),
+            ),
+            "get": _operation(
+                "listVideos",
+                "List the caller's videos, newest first by default",
+                "videos",
+                APP_KEY,
+                {"200": _response("One page of videos.", schema_ref("VideoList")), **errors("400", "401")},
+                parameters=[
+                    _query("limit", "Page size.", integer(minimum=1, maximum=100, default=20)),
+                    _query("after", "Cursor: a video id.", string(pattern="^[A-Za-z0-9_-]*$", maxLength=128)),
+                    _query("order", "Sort order by creation.", string(enum=["asc", "desc"], default="desc")),
+                ],
+            ),
+        },
+        "/v1/videos/{video_id}": {
+            "parameters": video_id,
+            "get": _operation(
+                "retrieveVideo",
+                "Retrieve a video",
+                "videos",
+                APP_KEY,
+                {
+                    "200": _response(
+                        "The video; while not finished, with when to poll again.",
+                        schema_ref("Video"),
+                        **headers("openai-poll-after-ms", "Retry-After", required=False),
+                    ),
+                    **errors("401", "404"),
+                },
+            ),
+            "delete": _operation(
+                "deleteVideo",
+                "Cancel a video in flight (it fails with `cancelled`) or delete a finished one's assets",
+                "videos",
+                APP_KEY,
+                {"200": _response("Deleted.", schema_ref("DeletedVideo")), **errors("401", "404")},
+            ),
+        },
+        "/v1/videos/{video_id}/content": {
+            "parameters": video_id,
+            "get": _operation(
+                "downloadVideoContent",
+                "Download the video or its thumbnail",
+                "videos",
+                APP_KEY,
+                {
+                    "302": _response(
+                        "Redirect to a fresh read-only SAS URL of the asset.",
+                        Location={
+                            "description": "The SAS URL.",
+                            "required": True,
+                            "schema": string(format="uri"),
+                        },
+                    ),
+                    **errors("400", "401", "404", "409"),
+                },
+                description="404 for an unknown id, a missing variant or `video_expired`; "
+                "409 `video_not_ready` while not `completed`.",
+                parameters=[
+                    _query("variant", "Which asset.", string(enum=["video", "thumbnail"], default="video"))
+                ],
+            ),
+        },
+        "/v1/videos/{video_id}/remix": {
+            "parameters": video_id,
+            "post": _operation(
+                "remixVideo",
+                "Remix a completed video of the caller's with a new prompt",
+                "videos",
+                APP_KEY,
+                {"202": _accepted(), **errors("400", "401", "403", "404", "409", "413", "415", "429", "503")},
+                description="Counts against the app's quota like create; 409 while the source is not completed.",
+                requestBody=_remix_body(),
+            ),
+        },
+    }
+
+
+def _management_paths() -> JsonObject:
+    app_id = [ref("parameters", "AppId")]
+    plan = string(enum=PLANS)
+    note = "404 `not_found` for every management call when `ADMIN_API_KEY` is not set."
+    return {
+        "/v1/manage/apps": {
+            "post": _operation(
+                "createApp",
+                "Create an app; its secrets are shown only in this response",
+                "management",
+                ADMIN_KEY,
+                {
+                    "201": _response("Created.", schema_ref("AppWithSecrets")),
+                    **errors("400", "401", "404"),
+                },
+                description=note,
+                requestBody={
+                    "required": True,
+                    "content": _json(
+                        obj(
+                            {
+                                "name": string(minLength=1, maxLength=MAX_APP_NAME_CHARS, pattern=NOT_BLANK),
+                                "plan": plan,
+                            },
+                            closed=False,
+                        )
+                    ),
+                },
+            ),
+        },
+        "/v1/manage/apps/{app_id}": {
+            "parameters": app_id,
+            "get": _operation(
+                "getApp",
+                "Read an app (without secrets)",
+                "management",
+                ADMIN_KEY,
+                {"200": _response("The app.", schema_ref("App")), **errors("401", "404")},
+                description=note,
+            ),
+            "patch": _operation(
+                "updateApp",
+                "Change an app's plan; it applies from the next request",
+                "management",
+                ADMIN_KEY,
+                {"200": _response("The app.", schema_ref("App")), **errors("400", "401", "404")},
+                description=note,
+                requestBody={"required": True, "content": _json(obj({"plan": plan}, closed=False))},
+            ),
+        },
+        "/v1/manage/apps/{app_id}/keys": {
+            "parameters": app_id,
+            "post": _operation(
+                "rotateAppKey",
+                "Give the app a new key; the old one stops working at once",
+                "management",
+                ADMIN_KEY,
+                {"200": _response("The new key.", schema_ref("AppKey")), **errors("401", "404")},
+                description=note,
+            ),
+        },
+    }
+
+
+def _other_paths() -> JsonObject:
+    return {
+        "/v1/usage": {
+            "get": _operation(
+                "getUsage",
+                "The caller's plan and quota",
+                "usage",
+                APP_KEY,
+                {
+                    "200": _response(
+                        "Plan, limits, use and resets.",
+                        schema_ref("Usage"),
+                        **headers(*RATE_LIMIT_HEADERS, required=False),
+                    ),
+                    **errors("401"),
+                },
+            ),
+        },
+        "/health": {
+            "get": _operation(
+                "getHealth",
+                "Is storage reachable?",
+                "operations",
+                ANYONE,
+                {"200": _response("Storage is reachable.", schema_ref("Health")), **errors("503")},
+            ),
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "getOpenApiDocument",
+                "This document",
+                "operations",
+                ANYONE,
+                {
+                    "200": _response(
+                        "The OpenAPI 3.1 document.",
+                        {"type": "object", "required": ["openapi", "info", "paths"]},
+                    )
+                },
+            ),
+        },
+    }
+
+
+def _webhook(event: str, schema: str) -> JsonObject:
+    def header(name: str, description: str, schema: JsonObject) -> JsonObject:
+        return {"name": name, "in": "header", "required": True, "description": description, "schema": schema}
+
+    signature = r"^v1,[A-Za-z0-9+/]+={0,2}( v1,[A-Za-z0-9+/]+={0,2})*$"
+    return {
+        "post": {
+            "operationId": event.replace(".", "_"),
+            "summary": f"`{event}`, POSTed to the video's `webhook_url`",
+            "description": "Signed per Standard Webhooks with the app's `webhook_secret`; a non-2xx answer "
+            "or a timeout is retried with growing delays (at least 5 attempts over at least 10 minutes).",
+            "tags": ["webhooks"],
+            "security": ANYONE,
+            "parameters": [
+                header("webhook-id", "The event id.", string()),
+                header("webhook-timestamp", "Unix seconds of this attempt.", string(pattern="^[0-9]+$")),
+                header(
+                    "webhook-signature",
+                    'Base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}".',
+                    string(pattern=signature),
+                ),
+            ],
+            "requestBody": {"required": True, "content": _json(schema_ref(schema))},
+            "responses": {"2XX": {"description": "Received; anything else is retried."}},
+        }
+    }
+
+
+def openapi_document() -> JsonObject:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sora video gateway",
+            "version": "1.0.0",
+            "description": "Text or image to video with Sora 2 on Azure OpenAI, wire-compatible with the "
+            "OpenAI Videos API (`OpenAI(base_url='<host>/api/v1', api_key=<app key>)`). Every error "
+            "uses the OpenAI error body.",
+        },
+        "servers": [{"url": "/api"}],
+        "tags": [{"name": name} for name in ("videos", "usage", "management", "operations", "webhooks")],
+        "paths": {**_video_paths(), **_other_paths(), **_management_paths()},
+        "webhooks": {
+            "video.completed": _webhook("video.completed", "VideoCompletedEvent"),
+            "video.failed": _webhook("video.failed", "VideoFailedEvent"),
+        },
+        "components": components(),
+    }
+
+
+@functools.cache
+def _serialized() -> str:
+    return json.dumps(openapi_document(), separators=(",", ":"))
+
+
+@bp.route(route="openapi.json", methods=["GET"])
+@api_errors
+def openapi_json(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(_serialized(), status_code=200, mimetype="application/json", charset="utf-8")

@@ -1,0 +1,353 @@
+"""Building blocks of the OpenAPI document: JSON Schema helpers and the `components` section.
+
+Written from the public contract (`shared/API.md`), not derived from the code, so the contract
+tests that check real responses against it catch the code drifting from the contract.
+Response objects are closed (`additionalProperties: false`): an undocumented field is drift too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+# The defaults of the ALLOWED_* settings, which API.md lists; a deployment may narrow them.
+MODELS = ["sora-2", "sora-2-pro"]
+SECONDS = ["4", "8", "12"]
+SIZES = ["720x1280", "1280x720", "1024x1792", "1792x1024"]
+PLANS = ["free", "pro", "business"]
+WINDOWS = ["hour", "day"]
+VIDEO_STATUSES = ["queued", "in_progress", "completed", "failed"]
+MAX_PROMPT_CHARS = 4000
+MAX_METADATA_ITEMS = 16
+MAX_METADATA_CHARS = 512
+MAX_USER_CHARS = 256
+MAX_APP_NAME_CHARS = 200
+# Ids are opaque but URL-safe: they travel as path segments.
+ID_PATTERN = "^[A-Za-z0-9_-]+$"
+NOT_BLANK = r"\S"
+
+
+def ref(kind: str, name: str) -> JsonObject:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def schema_ref(name: str) -> JsonObject:
+    return ref("schemas", name)
+
+
+def nullable(schema: JsonObject) -> JsonObject:
+    """`schema` or null: a type list where the schema has a type, else `anyOf` (for `$ref`s)."""
+    if "$ref" in schema or "type" not in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    return {**schema, "type": [*types, "null"]}
+
+
+def string(description: str | None = None, **keywords: Any) -> JsonObject:
+    return _described({"type": "string", **keywords}, description)
+
+
+def integer(description: str | None = None, **keywords: Any) -> JsonObject:
+    return _described({"type": "integer", **keywords}, description)
+
+
+def const(value: Any, description: str | None = None) -> JsonObject:
+    return _described({"const": value}, description)
+
+
+def obj(
+    properties: JsonObject,
+    *,
+    optional: tuple[str, ...] = (),
+    closed: bool = True,
+    description: str | None = None,
+    **keywords: Any,
+) -> JsonObject:
+    """An object whose properties are all required except `optional` ones."""
+    schema: JsonObject = {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+        **keywords,
+    }
+    if closed:
+        schema["additionalProperties"] = False
+    return _described(schema, description)
+
+
+def per_window(schema: JsonObject) -> JsonObject:
+    return obj(dict.fromkeys(WINDOWS, schema))
+
+
+def _described(schema: JsonObject, description: str | None) -> JsonObject:
+    return {"description": description, **schema} if description else schema
+
+
+def _video_rules() -> list[JsonObject]:
+    """What one field says about another, per API.md's Video table."""
+    completed = {"properties": {"status": {"const": "completed"}}}
+    queued = {"properties": {"status": {"const": "queued"}}}
+    return [
+        {
+            "if": completed,
+            "then": {"properties": {"progress": {"const": 100}}},
+            "else": {
+                "properties": {
+                    "progress": {"maximum": 99},
+                    "video_url": {"type": "null"},
+                    "thumbnail_url": {"type": "null"},
+                }
+            },
+        },
+        {"if": queued, "else": {"properties": {"queue_position": {"type": "null"}}}},
+    ]
+
+
+def _video() -> JsonObject:
+    timestamp = integer(minimum=0)
+    return obj(
+        {
+            "id": string("Opaque job id, also the orchestration instance id.", pattern=ID_PATTERN),
+            "object": const("video"),
+            "status": string(enum=VIDEO_STATUSES),
+            "progress": integer("0-100; 100 only when `completed`.", minimum=0, maximum=100),
+            "model": string(examples=MODELS),
+            "seconds": string(pattern="^[0-9]+$", examples=SECONDS),
+            "size": string(pattern="^[0-9]+x[0-9]+$", examples=SIZES),
+            "prompt": string(),
+            "created_at": integer("Unix seconds.", minimum=0),
+            "completed_at": nullable(timestamp),
+            "expires_at": nullable(integer("Unix seconds at which the stored MP4 is deleted.", minimum=0)),
+            "error": nullable(schema_ref("VideoError")),
+            "remixed_from_video_id": nullable(string(pattern=ID_PATTERN)),
+            "video_url": nullable(
+                string(
+                    "Extension: read-only SAS URL of the MP4, fresh on every read; only when `completed`.",
+                    format="uri",
+                )
+            ),
+            "thumbnail_url": nullable(
+                string("Extension: SAS URL of the thumbnail when one was stored.", format="uri")
+            ),
+            "metadata": schema_ref("Metadata"),
+            "queue_position": nullable(
+                integer(
+                    "Extension: while `queued` behind the upstream's pacing, how many jobs start first.",
+                    minimum=0,
+                )
+            ),
+            "estimated_cost": schema_ref("EstimatedCost"),
+        },
+        description="OpenAI's Video object plus the gateway's extensions.",
+        allOf=_video_rules(),
+    )
+
+
+def _error_body(*, with_window: bool) -> JsonObject:
+    fields: JsonObject = {
+        "message": string(),
+        "type": string(examples=["invalid_request_error", "authentication_error", "rate_limit_error"]),
+        "param": nullable(string()),
+        "code": string(examples=["invalid_value", "invalid_api_key", "video_not_found"]),
+        "window": string("Only on 429: the exhausted quota window.", enum=WINDOWS),
+    }
+    inner = obj(fields, optional=() if with_window else ("window",))
+    return obj({"error": inner}, description="The OpenAI error body.")
+
+
+def _event(event_type: str, status: str) -> JsonObject:
+    return obj(
+        {
+            "id": string("Event id; also sent as `webhook-id`."),
+            "type": const(event_type),
+            "created_at": integer("Unix seconds.", minimum=0),
+            "data": {"allOf": [schema_ref("Video"), {"properties": {"status": {"const": status}}}]},
+        }
+    )
+
+
+def _app_fields() -> JsonObject:
+    return {
+        "id": string(pattern=ID_PATTERN),
+        "object": const("app"),
+        "name": string(),
+        "plan": string(enum=PLANS),
+        "created_at": integer("Unix seconds.", minimum=0),
+    }
+
+
+def _secrets() -> JsonObject:
+    return {
+        "api_key": string("Shown only here; stored as a hash.", minLength=22),
+        "webhook_secret": string(
+            "Standard Webhooks secret: `whsec_` + base64 of 32 random bytes.",
+            pattern="^whsec_[A-Za-z0-9+/]{43}=$",
+        ),
+    }
+
+
+def component_schemas() -> JsonObject:
+    count = integer(minimum=0)
+    return {
+        "Video": _video(),
+        "VideoError": obj({"code": string(examples=["cancelled", "timeout"]), "message": string()}),
+        "EstimatedCost": obj({"amount": {"type": "number", "minimum": 0}, "currency": const("USD")}),
+        "Metadata": {
+            "type": "object",
+            "description": "The caller's string map, echoed.",
+            "maxProperties": MAX_METADATA_ITEMS,
+            "propertyNames": {"maxLength": MAX_METADATA_CHARS},
+            "additionalProperties": string(maxLength=MAX_METADATA_CHARS),
+        },
+        "VideoList": obj(
+            {
+                "object": const("list"),
+                "data": {"type": "array", "items": schema_ref("Video")},
+                "first_id": nullable(string(pattern=ID_PATTERN)),
+                "last_id": nullable(string(pattern=ID_PATTERN)),
+                "has_more": {"type": "boolean"},
+            }
+        ),
+        "DeletedVideo": obj(
+            {"id": string(pattern=ID_PATTERN), "object": const("video.deleted"), "deleted": const(True)}
+        ),
+        "Usage": obj(
+            {
+                "plan": string(enum=PLANS),
+                "video_enabled": {"type": "boolean"},
+                "limits": per_window(count),
+                "used": per_window(count),
+                "remaining": per_window(count),
+                "resets_at": per_window(
+                    nullable(integer("Unix seconds at which one more slot frees.", minimum=0))
+                ),
+            }
+        ),
+        "App": obj(_app_fields(), optional=("object",)),
+        "AppWithSecrets": obj({**_app_fields(), **_secrets()}, optional=("object",)),
+        "AppKey": obj({"api_key": _secrets()["api_key"]}),
+        "Health": obj(
+            {"status": string(enum=["ok", "unavailable"])},
+            closed=False,
+            description="Storage reachability; more fields may follow.",
+        ),
+        "Error": _error_body(with_window=False),
+        "RateLimitError": _error_body(with_window=True),
+        "VideoCompletedEvent": _event("video.completed", "completed"),
+        "VideoFailedEvent": _event("video.failed", "failed"),
+    }
+
+
+# Response headers by wire name. Inlined where used (a `$ref`'d header cannot vary `required`).
+HEADERS: dict[str, tuple[str, JsonObject]] = {
+    "Location": ("Where to poll the new video: `/api/v1/videos/{id}`.", string()),
+    "Retry-After": ("Whole seconds to wait before trying or polling again.", integer(minimum=1)),
+    "openai-poll-after-ms": (
+        "Milliseconds before the next poll is worth it (the openai SDK's `poll` honours it).",
+        integer(minimum=0),
+    ),
+    "x-ratelimit-limit-hour": ("The app's videos per rolling hour.", integer(minimum=0)),
+    "x-ratelimit-remaining-hour": ("Videos left in the rolling hour.", integer(minimum=0)),
+    "x-ratelimit-limit-day": ("The app's videos per rolling day.", integer(minimum=0)),
+    "x-ratelimit-remaining-day": ("Videos left in the rolling day.", integer(minimum=0)),
+}
+RATE_LIMIT_HEADERS = (
+    "x-ratelimit-limit-hour",
+    "x-ratelimit-remaining-hour",
+    "x-ratelimit-limit-day",
+    "x-ratelimit-remaining-day",
+)
+
+
+def headers(*names: str, required: bool = True) -> JsonObject:
+    out: JsonObject = {}
+    for name in names:
+        description, schema = HEADERS[name]
+        out[name] = {"description": description, "required": required, "schema": schema}
+    return out
+
+
+def component_parameters() -> JsonObject:
+    def path_id(name: str, description: str) -> JsonObject:
+        return {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": description,
+            "schema": string(pattern=ID_PATTERN, maxLength=128),
+        }
+
+    return {
+        "VideoId": path_id("video_id", "A video id of the calling app."),
+        "AppId": path_id("app_id", "An app id."),
+        "IdempotencyKey": {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "The same key from the same app within 24 h returns the first job again; "
+            "with a different body it is 409 `idempotency_key_reused`.",
+            "schema": string(minLength=1, maxLength=255),
+        },
+    }
+
+
+# status -> (component name, description listing the codes API.md names)
+ERRORS: dict[str, tuple[str, str]] = {
+    "400": (
+        "BadRequest",
+        "Codes `invalid_json`, `missing_required_parameter`, `invalid_value` (`param` names the field), "
+        "`conflicting_parameters`.",
+    ),
+    "401": ("Unauthorized", "Missing or unknown key: `invalid_api_key` (management: `invalid_admin_key`)."),
+    "403": ("Forbidden", "The app's plan may not generate video: `plan_not_allowed`."),
+    "404": ("NotFound", "Unknown id, or another app's: `video_not_found` / `app_not_found`."),
+    "409": ("Conflict", "`video_not_ready`, `idempotency_key_reused`."),
+    "413": ("PayloadTooLarge", "The request body is too large: `payload_too_large`."),
+    "415": ("UnsupportedMediaType", "Unsupported content type or image type: `unsupported_media_type`."),
+    "429": ("RateLimited", "Over the app's quota: `rate_limit_exceeded`."),
+    "503": ("ServiceUnavailable", "Try again shortly: `service_unavailable`."),
+}
+
+
+def component_responses() -> JsonObject:
+    responses: JsonObject = {}
+    for name, description in ERRORS.values():
+        responses[name] = {
+            "description": description,
+            "content": {"application/json": {"schema": schema_ref("Error")}},
+        }
+    responses["RateLimited"]["content"]["application/json"]["schema"] = schema_ref("RateLimitError")
+    responses["RateLimited"]["headers"] = headers("Retry-After", *RATE_LIMIT_HEADERS)
+    return responses
+
+
+def errors(*statuses: str) -> JsonObject:
+    return {status: ref("responses", ERRORS[status][0]) for status in statuses}
+
+
+def security_schemes() -> JsonObject:
+    return {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <app key>`."},
+        "apiKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "api-key",
+            "description": "`api-key: <app key>`.",
+        },
+        "adminKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-admin-key",
+            "description": "Management: the `ADMIN_API_KEY` setting; unset, management answers 404.",
+        },
+    }
+
+
+def components() -> JsonObject:
+    return {
+        "schemas": component_schemas(),
+        "parameters": component_parameters(),
+        "responses": component_responses(),
+        "securitySchemes": security_schemes(),
+    }
