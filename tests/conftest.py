@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from azure.storage.blob import BlobServiceClient
 from devhost.azurite import Azurite
 from devhost.net import free_port, wait_for_http
 from gateway.blobs import VideoAssets
+from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
 from gateway.tables import Tables
 from sorasim import SoraSimulator
 from tests.gateway_client import GatewayClient
@@ -43,6 +45,17 @@ class RunningStack:
     log_path: Path
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def storage_connection_string(self) -> str:
+        """The stack's Azurite, read from the ports it printed when it started."""
+        found = re.findall(r"Azurite +blob :(\d+) +queue :(\d+) +table :(\d+)", self.log_path.read_text())
+        blob, queue, table = found[-1]
+        account = f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY}"
+        endpoints = {"Blob": blob, "Queue": queue, "Table": table}
+        return account + "".join(
+            f";{name}Endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}" for name, port in endpoints.items()
+        )
 
     def upstream_jobs_for(self, marker: str) -> int:
         """Upstream jobs created with `marker` in their prompt (tests share one simulator)."""
@@ -113,6 +126,7 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
             "POLL_MIN_SECONDS": "0.5",
             "POLL_MAX_SECONDS": "3",
             "UPSTREAM_CREATES_PER_MINUTE": "0",
+            "WEBHOOK_RETRY_SECONDS": "0.5,1,1,1,1",
             "PYTHONUNBUFFERED": "1",
         }
     )
