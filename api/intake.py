@@ -87,7 +87,9 @@ def _reference_image(fields: RequestFields, size: str, settings: Settings) -> Re
             param=REFERENCE,
         )
     if url.startswith("data:"):
-        data, _ = decode_data_url(url, param=REFERENCE, max_bytes=MAX_IMAGE_BYTES)
+        data, _ = decode_data_url(
+            url, param=REFERENCE, max_bytes=MAX_IMAGE_BYTES, too_large_code="image_too_large"
+        )
     else:
         data, _ = fetch_limited(
             url,

@@ -149,7 +149,7 @@ def get_upstream_creator() -> UpstreamCreator:
 
 @_ProcessSingleton
 def get_webhook_sender() -> WebhookSender:
-    return WebhookSender(_pooled_session(), allow_local=get_settings().allow_local_urls)
+    return WebhookSender(allow_local=get_settings().allow_local_urls)
 
 
 @_ProcessSingleton

@@ -32,6 +32,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHUNK_BYTES = 64 * 1024
+# Some hosts (Wikimedia, several CDNs) refuse requests that carry no User-Agent at all.
+USER_AGENT = "sora-gateway"
 # What local development may reach besides loopback: RFC 1918 and IPv6 unique-local ranges.
 _LOCAL_NETWORKS = tuple(
     ipaddress.ip_network(network) for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
@@ -46,9 +48,7 @@ _BASE64_JUNK = re.compile(rb"[\t\n\f\r ]")
 class _Target:
     """Where one request goes: the URL's own name and the checked addresses to connect to."""
 
-    scheme: str
     host: str
-    port: int
     netloc: str
     addresses: tuple[str, ...]
 
@@ -76,8 +76,9 @@ def fetch_limited(
     """GET a client-supplied URL: (body, Content-Type), every redirect hop re-checked.
 
     `timeout` bounds the whole fetch, redirects and body included, so a server trickling bytes
-    cannot hold a worker. Larger than `max_bytes` is 413 `too_large_code`, found out without
-    reading more than `max_bytes` plus one chunk. Other failures are 400 `url_fetch_failed`.
+    cannot hold a worker (a read already waiting may overrun it by one read timeout at most).
+    Larger than `max_bytes` is 413 `too_large_code`, found out without reading more than
+    `max_bytes` plus one chunk. Other failures are 400 `url_fetch_failed`.
     """
     deadline = time.monotonic() + timeout
     for _hop in range(max_redirects + 1):
@@ -120,7 +121,8 @@ def open_public(
     the one reached. `ca_bundle` replaces the default trusted CAs (a private CA, or a test's).
     """
     try:
-        prepared = requests.Request(method, url, headers=headers, data=data).prepare()
+        all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        prepared = requests.Request(method, url, headers=all_headers, data=data).prepare()
     except (requests.RequestException, ValueError):
         raise _invalid_url(param, "is not a valid URL") from None
     target = _resolve_target(prepared.url or "", param=param, allow_local=allow_local, resolver=resolver)
@@ -225,7 +227,7 @@ def _resolve_target(url: str, *, param: str, allow_local: bool, resolver: Resolv
         reason = _refusal(address, allow_local)
         if reason is not None:
             raise _invalid_url(param, f"must not point to a {reason} address")
-    return _Target(scheme, host, port, parts.netloc, tuple(str(address) for address in addresses))
+    return _Target(host, parts.netloc, tuple(str(address) for address in addresses))
 
 
 def _resolve(host: str, port: int, param: str, resolver: Resolver) -> list[IPAddress]:

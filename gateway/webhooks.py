@@ -16,12 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
-from gateway.urls import check_public_url
+from gateway.errors import ApiError
+from gateway.urls import open_public
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format marker, not a secret
-DELIVERY_TIMEOUT = (5.0, 10.0)
+DELIVERY_TIMEOUT_SECONDS = 10.0
 log = logging.getLogger(__name__)
 
 
@@ -46,19 +45,12 @@ def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
 
 
 class WebhookSender:
-    def __init__(self, session: requests.Session, *, allow_local: bool) -> None:
-        self._session = session
+    def __init__(self, *, allow_local: bool) -> None:
         self._allow_local = allow_local
 
     def send(self, url: str, secret: str, event: WebhookEvent) -> bool:
         """One delivery attempt; True when the receiver answered 2xx. Never raises for the
         receiver's sake: its failures are the retry loop's business, not the video's."""
-        try:
-            # Checked again at delivery: the name may resolve elsewhere than when it was given.
-            check_public_url(url, param="webhook_url", allow_local=self._allow_local)
-        except Exception as error:
-            log.warning("webhook %s not sent: %s", event.id, error)
-            return False
         body = event.body()
         timestamp = int(time.time())
         headers = {
@@ -66,15 +58,22 @@ class WebhookSender:
             "webhook-id": event.id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(secret, event.id, timestamp, body),
-            "User-Agent": "sora-gateway-webhooks/1",
         }
         try:
-            response = self._session.post(
-                url, data=body.encode(), headers=headers, timeout=DELIVERY_TIMEOUT, allow_redirects=False
-            )
-        except requests.RequestException as error:
-            log.info("webhook %s to receiver failed: %s", event.id, type(error).__name__)
+            # Checked again at delivery and connected to the checked address only: the name may
+            # resolve elsewhere now than when the URL was accepted.
+            with open_public(
+                "POST",
+                url,
+                param="webhook_url",
+                allow_local=self._allow_local,
+                timeout=DELIVERY_TIMEOUT_SECONDS,
+                headers=headers,
+                data=body.encode(),
+            ) as response:
+                status = response.status_code
+        except ApiError as error:
+            log.info("webhook %s not delivered: %s", event.id, error.code)
             return False
-        response.close()
-        log.info("webhook %s answered %s", event.id, response.status_code)
-        return 200 <= response.status_code < 300
+        log.info("webhook %s answered %s", event.id, status)
+        return 200 <= status < 300

@@ -1,0 +1,525 @@
+"""SSRF-safe outbound URLs: the address policy, pinned connections, limits, redirects, data URLs.
+
+Everything runs against real HTTP(S) servers on loopback. Host names are answered by injected
+resolvers (no DNS here), and the suite-wide `loopback_only` guard fails any test in which a
+connection beyond loopback was even attempted.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from gateway.errors import ApiError, InvalidRequest, PayloadTooLarge
+from gateway.urls import check_public_url, decode_data_url, fetch_limited, open_public
+from tests.gateway.urls_server import LocalServer
+from tests.gateway.urls_tls import TestCA
+
+PARAM = "input_reference"
+PUBLIC_V4 = "93.184.216.34"
+PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
+
+
+def resolver_for(answers: dict[str, list[str]], calls: list[str] | None = None) -> Any:
+    """A resolver shaped like socket.getaddrinfo that knows only `answers`."""
+
+    def resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+        if calls is not None:
+            calls.append(host)
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            (
+                socket.AF_INET6 if ":" in address else socket.AF_INET,
+                socket.SOCK_STREAM,
+                6,
+                "",
+                (address, port),
+            )
+            for address in answers[host]
+        ]
+
+    return resolve
+
+
+def assert_error(error: pytest.ExceptionInfo[ApiError], status: int, code: str, param: str = PARAM) -> None:
+    assert (error.value.status, error.value.code, error.value.param) == (status, code, param)
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    running = LocalServer().start()
+    yield running
+    running.stop()
+
+
+def fetch(url: str, **options: Any) -> tuple[bytes, str | None]:
+    options.setdefault("allow_local", True)
+    options.setdefault("max_bytes", 1024 * 1024)
+    return fetch_limited(url, param=PARAM, **options)
+
+
+# --- check_public_url: the address policy -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://images.example/cat.png",
+        "ftp://images.example/cat.png",
+        "file:///etc/passwd",
+        "gopher://images.example/",
+        "data:image/png;base64,AAAA",
+        "javascript:alert(1)",
+        "//images.example/cat.png",
+        "images.example/cat.png",
+        "https:///cat.png",
+        "https://user:secret@images.example/cat.png",
+        "https://user@images.example/cat.png",
+        "https://images.example:99999/cat.png",
+        "https://images.example:port/cat.png",
+    ],
+)
+def test_refuses_anything_but_a_plain_https_url(url: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url(url, param="webhook_url", allow_local=False, resolver=resolver_for({}))
+    assert_error(refused, 400, "invalid_url", "webhook_url")
+
+
+def test_accepts_https_urls_resolving_to_public_addresses() -> None:
+    resolver = resolver_for({"images.example": [PUBLIC_V4, PUBLIC_V6]})
+    check_public_url("https://images.example/cat.png", param=PARAM, allow_local=False, resolver=resolver)
+    check_public_url("HTTPS://IMAGES.EXAMPLE:8443/a?b=c", param=PARAM, allow_local=False, resolver=resolver)
+    check_public_url(f"https://{PUBLIC_V4}/", param=PARAM, allow_local=False, resolver=resolver)
+    check_public_url(f"https://[{PUBLIC_V6}]/", param=PARAM, allow_local=False, resolver=resolver)
+
+
+NEVER_PUBLIC = [
+    "127.0.0.1",
+    "127.8.9.10",
+    "10.1.2.3",
+    "172.16.5.4",
+    "192.168.1.1",
+    "100.64.0.1",  # carrier-grade NAT
+    "169.254.169.254",  # cloud metadata
+    "169.254.0.1",
+    "0.0.0.0",
+    "0.1.2.3",
+    "224.0.0.1",
+    "239.255.255.250",
+    "240.0.0.1",
+    "255.255.255.255",
+    "192.0.2.1",  # documentation
+    "::1",
+    "::",
+    "fc00::1",
+    "fd12:3456::1",  # unique local
+    "fe80::1",
+    "fec0::1",  # deprecated site-local
+    "ff02::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "2001:db8::1",
+]
+
+
+def literal_url(address: str) -> str:
+    return f"https://[{address}]/x" if ":" in address else f"https://{address}/x"
+
+
+@pytest.mark.parametrize("address", NEVER_PUBLIC)
+def test_refuses_non_public_addresses_given_literally(address: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url(literal_url(address), param=PARAM, allow_local=False, resolver=resolver_for({}))
+    assert_error(refused, 400, "invalid_url")
+
+
+@pytest.mark.parametrize("address", NEVER_PUBLIC)
+def test_refuses_host_names_resolving_to_non_public_addresses(address: str) -> None:
+    resolver = resolver_for({"images.example": [address]})
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url("https://images.example/x", param=PARAM, allow_local=False, resolver=resolver)
+    assert_error(refused, 400, "invalid_url")
+
+
+def test_one_private_answer_among_public_ones_is_enough_to_refuse() -> None:
+    resolver = resolver_for({"images.example": [PUBLIC_V4, PUBLIC_V6, "10.0.0.7"]})
+    with pytest.raises(InvalidRequest, match="private"):
+        check_public_url("https://images.example/x", param=PARAM, allow_local=False, resolver=resolver)
+
+
+def test_a_name_that_does_not_resolve_is_a_client_error() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url(
+            "https://nowhere.example/x", param=PARAM, allow_local=False, resolver=resolver_for({})
+        )
+    assert_error(refused, 400, "invalid_url")
+    with pytest.raises(InvalidRequest):
+        check_public_url(
+            "https://empty.example/x",
+            param=PARAM,
+            allow_local=False,
+            resolver=resolver_for({"empty.example": []}),
+        )
+
+
+@pytest.mark.parametrize("host", ["localhost", "2130706433", "0x7f.1", "127.1", "017700000001"])
+def test_loopback_in_disguise_through_the_system_resolver_is_refused(host: str) -> None:
+    """The default resolver: `localhost` comes from the hosts file and the numeric spellings of
+    127.0.0.1 are parsed locally (inet_aton), so no DNS traffic leaves the machine."""
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url(f"https://{host}/x", param=PARAM, allow_local=False)
+    assert_error(refused, 400, "invalid_url")
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "::1", "10.1.2.3", "172.20.0.4", "192.168.0.10", "fd00::5", "::ffff:127.0.0.1"]
+)
+def test_local_development_may_use_http_loopback_and_private_addresses(address: str) -> None:
+    host = f"[{address}]" if ":" in address else address
+    check_public_url(f"http://{host}:7071/x", param=PARAM, allow_local=True, resolver=resolver_for({}))
+    resolver = resolver_for({"devbox.local": [address]})
+    check_public_url("http://devbox.local/x", param=PARAM, allow_local=True, resolver=resolver)
+
+
+@pytest.mark.parametrize(
+    "address", ["169.254.169.254", "fe80::1", "0.0.0.0", "::", "224.0.0.1", "ff02::1", "240.0.0.1"]
+)
+def test_local_development_still_refuses_metadata_link_local_and_unroutable(address: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url(literal_url(address), param=PARAM, allow_local=True, resolver=resolver_for({}))
+    assert_error(refused, 400, "invalid_url")
+
+
+def test_local_development_still_refuses_other_schemes_and_credentials() -> None:
+    for url in ("ftp://127.0.0.1/x", "file:///etc/passwd", "http://a:b@127.0.0.1/x"):
+        with pytest.raises(InvalidRequest):
+            check_public_url(url, param=PARAM, allow_local=True, resolver=resolver_for({}))
+
+
+# --- fetch_limited: pinned connections ------------------------------------------------------------
+
+
+def test_fetches_body_and_content_type(server: LocalServer) -> None:
+    body, content_type = fetch(server.url("/image"))
+    assert body == b"\x89PNG\r\n\x1a\nnot really"
+    assert content_type == "image/png"
+
+
+def test_asks_for_an_unencoded_body_and_says_who_asks(server: LocalServer) -> None:
+    headers, _ = fetch(server.url("/echo-headers"))
+    assert b"User-Agent: sora-gateway" in headers
+    assert b"Accept-Encoding: identity" in headers
+
+
+def test_connects_to_the_checked_address_and_keeps_the_host_name(server: LocalServer) -> None:
+    """`images.test` exists only in the injected resolver: reaching the server proves the connection
+    went to the address that was checked, and the server still sees the URL's own Host."""
+    resolver = resolver_for({"images.test": ["127.0.0.1"]})
+    body, _ = fetch(server.url("/echo-host", host="images.test"), resolver=resolver)
+    assert body == f"images.test:{server.port}".encode()
+
+
+def test_a_changing_dns_answer_is_never_consulted_twice(server: LocalServer) -> None:
+    """DNS rebinding: the first answer is checked and used; a later, hostile answer is never asked
+    for, so nothing can connect to it (the loopback guard would also catch an attempt)."""
+    calls: list[str] = []
+    answers = iter([["127.0.0.1"]] + [["169.254.169.254"]] * 5)
+
+    def rebinding(host: str, port: int) -> list[tuple[Any, ...]]:
+        calls.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in next(answers)]
+
+    body, _ = fetch(server.url("/image", host="rebind.test"), resolver=rebinding)
+    assert body.startswith(b"\x89PNG")
+    assert calls == ["rebind.test"]
+
+
+def test_falls_back_to_the_next_checked_address_when_one_refuses(server: LocalServer) -> None:
+    # Nothing listens on 127.0.0.2 at this port (the server is bound to 127.0.0.1 only).
+    resolver = resolver_for({"twice.test": ["127.0.0.2", "127.0.0.1"]})
+    body, _ = fetch(server.url("/echo-host", host="twice.test"), resolver=resolver)
+    assert body == f"twice.test:{server.port}".encode()
+
+
+def test_ipv6_loopback_with_local_development() -> None:
+    try:
+        running = LocalServer(host="::1").start()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert fetch(running.url("/image", host="::1"))[0].startswith(b"\x89PNG")
+        resolver = resolver_for({"six.test": ["::1"]})
+        body, _ = fetch(running.url("/echo-host", host="six.test"), resolver=resolver)
+        assert body == f"six.test:{running.port}".encode()
+    finally:
+        running.stop()
+
+
+def test_public_mode_refuses_before_connecting(server: LocalServer) -> None:
+    """With allow_local off, loopback (the only reachable address here) is refused up front,
+    whether given literally, as a name, or over http."""
+    for url, answers in [
+        (server.url("/image"), {}),
+        (server.url("/image", host="sneaky.test").replace("http:", "https:"), {"sneaky.test": ["127.0.0.1"]}),
+        (f"https://[::ffff:127.0.0.1]:{server.port}/image", {}),
+    ]:
+        with pytest.raises(InvalidRequest) as refused:
+            fetch(url, allow_local=False, resolver=resolver_for(answers))
+        assert_error(refused, 400, "invalid_url")
+
+
+class TestHttps:
+    @pytest.fixture
+    def ca(self, tmp_path: Path) -> TestCA:
+        return TestCA.create(tmp_path)
+
+    def test_pinned_https_sends_sni_and_verifies_the_certificate_for_the_name(
+        self, ca: TestCA, tmp_path: Path
+    ) -> None:
+        """The connection goes to 127.0.0.1, yet TLS must behave as for `images.test`: the server
+        sees that name in SNI, and the certificate (valid for that name only) is accepted."""
+        running = LocalServer(tls=ca.server_context(tmp_path, "images.test")).start()
+        try:
+            resolver = resolver_for({"images.test": ["127.0.0.1"]})
+            with open_public(
+                "GET",
+                running.url("/echo-host", host="images.test"),
+                param=PARAM,
+                allow_local=True,
+                timeout=5,
+                resolver=resolver,
+                ca_bundle=str(ca.bundle),
+            ) as response:
+                assert response.status_code == 200
+                assert response.content == f"images.test:{running.port}".encode()
+            assert running.sni_names == ["images.test"]
+        finally:
+            running.stop()
+
+    def test_a_certificate_for_another_name_is_refused(self, ca: TestCA, tmp_path: Path) -> None:
+        running = LocalServer(tls=ca.server_context(tmp_path, "other.test")).start()
+        try:
+            resolver = resolver_for({"images.test": ["127.0.0.1"]})
+            with (
+                pytest.raises(InvalidRequest, match="certificate") as refused,
+                open_public(
+                    "GET",
+                    running.url("/image", host="images.test"),
+                    param=PARAM,
+                    allow_local=True,
+                    timeout=5,
+                    resolver=resolver,
+                    ca_bundle=str(ca.bundle),
+                ),
+            ):
+                pass
+            assert_error(refused, 400, "url_fetch_failed")
+        finally:
+            running.stop()
+
+    def test_an_untrusted_certificate_is_refused_by_default(self, ca: TestCA, tmp_path: Path) -> None:
+        running = LocalServer(tls=ca.server_context(tmp_path, "images.test")).start()
+        try:
+            resolver = resolver_for({"images.test": ["127.0.0.1"]})
+            with pytest.raises(InvalidRequest, match="certificate") as refused:
+                fetch(running.url("/image", host="images.test"), resolver=resolver)
+            assert_error(refused, 400, "url_fetch_failed")
+        finally:
+            running.stop()
+
+
+# --- fetch_limited: redirects -----------------------------------------------------------------------
+
+
+def test_follows_up_to_max_redirects(server: LocalServer) -> None:
+    assert fetch(server.url("/redirect/3"))[0] == b"arrived"
+    assert fetch(server.url("/redirect/1"), max_redirects=1)[0] == b"arrived"
+
+
+def test_refuses_one_redirect_more_than_allowed(server: LocalServer) -> None:
+    with pytest.raises(InvalidRequest, match="more than 3 redirects") as refused:
+        fetch(server.url("/redirect/4"))
+    assert_error(refused, 400, "url_fetch_failed")
+    with pytest.raises(InvalidRequest, match="more than 0 redirects"):
+        fetch(server.url("/redirect/1"), max_redirects=0)
+
+
+def test_every_hop_is_resolved_checked_and_pinned_again(server: LocalServer) -> None:
+    calls: list[str] = []
+    resolver = resolver_for({"hops.test": ["127.0.0.1"]}, calls)
+    body, _ = fetch(server.url("/redirect/3?absolute=1", host="hops.test"), resolver=resolver)
+    assert body == b"arrived"
+    assert calls == ["hops.test"] * 4
+
+
+@pytest.mark.parametrize(
+    ("location", "answers"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", {}),
+        ("http://metadata.test/computeMetadata/v1/", {"metadata.test": ["169.254.169.254"]}),
+        ("http://[fe80::1]/", {}),
+        ("http://0.0.0.0/", {}),
+        ("http://[::ffff:169.254.169.254]/", {}),
+        ("file:///etc/passwd", {}),
+        ("ftp://127.0.0.1/", {}),
+        ("gopher://127.0.0.1:6379/_INFO", {}),
+        ("http://user:pw@127.0.0.1/", {}),
+        ("data:text/plain,hello", {}),
+    ],
+)
+def test_a_redirect_to_a_forbidden_target_is_refused_without_connecting(
+    server: LocalServer, location: str, answers: dict[str, list[str]]
+) -> None:
+    """An honest limit of this machine: only loopback is reachable, and loopback is exactly what
+    allow_local=False refuses, so no first hop can succeed in public mode. These redirects therefore
+    run with allow_local=True and point at targets refused even then (metadata, link-local, other
+    schemes, credentials). Each hop goes through the same `check_public_url` policy whose public
+    mode is covered address by address above; the loopback guard proves nothing was contacted."""
+    with pytest.raises(InvalidRequest) as refused:
+        fetch(server.url(f"/to?location={quote(location, safe='')}"), resolver=resolver_for(answers))
+    assert_error(refused, 400, "invalid_url")
+
+
+def test_a_redirect_without_location_fails(server: LocalServer) -> None:
+    with pytest.raises(InvalidRequest, match="without a Location") as refused:
+        fetch(server.url("/to"))
+    assert_error(refused, 400, "url_fetch_failed")
+
+
+# --- fetch_limited: failures and limits -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [404, 403, 500, 503, 304])
+def test_non_2xx_names_the_status_and_never_the_body(server: LocalServer, status: int) -> None:
+    with pytest.raises(InvalidRequest) as failed:
+        fetch(server.url(f"/status/{status}"))
+    assert_error(failed, 400, "url_fetch_failed")
+    assert f"HTTP {status}" in failed.value.message
+    assert "secret" not in failed.value.message
+
+
+def test_a_declared_oversized_body_is_refused_before_reading(server: LocalServer) -> None:
+    with pytest.raises(PayloadTooLarge) as refused:
+        fetch(server.url("/declared-huge"), max_bytes=1000, too_large_code="image_too_large")
+    assert_error(refused, 413, "image_too_large")
+
+
+def test_an_endless_body_is_cut_off_just_past_the_cap(server: LocalServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(PayloadTooLarge) as refused:
+        fetch(server.url("/endless"), max_bytes=2 * 1024 * 1024)
+    assert time.monotonic() - started < 2
+    assert_error(refused, 413, "payload_too_large")
+    # We hung up: the server's endless write loop ends with a broken connection.
+    assert server.endless_finished.wait(5)
+
+
+def test_a_body_exactly_at_the_cap_is_accepted(server: LocalServer) -> None:
+    body, _ = fetch(server.url("/image"), max_bytes=len(b"\x89PNG\r\n\x1a\nnot really"))
+    assert body.endswith(b"not really")
+
+
+def test_a_server_that_does_not_answer_times_out(server: LocalServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(InvalidRequest, match="in time") as failed:
+        fetch(server.url("/sleep/10"), timeout=0.5)
+    assert time.monotonic() - started < 2
+    assert_error(failed, 400, "url_fetch_failed")
+
+
+def test_the_timeout_bounds_the_whole_download_not_each_read(server: LocalServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(InvalidRequest, match="too long") as failed:
+        fetch(server.url("/trickle"), timeout=1.0)
+    assert 0.9 < time.monotonic() - started < 3
+    assert_error(failed, 400, "url_fetch_failed")
+
+
+def test_connection_refused_and_truncated_bodies_fail_cleanly(server: LocalServer) -> None:
+    closed = LocalServer()
+    closed_url = closed.url("/image")
+    closed.stop()  # bound, never served, now closed: the port refuses connections
+    with pytest.raises(InvalidRequest, match="could not connect") as refused:
+        fetch(closed_url)
+    assert_error(refused, 400, "url_fetch_failed")
+    with pytest.raises(InvalidRequest, match="while reading") as truncated:
+        fetch(server.url("/truncated"))
+    assert_error(truncated, 400, "url_fetch_failed")
+
+
+def test_a_compressed_body_is_refused_rather_than_expanded(server: LocalServer) -> None:
+    with pytest.raises(InvalidRequest, match="gzip-encoded") as refused:
+        fetch(server.url("/gzip"))
+    assert_error(refused, 400, "url_fetch_failed")
+
+
+# --- decode_data_url --------------------------------------------------------------------------------
+
+PIXEL = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR+/="
+
+
+def data(url: str, max_bytes: int = 1000, **options: Any) -> tuple[bytes, str]:
+    return decode_data_url(url, param=PARAM, max_bytes=max_bytes, **options)
+
+
+def test_base64_data_urls() -> None:
+    encoded = base64.b64encode(PIXEL).decode()
+    assert data(f"data:image/png;base64,{encoded}") == (PIXEL, "image/png")
+    assert data(f"DATA:Image/PNG;charset=x;BASE64,{encoded}") == (PIXEL, "image/png")
+    assert data(f"data:image/png;base64,{encoded.rstrip('=')}")[0] == PIXEL  # padding dropped
+    wrapped = "\n".join(encoded[i : i + 8] for i in range(0, len(encoded), 8))
+    assert data(f"data:image/png;base64,{wrapped}")[0] == PIXEL
+    assert data(f"data:image/png;base64,{quote(encoded, safe='')}")[0] == PIXEL  # '+' '/' '=' escaped
+
+
+def test_percent_encoded_data_urls() -> None:
+    assert data("data:,hello%20world") == (b"hello world", "text/plain")
+    assert data(f"data:application/octet-stream,{quote(PIXEL)}") == (PIXEL, "application/octet-stream")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "data:image/png;base64",
+        "data:image/png;base64,@@@@",
+        "data:image/png;base64,QUJD!",
+        "data:image/png;base64,QUJDR",  # one char past a whole group can never be base64
+        "image/png;base64,QUJD",
+        "https://images.example/x.png",
+        "datax:,abc",
+    ],
+)
+def test_malformed_data_urls(url: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        data(url)
+    assert_error(refused, 400, "invalid_url")
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda raw: "data:image/png;base64," + base64.b64encode(raw).decode(),
+        lambda raw: "data:image/png," + quote(raw),
+    ],
+    ids=["base64", "percent"],
+)
+def test_data_urls_over_the_cap(encode: Callable[[bytes], str]) -> None:
+    assert len(data(encode(b"\xab" * 1000))[0]) == 1000
+    with pytest.raises(PayloadTooLarge) as refused:
+        data(encode(b"\xab" * 1001), too_large_code="image_too_large")
+    assert_error(refused, 413, "image_too_large")
+    started = time.monotonic()
+    with pytest.raises(PayloadTooLarge):
+        data(encode(b"\xab" * 3_000_000), max_bytes=1024 * 1024)
+    assert time.monotonic() - started < 2
