@@ -48,11 +48,11 @@ def read_fields(req: func.HttpRequest) -> RequestFields:
 
 def _multipart(content_type: str, body: bytes) -> RequestFields:
     if "boundary=" not in content_type:
-        raise InvalidRequest("multipart/form-data needs a boundary.", code="invalid_multipart")
+        raise InvalidRequest("multipart/form-data needs a boundary.", code="invalid_value")
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
     if not message.is_multipart():
-        raise InvalidRequest("The multipart body could not be read.", code="invalid_multipart")
+        raise InvalidRequest("The multipart body could not be read.", code="invalid_value")
     values: dict[str, Any] = {}
     files: dict[str, UploadedFile] = {}
     metadata: dict[str, str] = {}

@@ -10,6 +10,7 @@ import azure.functions as func
 
 from api.http import api_errors, json_response
 from gateway.clients import get_tables
+from gateway.errors import ServiceUnavailable
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -23,6 +24,6 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         get_tables().ping()
     except Exception as error:
         log.warning("health: storage unreachable: %s", type(error).__name__)
-        return json_response({"status": "unavailable", "storage": "unreachable"}, status=503)
+        raise ServiceUnavailable("Storage is unreachable.", code="storage_unreachable") from error
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     return json_response({"status": "ok", "storage": "ok", "storage_latency_ms": latency_ms})

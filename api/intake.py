@@ -57,7 +57,7 @@ def _idempotency_key(raw: str | None) -> str | None:
     if not key or len(key) > MAX_KEY_CHARS:
         raise InvalidRequest(
             f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters.",
-            code="invalid_idempotency_key",
+            code="invalid_value",
             param="Idempotency-Key",
         )
     return key
@@ -67,7 +67,7 @@ def _webhook_url(value: Any, settings: Settings) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 2048:
-        raise InvalidRequest("'webhook_url' must be a URL string.", code="invalid_url", param="webhook_url")
+        raise InvalidRequest("'webhook_url' must be a URL string.", code="invalid_value", param="webhook_url")
     check_public_url(value, param="webhook_url", allow_local=settings.allow_local_urls)
     return value
 

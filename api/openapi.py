@@ -49,7 +49,9 @@ def _json(schema: JsonObject) -> JsonObject:
     return {"application/json": {"schema": schema}}
 
 
-def _response(description: str, schema: JsonObject | None = None, **response_headers: Any) -> JsonObject:
+def _response(
+    description: str, schema: JsonObject | None = None, response_headers: JsonObject | None = None
+) -> JsonObject:
     response: JsonObject = {"description": description}
     if response_headers:
         response["headers"] = response_headers
@@ -91,15 +93,11 @@ def _create_fields(*, multipart: bool) -> JsonObject:
     if multipart:
         seconds = string(enum=SECONDS)
         reference = string(f"Image-to-video: {IMAGE_TYPES} by content, at most 10 MiB.", format="binary")
-        metadata = string(
-            "A JSON object; or send `metadata[<key>]` fields.", contentMediaType="application/json"
-        )
     else:
         reference = obj(
             {"image_url": string("Image-to-video: an `https` URL or a `data:` URL of the image.")},
             closed=False,
         )
-        metadata = schema_ref("Metadata")
     return {
         "prompt": _prompt(),
         "model": string("Set by `ALLOWED_MODELS`.", enum=MODELS, default="sora-2"),
@@ -118,7 +116,8 @@ def _create_fields(*, multipart: bool) -> JsonObject:
             "(the local stack also allows `http` and loopback).",
             format="uri",
         ),
-        "metadata": metadata,
+        # Multipart: a JSON part (see the encoding), or `metadata[<key>]` fields.
+        "metadata": schema_ref("Metadata"),
         "user": string("End-user id, stored for auditing.", maxLength=MAX_USER_CHARS),
     }
 
@@ -138,7 +137,10 @@ def _create_body() -> JsonObject:
             **_json(_body(_create_fields(multipart=False))),
             "multipart/form-data": {
                 "schema": multipart,
-                "encoding": {"input_reference": {"contentType": IMAGE_TYPES}},
+                "encoding": {
+                    "input_reference": {"contentType": IMAGE_TYPES},
+                    "metadata": {"contentType": "application/json"},
+                },
             },
         },
     }
@@ -153,7 +155,7 @@ def _accepted() -> JsonObject:
     return _response(
         "Accepted: the new video, `status: queued`.",
         schema_ref("Video"),
-        **headers("Location", "Retry-After", *RATE_LIMIT_HEADERS),
+        headers("Location", "Retry-After", *RATE_LIMIT_HEADERS),
     )
 
 
@@ -199,7 +201,7 @@ def _video_paths() -> JsonObject:
                     "200": _response(
                         "The video; while not finished, with when to poll again.",
                         schema_ref("Video"),
-                        **headers("openai-poll-after-ms", "Retry-After", required=False),
+                        headers("openai-poll-after-ms", "Retry-After", required=False),
                     ),
                     **errors("401", "404"),
                 },
@@ -222,10 +224,13 @@ def _video_paths() -> JsonObject:
                 {
                     "302": _response(
                         "Redirect to a fresh read-only SAS URL of the asset.",
-                        Location={
-                            "description": "The SAS URL.",
-                            "required": True,
-                            "schema": string(format="uri"),
+                        None,
+                        {
+                            "Location": {
+                                "description": "The SAS URL.",
+                                "required": True,
+                                "schema": string(format="uri"),
+                            }
                         },
                     ),
                     **errors("400", "401", "404", "409"),
@@ -328,7 +333,7 @@ def _other_paths() -> JsonObject:
                     "200": _response(
                         "Plan, limits, use and resets.",
                         schema_ref("Usage"),
-                        **headers(*RATE_LIMIT_HEADERS, required=False),
+                        headers(*RATE_LIMIT_HEADERS, required=False),
                     ),
                     **errors("401"),
                 },

@@ -88,6 +88,7 @@ def _video_rules() -> list[JsonObject]:
     """What one field says about another, per API.md's Video table."""
     completed = {"properties": {"status": {"const": "completed"}}}
     queued = {"properties": {"status": {"const": "queued"}}}
+    failed = {"properties": {"status": {"const": "failed"}}}
     return [
         {
             "if": completed,
@@ -101,6 +102,11 @@ def _video_rules() -> list[JsonObject]:
             },
         },
         {"if": queued, "else": {"properties": {"queue_position": {"type": "null"}}}},
+        {
+            "if": failed,
+            "then": {"properties": {"error": {"type": "object"}}},
+            "else": {"properties": {"error": {"type": "null"}}},
+        },
     ]
 
 
@@ -137,7 +143,7 @@ def _video() -> JsonObject:
                     minimum=0,
                 )
             ),
-            "estimated_cost": schema_ref("EstimatedCost"),
+            "estimated_cost": nullable(schema_ref("EstimatedCost")),
         },
         description="OpenAI's Video object plus the gateway's extensions.",
         allOf=_video_rules(),
@@ -287,7 +293,7 @@ def component_parameters() -> JsonObject:
             "required": False,
             "description": "The same key from the same app within 24 h returns the first job again; "
             "with a different body it is 409 `idempotency_key_reused`.",
-            "schema": string(minLength=1, maxLength=255),
+            "schema": string(minLength=1, maxLength=255, pattern=NOT_BLANK),
         },
     }
 
@@ -303,8 +309,11 @@ ERRORS: dict[str, tuple[str, str]] = {
     "403": ("Forbidden", "The app's plan may not generate video: `plan_not_allowed`."),
     "404": ("NotFound", "Unknown id, or another app's: `video_not_found` / `app_not_found`."),
     "409": ("Conflict", "`video_not_ready`, `idempotency_key_reused`."),
-    "413": ("PayloadTooLarge", "The request body is too large: `payload_too_large`."),
-    "415": ("UnsupportedMediaType", "Unsupported content type or image type: `unsupported_media_type`."),
+    "413": ("PayloadTooLarge", "The request body (or the image) is too large: `payload_too_large`."),
+    "415": (
+        "UnsupportedMediaType",
+        "Unsupported content type (`unsupported_media_type`) or image type (`unsupported_image_type`).",
+    ),
     "429": ("RateLimited", "Over the app's quota: `rate_limit_exceeded`."),
     "503": ("ServiceUnavailable", "Try again shortly: `service_unavailable`."),
 }

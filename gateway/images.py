@@ -107,7 +107,7 @@ def _fit(data: bytes, pil_format: str, target: tuple[int, int]) -> bytes:
         # ValueError...); every one of them is the client's broken image, never a server fault.
         raise InvalidRequest(
             f"'{PARAM}' could not be decoded as an image (corrupt or truncated).",
-            code="invalid_image",
+            code="invalid_value",
             param=PARAM,
         ) from None
 
@@ -121,7 +121,7 @@ def _too_many_pixels(size: tuple[int, int] | None = None) -> InvalidRequest:
     dimensions = f" is {size[0]}x{size[1]} pixels;" if size else " has too many pixels;"
     return InvalidRequest(
         f"'{PARAM}'{dimensions} at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
-        code="invalid_image",
+        code="invalid_value",
         param=PARAM,
     )
 

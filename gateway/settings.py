@@ -30,9 +30,10 @@ DEFAULT_PLAN_LIMITS: dict[str, dict[str, int] | None] = {
     "pro": {"hour": 5, "day": 20},
     "business": {"hour": 5, "day": 20},
 }
-# USD per second of video, by model and size (list prices at the time of writing).
+# USD per second of video, by model and size (list prices at the time of writing; sora-2 has
+# no published price for the larger sizes, so its one rate stands for them).
 DEFAULT_PRICING: dict[str, dict[str, float]] = {
-    "sora-2": {"720x1280": 0.10, "1280x720": 0.10},
+    "sora-2": {"720x1280": 0.10, "1280x720": 0.10, "1024x1792": 0.10, "1792x1024": 0.10},
     "sora-2-pro": {"720x1280": 0.30, "1280x720": 0.30, "1024x1792": 0.50, "1792x1024": 0.50},
 }
 DEFAULT_DEPLOYMENTS = {"sora-2": "sora-2", "sora-2-pro": "sora-2-pro"}

@@ -56,7 +56,7 @@ class _Target:
 def check_public_url(
     url: str, *, param: str, allow_local: bool, resolver: Resolver = socket.getaddrinfo
 ) -> None:
-    """Refuse (400 `invalid_url`) a URL that is not https, or whose host is or resolves to any
+    """Refuse (400 `invalid_value`) a URL that is not https, or whose host is or resolves to any
     non-public address. `allow_local` (the local stack) also accepts http, loopback and private ranges.
     """
     _resolve_target(url, param=param, allow_local=allow_local, resolver=resolver)
@@ -338,11 +338,11 @@ def _describe(error: requests.RequestException | None) -> str:
 
 
 def _invalid_url(param: str, problem: str) -> InvalidRequest:
-    return InvalidRequest(f"'{param}' {problem}.", code="invalid_url", param=param)
+    return InvalidRequest(f"'{param}' {problem}.", code="invalid_value", param=param)
 
 
 def _fetch_failed(param: str, problem: str) -> InvalidRequest:
-    return InvalidRequest(f"Could not fetch '{param}': {problem}.", code="url_fetch_failed", param=param)
+    return InvalidRequest(f"Could not fetch '{param}': {problem}.", code="invalid_value", param=param)
 
 
 def _too_large(param: str, max_bytes: int, code: str) -> PayloadTooLarge:

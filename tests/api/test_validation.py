@@ -83,7 +83,7 @@ def test_bad_bodies_are_refused_with_the_field_named(
         (b"", "application/json", 400, "invalid_json"),
         (b"\xff\xfe", "application/json", 400, "invalid_json"),
         (b"prompt=hello", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
-        (b"--x\r\n", "multipart/form-data", 400, "invalid_multipart"),
+        (b"--x\r\n", "multipart/form-data", 400, "invalid_value"),
         (b"x" * (12 * 1024 * 1024), "application/json", 413, "payload_too_large"),
     ],
     ids=["broken json", "empty", "not utf-8", "form-urlencoded", "multipart without boundary", "too large"],

@@ -35,6 +35,7 @@ def assert_error(
     error: pytest.ExceptionInfo[ApiError], status: int, code: str, param: str = "input_reference"
 ) -> None:
     assert (error.value.status, error.value.code, error.value.param) == (status, code, param)
+    assert error.value.message
 
 
 # --- type by content --------------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def test_corrupt_or_truncated_images_are_400(case: str) -> None:
     data, size = corrupt_inputs()[case]
     with pytest.raises(InvalidRequest) as refused:
         prepare_reference_image(data, size)
-    assert_error(refused, 400, "invalid_image")
+    assert_error(refused, 400, "invalid_value")
 
 
 @pytest.mark.parametrize(
@@ -130,7 +131,7 @@ def test_decompression_bombs_are_refused_from_the_header(width: int, height: int
     with pytest.raises(InvalidRequest) as refused:
         prepare_reference_image(bomb, "1280x720")
     assert time.monotonic() - started < 1
-    assert_error(refused, 400, "invalid_image")
+    assert_error(refused, 400, "invalid_value")
     assert "megapixels" in refused.value.message
 
 
