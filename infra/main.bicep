@@ -1,0 +1,702 @@
+// The Sora gateway in one resource group: a Python Function App on the Flex Consumption plan with a
+// user-assigned managed identity, its Storage account (no shared keys), Application Insights (Entra
+// ID only), a Key Vault holding the management API key, and the role assignments the identity needs,
+// including Cognitive Services OpenAI User on an existing Azure OpenAI account.
+//
+// Plain resources and one local module: nothing to restore from a registry. Deploy with
+// scripts/deploy.sh (which also publishes the code), or directly:
+//   az deployment group create -g <rg> --template-file infra/main.bicep --parameters openAiAccountName=<name>
+// The template never holds a secret: ADMIN_API_KEY is a Key Vault reference, and the key itself is
+// written to the vault only when the @secure() adminApiKey parameter is given (deploy.sh generates it
+// on the first run, or with --rotate-admin-key).
+
+targetScope = 'resourceGroup'
+
+// ---------------------------------------------------------------------------------------------
+// Where and what
+// ---------------------------------------------------------------------------------------------
+
+@description('Region for every resource (Flex Consumption must be available there).')
+param location string = resourceGroup().location
+
+@description('Prefix of resource names.')
+@minLength(2)
+@maxLength(20)
+param namePrefix string = 'sora-gw'
+
+@description('Function app name (becomes <name>.azurewebsites.net); empty = <namePrefix>-<unique suffix>.')
+param functionAppName string = ''
+
+@description('Tags added to every resource.')
+param tags object = {}
+
+@description('Python version of the Functions worker.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.11'
+
+@description('Memory of each Flex Consumption instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Most instances the app may scale out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Always-ready instances for the HTTP functions (billed while idle; 0 = scale to zero).')
+@minValue(0)
+param alwaysReadyHttpInstances int = 0
+
+@description('Always-ready instances for the Durable Functions group (orchestrations and activities).')
+@minValue(0)
+param alwaysReadyDurableInstances int = 0
+
+@description('Days Log Analytics keeps telemetry.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 30
+
+// ---------------------------------------------------------------------------------------------
+// Azure OpenAI (Sora)
+// ---------------------------------------------------------------------------------------------
+
+@description('Name of the existing Azure OpenAI / AI Services account with the Sora deployments.')
+param openAiAccountName string
+
+@description('Resource group of that account (default: this one).')
+param openAiResourceGroup string = resourceGroup().name
+
+@description('Subscription of that account (default: this one).')
+param openAiSubscriptionId string = subscription().subscriptionId
+
+@description('Endpoint override; empty = https://<custom subdomain>.openai.azure.com of the account.')
+param openAiEndpoint string = ''
+
+@description('Model name -> Azure deployment name (SORA_DEPLOYMENTS).')
+param soraDeployments object = {
+  'sora-2': 'sora-2'
+  'sora-2-pro': 'sora-2-pro'
+}
+
+@description('Models apps may ask for, comma-separated (ALLOWED_MODELS).')
+param allowedModels string = 'sora-2,sora-2-pro'
+
+@description('Accepted video lengths in seconds, comma-separated (ALLOWED_SECONDS).')
+param allowedSeconds string = '4,8,12'
+
+@description('Accepted sizes, comma-separated (ALLOWED_SIZES).')
+param allowedSizes string = '720x1280,1280x720,1024x1792,1792x1024'
+
+@description('USD per second of video by model and size, for estimated_cost (PRICING).')
+param pricing object = {
+  'sora-2': {
+    '720x1280': json('0.10')
+    '1280x720': json('0.10')
+    '1024x1792': json('0.10')
+    '1792x1024': json('0.10')
+  }
+  'sora-2-pro': {
+    '720x1280': json('0.30')
+    '1280x720': json('0.30')
+    '1024x1792': json('0.50')
+    '1792x1024': json('0.50')
+  }
+}
+
+@description('Upstream job creations per minute, shared by all apps; match the deployment quota (0 = unpaced).')
+@minValue(0)
+param upstreamCreatesPerMinute int = 2
+
+// ---------------------------------------------------------------------------------------------
+// Plans, jobs, retention
+// ---------------------------------------------------------------------------------------------
+
+@description('Limits per plan, rolling windows; null disables video for that plan (PLAN_LIMITS).')
+param planLimits object = {
+  free: null
+  pro: {
+    hour: 5
+    day: 20
+  }
+  business: {
+    hour: 5
+    day: 20
+  }
+}
+
+@description('Longest prompt accepted, in characters (MAX_PROMPT_CHARS).')
+@minValue(1)
+param maxPromptChars int = 4000
+
+@description('A job not finished by then fails with timeout (JOB_TIMEOUT_MINUTES).')
+@minValue(1)
+param jobTimeoutMinutes int = 60
+
+@description('Lower bound of the adaptive status-check interval, seconds (POLL_MIN_SECONDS).')
+param pollMinSeconds string = '3'
+
+@description('Upper bound of the adaptive status-check interval, seconds (POLL_MAX_SECONDS).')
+param pollMaxSeconds string = '60'
+
+@description('Webhook retry delays in seconds, comma-separated (WEBHOOK_RETRY_SECONDS).')
+param webhookRetrySeconds string = '30,60,120,300,600'
+
+@description('Lifetime of each read-only SAS URL, minutes (SAS_TTL_MINUTES).')
+@minValue(1)
+param sasTtlMinutes int = 60
+
+@description('Days a stored video lives: its expires_at, and the lifecycle rule that deletes it (VIDEO_RETENTION_DAYS).')
+@minValue(1)
+param videoRetentionDays int = 7
+
+@description('Blob container for the MP4s and thumbnails (VIDEOS_CONTAINER).')
+@minLength(3)
+@maxLength(63)
+param videosContainer string = 'videos'
+
+@description('NCRONTAB schedule of the housekeeping timer (SWEEP_SCHEDULE).')
+param sweepSchedule string = '0 */30 * * * *'
+
+@description('Durable Functions task hub (TASK_HUB_NAME, used by host.json): letters and digits, starting with a letter.')
+@minLength(3)
+@maxLength(45)
+param taskHubName string = 'SoraGateway'
+
+// ---------------------------------------------------------------------------------------------
+// Durable backend, secrets, operator access
+// ---------------------------------------------------------------------------------------------
+
+@description('Use the Durable Task Scheduler (azureManaged provider) instead of Azure Storage queues and tables for Durable Functions.')
+param useDurableTaskScheduler bool = false
+
+@description('Durable Task Scheduler SKU when useDurableTaskScheduler is true.')
+@allowed([
+  'Consumption'
+  'Dedicated'
+])
+param durableTaskSchedulerSku string = 'Consumption'
+
+@secure()
+@description('Management API key to store in Key Vault; empty leaves the stored one unchanged (deploy.sh generates one on the first run).')
+param adminApiKey string = ''
+
+@description('Object id of the operator who may read the management key from Key Vault; empty = nobody but the app.')
+param operatorPrincipalId string = ''
+
+@description('Kind of principal operatorPrincipalId is.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'User'
+
+// ---------------------------------------------------------------------------------------------
+// Names and constants
+// ---------------------------------------------------------------------------------------------
+
+var token = toLower(uniqueString(subscription().id, resourceGroup().id, namePrefix))
+var appName = empty(functionAppName) ? '${namePrefix}-${token}' : functionAppName
+var storageAccountName = 'st${token}'
+var keyVaultName = 'kv-${token}'
+var deploymentContainer = 'app-package'
+var adminKeySecretName = 'admin-api-key'
+var allTags = union(tags, {
+  'sora-gateway': appName
+})
+var storageSuffix = environment().suffixes.storage
+
+// Tables the gateway uses; it also creates them on first use, so this list only saves a round trip.
+var gatewayTables = [
+  'apps'
+  'appkeys'
+  'jobs'
+  'quota'
+  'pacing'
+  'upstreamclaims'
+  'idempotency'
+]
+
+// Always-ready instances per Flex scale group ('http', 'durable'); none by default.
+var alwaysReadyHttp = alwaysReadyHttpInstances > 0 ? [ { name: 'http', instanceCount: alwaysReadyHttpInstances } ] : []
+var alwaysReadyDurable = alwaysReadyDurableInstances > 0 ? [ { name: 'durable', instanceCount: alwaysReadyDurableInstances } ] : []
+var schedulerSku = durableTaskSchedulerSku == 'Dedicated' ? { name: 'Dedicated', capacity: 1 } : { name: 'Consumption' }
+
+// Built-in role definition ids (the same in every tenant).
+var roleIds = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  durableTaskDataContributor: '0ad04412-c4d5-4796-b79c-f76d14c8d402'
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity
+// ---------------------------------------------------------------------------------------------
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${appName}'
+  location: location
+  tags: allTags
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage: host state, Durable Functions (default backend), deployment package, gateway data
+// ---------------------------------------------------------------------------------------------
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: storageAccountName
+  location: location
+  tags: allTags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainer
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource videos 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: videosContainer
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [
+  for table in gatewayTables: {
+    parent: tableService
+    name: table
+  }
+]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// Videos expire: the rule runs once a day and deletes blobs in the videos container older than the
+// retention, so a video disappears at most about a day after its expires_at.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'deleteExpiredVideos'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${videosContainer}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: videoRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+  dependsOn: [
+    videos
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring: Application Insights with local (key) authentication off
+// ---------------------------------------------------------------------------------------------
+
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: 'log-${appName}'
+  location: location
+  tags: allTags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: logRetentionDays
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${appName}'
+  location: location
+  tags: allTags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+    IngestionMode: 'LogAnalytics'
+    DisableLocalAuth: true
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key Vault: the management API key, read by the app through a Key Vault reference
+// ---------------------------------------------------------------------------------------------
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: keyVaultName
+  location: location
+  tags: union(allTags, {
+    'sora-gateway-secrets': 'admin-api-key'
+  })
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 7
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource adminKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(adminApiKey)) {
+  parent: vault
+  name: adminKeySecretName
+  properties: {
+    value: adminApiKey
+    contentType: 'text/plain'
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optional Durable Task Scheduler backend
+// ---------------------------------------------------------------------------------------------
+
+resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = if (useDurableTaskScheduler) {
+  name: 'dts-${appName}'
+  location: location
+  tags: allTags
+  properties: {
+    // The scheduler is reached over its public endpoint with Entra ID; an empty list would deny all.
+    ipAllowlist: [
+      '0.0.0.0/0'
+    ]
+    sku: schedulerSku
+  }
+}
+
+resource schedulerHub 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' = if (useDurableTaskScheduler) {
+  parent: scheduler
+  name: taskHubName
+  properties: {}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Function App on Flex Consumption
+// ---------------------------------------------------------------------------------------------
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: 'plan-${appName}'
+  location: location
+  tags: allTags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: appName
+  location: location
+  tags: allTags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identity.id}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identity.id
+    siteConfig: {
+      minTlsVersion: '1.2'
+    }
+    // On Flex Consumption the runtime, the scale settings and where the code comes from live here,
+    // not in app settings (FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION are not set).
+    functionAppConfig: {
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+        alwaysReady: concat(alwaysReadyHttp, alwaysReadyDurable)
+      }
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: 'https://${storage.name}.blob.${storageSuffix}/${deploymentContainer}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+    }
+  }
+  dependsOn: [
+    packageContainer
+  ]
+}
+
+// No publishing passwords: deployments authenticate with Entra ID (az / func use a bearer token).
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Role assignments for the app's identity
+// ---------------------------------------------------------------------------------------------
+
+// Host state and leases, Durable Functions blobs, the deployment package, the videos, and user
+// delegation keys for the SAS URLs.
+resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, roleIds.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    description: 'Sora gateway: host, Durable Functions, deployment package and video blobs'
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataOwner)
+  }
+}
+
+// Durable Functions control and work-item queues (Azure Storage backend).
+resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, roleIds.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    description: 'Sora gateway: Durable Functions queues'
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataContributor)
+  }
+}
+
+// Durable Functions history and instances, and the gateway's apps, keys, jobs, quota and pacing rows.
+resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, roleIds.storageTableDataContributor)
+  scope: storage
+  properties: {
+    description: 'Sora gateway: Durable Functions and gateway tables'
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageTableDataContributor)
+  }
+}
+
+// Telemetry into Application Insights with Entra ID (local auth is off).
+resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identity.id, roleIds.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    description: 'Sora gateway: send telemetry with Entra ID'
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.monitoringMetricsPublisher)
+  }
+}
+
+// Resolve the ADMIN_API_KEY Key Vault reference.
+resource vaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, identity.id, roleIds.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    description: 'Sora gateway: read the management API key'
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsUser)
+  }
+}
+
+// Orchestrations, activities and timers on the Durable Task Scheduler, when it is the backend.
+resource schedulerContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (useDurableTaskScheduler) {
+  name: guid(resourceGroup().id, 'dts-${appName}', identity.id, roleIds.durableTaskDataContributor)
+  scope: scheduler
+  properties: {
+    description: 'Sora gateway: Durable Functions on the Durable Task Scheduler'
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.durableTaskDataContributor)
+  }
+}
+
+// The operator who deployed may read the management key (scripts/deploy.sh --show-admin-key).
+resource operatorSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(vault.id, operatorPrincipalId, roleIds.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    description: 'Sora gateway operator: read the management API key'
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsUser)
+  }
+}
+
+// Cognitive Services OpenAI User on the existing account, wherever it lives.
+module openAiAccess 'modules/openai-access.bicep' = {
+  name: 'openai-access-${token}'
+  scope: resourceGroup(openAiSubscriptionId, openAiResourceGroup)
+  params: {
+    accountName: openAiAccountName
+    principalId: identity.properties.principalId
+    principalResourceId: identity.id
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// App settings: every setting the code reads, and the host's identity-based connections
+// ---------------------------------------------------------------------------------------------
+
+var hostSettings = {
+  // AzureWebJobsStorage through the identity: no connection string, no account key.
+  AzureWebJobsStorage__blobServiceUri: 'https://${storage.name}.blob.${storageSuffix}'
+  AzureWebJobsStorage__queueServiceUri: 'https://${storage.name}.queue.${storageSuffix}'
+  AzureWebJobsStorage__tableServiceUri: 'https://${storage.name}.table.${storageSuffix}'
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.properties.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+  TASK_HUB_NAME: taskHubName
+  SWEEP_SCHEDULE: sweepSchedule
+}
+
+var gatewaySettings = {
+  AZURE_CLIENT_ID: identity.properties.clientId
+  AZURE_OPENAI_ENDPOINT: empty(openAiEndpoint) ? openAiAccess.outputs.endpoint : openAiEndpoint
+  SORA_DEPLOYMENTS: string(soraDeployments)
+  ADMIN_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${adminKeySecretName})'
+  VIDEOS_CONTAINER: videosContainer
+  SAS_TTL_MINUTES: string(sasTtlMinutes)
+  VIDEO_RETENTION_DAYS: string(videoRetentionDays)
+  JOB_TIMEOUT_MINUTES: string(jobTimeoutMinutes)
+  POLL_MIN_SECONDS: pollMinSeconds
+  POLL_MAX_SECONDS: pollMaxSeconds
+  MAX_PROMPT_CHARS: string(maxPromptChars)
+  ALLOWED_MODELS: allowedModels
+  ALLOWED_SECONDS: allowedSeconds
+  ALLOWED_SIZES: allowedSizes
+  PLAN_LIMITS: string(planLimits)
+  PRICING: string(pricing)
+  UPSTREAM_CREATES_PER_MINUTE: string(upstreamCreatesPerMinute)
+  WEBHOOK_RETRY_SECONDS: webhookRetrySeconds
+  // Webhook and image URLs must be public https in Azure.
+  ALLOW_LOCAL_URLS: 'false'
+}
+
+// host.json keeps the Azure Storage backend; these override it (AzureFunctionsJobHost__ maps onto
+// host.json) only when the Durable Task Scheduler is chosen.
+var schedulerOverrides = {
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${scheduler.properties.endpoint};Authentication=ManagedIdentity;ClientID=${identity.properties.clientId}'
+}
+var schedulerSettings = useDurableTaskScheduler ? schedulerOverrides : {}
+
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: union(hostSettings, gatewaySettings, schedulerSettings)
+  dependsOn: [
+    // The host starts with these settings: let it find its roles and its tables already there.
+    blobOwner
+    queueContributor
+    tableContributor
+    metricsPublisher
+    vaultSecretsUser
+    schedulerContributor
+    schedulerHub
+    tables
+    queueService
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs (read by scripts/deploy.sh)
+// ---------------------------------------------------------------------------------------------
+
+output functionAppName string = site.name
+output baseUrl string = 'https://${site.properties.defaultHostName}/api/v1'
+output healthUrl string = 'https://${site.properties.defaultHostName}/api/health'
+output keyVaultName string = vault.name
+output adminKeySecretName string = adminKeySecretName
+output storageAccountName string = storage.name
+output identityClientId string = identity.properties.clientId
+output identityPrincipalId string = identity.properties.principalId
+output openAiEndpoint string = empty(openAiEndpoint) ? openAiAccess.outputs.endpoint : openAiEndpoint
+output durableBackend string = useDurableTaskScheduler ? 'durable-task-scheduler' : 'azure-storage'

@@ -1,0 +1,389 @@
+"""The template sets every setting the deployed code reads, and nothing the code and host don't know.
+
+What the code reads is found from the code itself, so new settings are caught without editing this
+file: the keys `Settings.from_env()` looks up (through a recording mapping), `os.environ` / `getenv`
+reads and `%NAME%` binding expressions (timer schedules, host.json) in the files that are deployed
+(the project less `.funcignore`), and the settings that binding `connection=` names refer to.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import SettingsError
+from gateway.settings import Settings
+from scripts.package import deployable_files
+from tests.infra.bicep import (
+    PROJECT_DIR,
+    main_template,
+    object_values,
+    template_app_settings,
+    text,
+)
+
+SAMPLE_SETTINGS = PROJECT_DIR / "local.settings.sample.json"
+DEPLOY_DOC = PROJECT_DIR / "README.md"  # its "Deploy to Azure" section
+
+# Read by the code but deliberately not set by the template (each is documented in the README's "Deploy to Azure" section).
+OPTIONAL_SETTINGS: dict[str, str] = {
+    "AzureWebJobsStorage": "a connection string (Azurite); in Azure the identity-based AzureWebJobsStorage__* settings replace it",
+    "AZURE_OPENAI_API_KEY": "key authentication; in Azure the identity calls Azure OpenAI with Entra ID tokens",
+    "TABLE_PREFIX": "several gateways in one storage account; each deployment has its own account",
+}
+
+# Local runs only (local.settings.json); never set in Azure. A trailing * is a prefix.
+LOCAL_ONLY_SETTINGS: dict[str, str] = {
+    "FUNCTIONS_WORKER_RUNTIME": "Core Tools needs it locally; on Flex Consumption the runtime is functionAppConfig.runtime",
+    "AzureWebJobsFeatureFlags": "worker indexing is the default for the Python v2 model in Azure",
+    "DEV_APP_KEY": "the local stack's seeded development app",
+    "DEVHOST_*": "the local dev host",
+    "SORA_SIM_*": "the Sora simulator",
+    "AZURITE_*": "the Azurite storage emulator",
+}
+
+# Set by the template for the Functions host or platform; the gateway's code never reads them.
+HOST_SETTINGS: dict[str, str] = {
+    "AzureWebJobsStorage__blobServiceUri": "host storage through the identity (the code reads it too)",
+    "AzureWebJobsStorage__queueServiceUri": "Durable Functions queues through the identity",
+    "AzureWebJobsStorage__tableServiceUri": "host storage through the identity (the code reads it too)",
+    "AzureWebJobsStorage__credential": "'managedidentity': identity-based host storage",
+    "AzureWebJobsStorage__clientId": "which user-assigned identity the host uses",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "where telemetry goes",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra ID authentication to Application Insights",
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type": "Durable Task Scheduler switch (overrides host.json)",
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName": "Durable Task Scheduler switch",
+    "DURABLE_TASK_SCHEDULER_CONNECTION_STRING": "the scheduler endpoint, with managed identity authentication",
+}
+
+# What the host needs in Azure whatever the code reads.
+REQUIRED_HOST_SETTINGS = {
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__tableServiceUri",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+}
+
+# Deprecated or refused on Flex Consumption, or a shared key / secret in plain text.
+FORBIDDEN_SETTINGS = {
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
+    "AzureWebJobsStorage",
+    "AZURE_OPENAI_API_KEY",
+    "DEV_APP_KEY",
+}
+
+IDENTITY_STORAGE = {
+    "AzureWebJobsStorage__blobServiceUri": "https://example.blob.core.windows.net",
+    "AzureWebJobsStorage__tableServiceUri": "https://example.table.core.windows.net",
+    "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com",
+}
+SETTING_REFERENCE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
+MISSING_SETTING = re.compile(r"missing setting (\S+)")
+
+
+class RecordingEnv(Mapping[str, str]):
+    """A settings mapping that remembers every key looked up, present or not."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return self._values[key]
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("settings must be read by name, or this check cannot see them")
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def sample_values() -> dict[str, str]:
+    values: dict[str, str] = json.loads(SAMPLE_SETTINGS.read_text(encoding="utf-8"))["Values"]
+    return values
+
+
+def settings_read_by_from_env(base: Mapping[str, str]) -> set[str]:
+    """Build Settings from `base`, adding a dummy for any further required key, and record the reads."""
+    values = dict(base)
+    for _ in range(20):
+        env = RecordingEnv(values)
+        try:
+            Settings.from_env(env)
+        except SettingsError as error:
+            missing = MISSING_SETTING.search(str(error))
+            if missing is None or missing.group(1) in values:
+                raise
+            values[missing.group(1)] = "1"
+            continue
+        return env.read
+    raise AssertionError("Settings.from_env keeps asking for more settings")
+
+
+def deployed_sources() -> list[Path]:
+    return [PROJECT_DIR / relative for relative in deployable_files(PROJECT_DIR)]
+
+
+def python_reads(source: str) -> tuple[set[str], set[str]]:
+    """(settings read or referenced by name, binding connection names) in one Python file."""
+    names: set[str] = set()
+    connections: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.update(match.group(1) for match in [SETTING_REFERENCE.fullmatch(node.value)] if match)
+        if isinstance(node, ast.Call):
+            target = ast.unparse(node.func)
+            first = node.args[0] if node.args else None
+            if (
+                target in {"os.getenv", "getenv", "os.environ.get", "environ.get", "os.environ.setdefault"}
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                names.add(first.value)
+            for keyword in node.keywords:
+                if (
+                    keyword.arg == "connection"
+                    and isinstance(keyword.value, ast.Constant)
+                    and isinstance(keyword.value.value, str)
+                ):
+                    connections.add(keyword.value.value)
+        if (
+            isinstance(node, ast.Subscript)
+            and ast.unparse(node.value) in {"os.environ", "environ"}
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
+            names.add(node.slice.value)
+    return names, connections
+
+
+@cache
+def code_settings() -> frozenset[str]:
+    """Every setting the deployed code (and host.json) reads."""
+    read = settings_read_by_from_env({**sample_values(), **IDENTITY_STORAGE})
+    read |= settings_read_by_from_env(
+        {**IDENTITY_STORAGE, "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    )
+    for path in deployed_sources():
+        if path.suffix == ".py":
+            names, _ = python_reads(path.read_text(encoding="utf-8"))
+            read |= names
+        elif path.suffix == ".json":
+            read |= set(SETTING_REFERENCE.findall(path.read_text(encoding="utf-8")))
+    return frozenset(read)
+
+
+def binding_connections() -> set[str]:
+    found: set[str] = set()
+    for path in deployed_sources():
+        if path.suffix == ".py":
+            found |= python_reads(path.read_text(encoding="utf-8"))[1]
+    return found
+
+
+def matches(key: str, names: Mapping[str, str] | set[str]) -> bool:
+    return any(key == name or (name.endswith("*") and fnmatch.fnmatchcase(key, name)) for name in names)
+
+
+def single_value(settings: dict[str, list[Any]], key: str) -> Any:
+    values = settings[key]
+    assert len(values) == 1, f"{key} has several possible values in the template"
+    return values[0]
+
+
+# --- the discovery itself ------------------------------------------------------------------------
+
+
+def test_discovery_sees_settings_read_through_each_path() -> None:
+    read = code_settings()
+    assert {
+        "AZURE_OPENAI_ENDPOINT",
+        "VIDEO_RETENTION_DAYS",
+        "AzureWebJobsStorage__clientId",
+    } <= read  # from_env
+    assert "TASK_HUB_NAME" in read  # host.json %TASK_HUB_NAME%
+    names, connections = python_reads(
+        "import os\n"
+        "x = os.environ['A']\ny = os.getenv('B')\nz = os.environ.get('C', '')\n"
+        "@bp.timer_trigger(schedule='%D%', arg_name='t')\ndef f(t): ...\n"
+        "@bp.blob_trigger(arg_name='b', path='p', connection='E')\ndef g(b): ...\n"
+    )
+    assert names == {"A", "B", "C", "D"}
+    assert connections == {"E"}
+
+
+def test_discovery_refuses_settings_read_by_iteration() -> None:
+    with pytest.raises(AssertionError, match="read by name"):
+        list(RecordingEnv({"A": "1"}))
+
+
+# --- code versus template ------------------------------------------------------------------------
+
+
+def test_every_setting_the_code_reads_is_set_by_the_template_or_optional() -> None:
+    template = set(template_app_settings())
+    missing = sorted(
+        key
+        for key in code_settings()
+        if key not in template
+        and not matches(key, OPTIONAL_SETTINGS)
+        and not matches(key, LOCAL_ONLY_SETTINGS)
+    )
+    assert not missing, f"read by the code, neither set by infra/main.bicep nor listed as optional: {missing}"
+
+
+def test_the_template_sets_no_setting_unknown_to_the_code_or_host() -> None:
+    known = code_settings() | set(HOST_SETTINGS)
+    unknown = sorted(set(template_app_settings()) - known)
+    assert not unknown, f"set by infra/main.bicep but read by neither the code nor the host: {unknown}"
+
+
+def test_the_template_sets_what_the_host_needs_in_azure() -> None:
+    assert set(template_app_settings()) >= REQUIRED_HOST_SETTINGS
+
+
+def test_binding_connections_are_identity_based_settings_in_the_template() -> None:
+    template = set(template_app_settings())
+    for connection in binding_connections():
+        assert connection == "AzureWebJobsStorage" or any(
+            key.startswith(f"{connection}__") for key in template
+        ), f"binding connection {connection!r} has no {connection}__* settings in the template"
+
+
+def test_nothing_deprecated_on_flex_local_only_or_secret_is_set() -> None:
+    template = set(template_app_settings())
+    assert not template & FORBIDDEN_SETTINGS
+    assert not [key for key in template if matches(key, LOCAL_ONLY_SETTINGS)]
+
+
+def test_every_local_sample_setting_is_deployed_or_listed_as_optional() -> None:
+    template = set(template_app_settings())
+    unaccounted = sorted(
+        key
+        for key in sample_values()
+        if key not in template
+        and not matches(key, OPTIONAL_SETTINGS)
+        and not matches(key, LOCAL_ONLY_SETTINGS)
+    )
+    assert not unaccounted, f"in local.settings.sample.json but neither deployed nor optional: {unaccounted}"
+
+
+def test_optional_lists_are_current_and_documented() -> None:
+    code = code_settings()
+    stale = [key for key in OPTIONAL_SETTINGS if key not in code]
+    assert not stale, f"listed as optional but no longer read by the code: {stale}"
+    samples = sample_values()
+    for pattern in LOCAL_ONLY_SETTINGS:
+        assert any(matches(key, {pattern}) for key in samples), f"{pattern} matches nothing in the sample"
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
+    undocumented = [key for key in [*OPTIONAL_SETTINGS, *LOCAL_ONLY_SETTINGS] if f"`{key}`" not in doc]
+    assert not undocumented, f"the README does not mention the optional settings {undocumented}"
+
+
+# --- values ------------------------------------------------------------------------------------
+
+
+def test_secrets_and_identity_come_from_azure_not_from_the_template() -> None:
+    settings = template_app_settings()
+    admin = single_value(settings, "ADMIN_API_KEY")
+    assert isinstance(admin, str)
+    assert admin.startswith("@Microsoft.KeyVault(VaultName=")
+    assert "SecretName=" in admin
+    assert single_value(settings, "AzureWebJobsStorage__credential") == "managedidentity"
+    for key in ("AzureWebJobsStorage__clientId", "AZURE_CLIENT_ID"):
+        assert "clientId" in text(single_value(settings, key))
+        assert "identity" in text(single_value(settings, key))
+    assert "Authorization=AAD" in text(single_value(settings, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"))
+    assert single_value(settings, "ALLOW_LOCAL_URLS") == "false"
+
+
+def test_durable_task_scheduler_switch_is_consistent() -> None:
+    settings = template_app_settings()
+    provider = single_value(settings, "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type")
+    assert provider == "azureManaged"
+    connection_name = single_value(
+        settings, "AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName"
+    )
+    assert connection_name in settings
+    connection = text(single_value(settings, connection_name))
+    assert "Authentication=ManagedIdentity" in connection
+    assert "ClientID=" in connection
+
+
+def literal(expression: Any) -> Any:
+    """A parameter default as a Python value (object keys unquoted, json('0.1') evaluated)."""
+    if isinstance(expression, dict) and set(expression) == {"function"}:
+        function = expression["function"]
+        assert function["type"] == "json", f"not a literal: {function['type']}(...)"
+        return json.loads(function["parameters"]["arg_1"])
+    if isinstance(expression, dict):
+        return {key.strip("'"): literal(value) for key, value in expression.items()}
+    if isinstance(expression, list):
+        return [literal(item) for item in expression]
+    return expression
+
+
+def parameter_behind(value: Any, parameters: dict[str, Any]) -> str | None:
+    """The parameter a setting value is (or is string() of), if any."""
+    if isinstance(value, str) and value in parameters:
+        return value
+    if isinstance(value, dict) and value.get("function", {}).get("type") == "string":
+        inner = value["function"]["parameters"]["value_to_convert"]
+        return inner if isinstance(inner, str) and inner in parameters else None
+    return None
+
+
+def as_setting(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def test_template_defaults_parse_and_equal_the_code_defaults() -> None:
+    template = main_template()
+    parameters = template["parameters"]
+    settings = object_values(template["variables"]["gatewaySettings"]["value"], template)
+    code_default = Settings.from_env(IDENTITY_STORAGE)
+    compared = []
+    for key, values in settings.items():
+        parameter = parameter_behind(values[0], parameters)
+        if parameter is None or key in IDENTITY_STORAGE:
+            continue
+        value = as_setting(literal(parameters[parameter]["default"]))
+        deployed = Settings.from_env({**IDENTITY_STORAGE, key: value})
+        differing = [
+            f.name for f in fields(Settings) if getattr(deployed, f.name) != getattr(code_default, f.name)
+        ]
+        assert not differing, f"{key}={value!r} (default of parameter {parameter}) changes {differing}"
+        compared.append(key)
+    assert {"PLAN_LIMITS", "PRICING", "SORA_DEPLOYMENTS", "VIDEO_RETENTION_DAYS", "POLL_MIN_SECONDS"} <= set(
+        compared
+    )
