@@ -106,7 +106,7 @@ class LocalStack:
         """Stop everything that runs, newest first; safe to call more than once."""
         if self._host is not None:
             self._host.stop()
-        # The app's storage clients keep connections open, and Azurite waits for them to close.
+        # The app runs in this process: its pooled connections go before the servers do.
         close_clients()
         if self._simulator is not None:
             self._simulator.stop()

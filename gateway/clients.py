@@ -164,8 +164,8 @@ def get_submissions() -> Submissions:
 
 
 def close_clients() -> None:
-    """Close and forget every client built so far, so their connections do not linger
-    (the local stack calls this before stopping Azurite, which waits for open connections)."""
+    """Close and forget every client built so far, so no connection outlives its server
+    (the local stack calls this before it stops Azurite and the simulator)."""
     getters: tuple[_ProcessSingleton[Any], ...] = (
         get_submissions,
         get_webhook_sender,
