@@ -136,9 +136,6 @@ class Engine:
 
     # ---- management operations -------------------------------------------------------------
 
-    def has_orchestrator(self, name: str) -> bool:
-        return name in self._index.orchestrators
-
     def get_instance(self, instance_id: str) -> InstanceRecord | None:
         return self._store.get_instance(instance_id)
 

@@ -28,19 +28,6 @@ def free_port(preferred: int | None = None) -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 30.0, host: str = LOOPBACK) -> None:
-    """Block until something accepts TCP connections on host:port, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
-            time.sleep(0.05)
-
-
 def wait_for_http(url: str, timeout: float = 60.0, expect: int = 200) -> None:
     """Block until GET url answers `expect`, or raise TimeoutError with the last answer."""
     deadline = time.monotonic() + timeout

@@ -411,15 +411,6 @@ class Store:
             for row in rows
         ]
 
-    def timer_exists(self, timer: PendingTimer) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM timers WHERE instance_id = ? AND execution_id = ? AND timer_id = ?",
-            (timer.instance_id, timer.execution_id, timer.timer_id),
-        ).fetchone()
-        return row is not None
-
-    # ---- timer triggers --------------------------------------------------------------------
-
     def next_occurrence(self, function_name: str) -> str | None:
         row = self._db.execute(
             "SELECT next_occurrence FROM schedule_monitor WHERE function_name = ?", (function_name,)

@@ -55,10 +55,6 @@ class UpstreamVideo:
             remixed_from_video_id=body.get("remixed_from_video_id"),
         )
 
-    @property
-    def finished(self) -> bool:
-        return self.status in ("completed", "failed")
-
 
 @dataclass(frozen=True)
 class ReferenceFile:
