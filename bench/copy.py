@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import requests
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import ContentSettings
 
 from devhost.azurite import Azurite
 from devhost.net import free_port, wait_for_http
-from gateway.blobs import UPLOAD_CONCURRENCY, VideoAssets, copy_upstream_asset
+from gateway.blobs import UPLOAD_CONCURRENCY, VideoAssets, blob_service, copy_upstream_asset
 from gateway.sora import SoraClient
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def main() -> int:
         azurite = Azurite(PROJECT_DIR, Path(tmp) / "azurite")
         azurite.start()
         try:
-            service = BlobServiceClient.from_connection_string(azurite.connection_string)
+            service = blob_service(azurite.connection_string)  # the gateway's upload settings, for both runs
             assets = VideoAssets(service, "bench")
             sora = SoraClient(sim_url, api_key=API_KEY, timeout=(5.0, 120.0))
             video = sora.create_video(model="sora-2", prompt="bench", seconds="4", size="720x1280")

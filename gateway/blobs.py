@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, cast
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
     BlobSasPermissions,
@@ -25,6 +26,28 @@ BLOCK_SIZE = 4 * 1024 * 1024
 UPLOAD_CONCURRENCY = 4
 # Clocks of client and storage differ a little; a SAS that starts "now" can be refused.
 CLOCK_SKEW = timedelta(minutes=5)
+
+
+def blob_service(
+    connection_string: str | None = None,
+    *,
+    account_url: str | None = None,
+    credential: TokenCredential | None = None,
+) -> BlobServiceClient:
+    """A Blob service client that uploads in BLOCK_SIZE blocks. The SDK's default would send
+    anything up to 64 MiB as one PUT, holding the whole video in memory to do it."""
+    if connection_string:
+        return BlobServiceClient.from_connection_string(
+            connection_string, max_single_put_size=BLOCK_SIZE, max_block_size=BLOCK_SIZE
+        )
+    if account_url is None:
+        raise ValueError("a Blob service needs a connection string or an account URL")
+    return BlobServiceClient(
+        account_url=account_url,
+        credential=credential,
+        max_single_put_size=BLOCK_SIZE,
+        max_block_size=BLOCK_SIZE,
+    )
 
 
 def asset_blob_name(app_id: str, job_id: str, asset: str) -> str:

@@ -19,7 +19,7 @@ from azure.storage.blob import BlobServiceClient
 from requests.adapters import HTTPAdapter
 
 from gateway.apps import AppStore
-from gateway.blobs import VideoAssets
+from gateway.blobs import VideoAssets, blob_service
 from gateway.creation import UpstreamCreator
 from gateway.idempotency import IdempotencyStore
 from gateway.jobs import JobStore
@@ -79,9 +79,8 @@ def get_table_service() -> TableServiceClient:
 def get_blob_service() -> BlobServiceClient:
     storage = get_settings().storage
     if storage.connection_string:
-        return BlobServiceClient.from_connection_string(storage.connection_string)
-    assert storage.blob_service_uri is not None
-    return BlobServiceClient(account_url=storage.blob_service_uri, credential=_storage_credential())
+        return blob_service(storage.connection_string)
+    return blob_service(account_url=storage.blob_service_uri, credential=_storage_credential())
 
 
 @_ProcessSingleton

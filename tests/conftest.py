@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 import requests
 from azure.data.tables import TableServiceClient
-from azure.storage.blob import BlobServiceClient
 
 from devhost.azurite import Azurite
 from devhost.net import free_port, wait_for_http
-from gateway.blobs import VideoAssets
+from gateway.blobs import VideoAssets, blob_service
 from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
 from gateway.tables import Tables
 from sorasim import SoraSimulator
@@ -191,8 +190,7 @@ def tables(azurite: Azurite) -> Tables:
 
 @pytest.fixture
 def video_assets(azurite: Azurite) -> VideoAssets:
-    service = BlobServiceClient.from_connection_string(azurite.connection_string)
-    return VideoAssets(service, "videos-" + uuid.uuid4().hex[:10])
+    return VideoAssets(blob_service(azurite.connection_string), "videos-" + uuid.uuid4().hex[:10])
 
 
 @pytest.fixture(autouse=True)
