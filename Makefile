@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit bench clean
+.PHONY: setup run test lint typecheck bench clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -33,8 +33,8 @@ typecheck: setup
 	$(VENV)/bin/mypy .
 
 bench: setup
-	$(PY) bench/polling.py
-	$(PY) bench/copy.py
+	$(PY) -m bench.polling
+	$(PY) -m bench.copy
 
 clean:
 	rm -rf $(VENV) node_modules .devhost .pytest_cache .mypy_cache .ruff_cache

@@ -11,20 +11,15 @@ Targets (issue 3): streaming peak growth under 64 MiB, throughput at least 0.7x 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder heads sys.path, and this file's name would shadow the
-# standard library's `copy` module: put the project there instead, before anything imports it.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import requests
 from azure.storage.blob import ContentSettings

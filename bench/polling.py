@@ -17,9 +17,6 @@ import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.polling import PollPolicy, ProgressTrack
 from gateway.settings import Settings

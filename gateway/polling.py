@@ -9,6 +9,7 @@ Tuned with `bench/polling.py` against fixed 10-second polling.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 # While the job shows no progress (still queued upstream) there is nothing to extrapolate from.
 QUEUED_CHECK_SECONDS = 45.0
@@ -55,23 +56,21 @@ class ProgressTrack:
             rate = (rate + recent) / 2
         return (100 - progress) / rate
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, object] | None) -> ProgressTrack:
+    def from_dict(cls, data: dict[str, Any] | None) -> ProgressTrack:
         if not data:
             return cls()
-        previous, latest = data.get("previous"), data.get("latest")
+        # JSON turned the (elapsed, progress) tuples into lists; everything else is as written.
         return cls(
-            origin=float(data.get("origin") or 0.0),  # type: ignore[arg-type]
-            last_idle_at=float(data.get("last_idle_at") or 0.0),  # type: ignore[arg-type]
-            first_progress_at=None
-            if data.get("first_progress_at") is None
-            else float(data["first_progress_at"]),  # type: ignore[arg-type]
-            previous=None if previous is None else (float(previous[0]), int(previous[1])),  # type: ignore[index]
-            latest=None if latest is None else (float(latest[0]), int(latest[1])),  # type: ignore[index]
+            **{**data, "previous": _reading(data.get("previous")), "latest": _reading(data.get("latest"))}
         )
+
+
+def _reading(value: list[Any] | None) -> tuple[float, int] | None:
+    return None if value is None else (float(value[0]), int(value[1]))
 
 
 @dataclass(frozen=True)
