@@ -15,7 +15,7 @@ import azure.durable_functions as df
 from activities import names
 from gateway.clients import get_job_store, get_sora_client, get_upstream_creator, get_upstream_pacer
 from gateway.creation import progress_fields
-from gateway.errors import UpstreamRejectedError, UpstreamTransientError
+from gateway.errors import UpstreamRejectedError, UpstreamThrottled
 from gateway.messages import JobRef, StatusCheck, UpstreamJobRef, UpstreamStatus
 from gateway.polling import PollPolicy, ProgressTrack
 from gateway.settings import get_settings
@@ -62,13 +62,11 @@ def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
             error_message=error.message,
             rejected=True,
         ).to_dict()
-    except UpstreamTransientError as error:
-        if error.status != 429:
-            raise
+    except UpstreamThrottled as error:
         return UpstreamStatus.throttled(None, error.retry_after).to_dict()
-    track = ProgressTrack(origin=float(video.created_at or time.time())).observe(
-        time.time() - float(video.created_at or time.time()), video.progress
-    )
+    now = time.time()
+    origin = float(video.created_at or now)
+    track = ProgressTrack(origin=origin).observe(now - origin, video.progress)
     creator.record(job, video, policy.next_check_at(track))
     return UpstreamStatus.of(video, track).to_dict()
 
@@ -81,9 +79,7 @@ def check_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
     policy = PollPolicy.from_dict(payload["poll"])
     try:
         video = get_sora_client().get_video(ref.upstream_id)
-    except UpstreamTransientError as error:
-        if error.status != 429:
-            raise
+    except UpstreamThrottled as error:
         return UpstreamStatus.throttled(ref.upstream_id, error.retry_after).to_dict()
     track = check.track.observe(time.time() - check.track.origin, video.progress)
     get_job_store().update_job(

@@ -103,6 +103,10 @@ class UpstreamTransientError(UpstreamError):
         self.retry_after = retry_after
 
 
+class UpstreamThrottled(UpstreamTransientError):
+    """429: not a failure. The caller waits `retry_after` and asks again, without limit."""
+
+
 class UpstreamRejectedError(UpstreamError):
     """Permanent: the upstream refused the request (content policy, bad input). Carries its code."""
 

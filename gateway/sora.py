@@ -15,10 +15,10 @@ from typing import Any
 import requests
 from azure.core.credentials import TokenCredential
 
-from gateway.errors import UpstreamRejectedError, UpstreamTransientError
+from gateway.errors import UpstreamRejectedError, UpstreamThrottled, UpstreamTransientError
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
-TRANSIENT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})  # 429 has its own class
 log = logging.getLogger(__name__)
 
 
@@ -169,6 +169,10 @@ class SoraClient:
         code, message = _error_fields(response)
         status = response.status_code
         log.warning("upstream %s %s answered %s (%s)", method, path, status, code)
+        if status == 429:
+            raise UpstreamThrottled(
+                f"{method} {path}: {message}", status=status, retry_after=_retry_after(response)
+            )
         if status in TRANSIENT_STATUSES and code != "content_policy_violation":
             raise UpstreamTransientError(
                 f"{method} {path}: {status} {message}",

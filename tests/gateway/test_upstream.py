@@ -10,7 +10,7 @@ import pytest
 
 from gateway.blobs import VideoAssets
 from gateway.creation import UpstreamCreator
-from gateway.errors import UpstreamRejectedError, UpstreamTransientError
+from gateway.errors import UpstreamRejectedError, UpstreamThrottled, UpstreamTransientError
 from gateway.jobs import Job, JobStore, new_job_id
 from gateway.sora import SoraClient
 from gateway.tables import Tables
@@ -55,6 +55,7 @@ def test_upstream_quota_is_transient_with_its_retry_after(simulator: SoraSimulat
     with pytest.raises(UpstreamTransientError) as throttled:
         sora.create_video(model="sora-2", prompt="second", seconds="4", size="720x1280")
     assert throttled.value.status == 429
+    assert isinstance(throttled.value, UpstreamThrottled)
     assert throttled.value.retry_after is not None
     assert 1 <= throttled.value.retry_after <= 60
 
