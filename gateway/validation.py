@@ -121,23 +121,20 @@ def _size(fields: Mapping[str, Any], settings: Settings) -> str:
 
 
 def _size_from_shape(aspect: Any, resolution: Any) -> str:
-    shape = "portrait"
-    if aspect is not None:
-        if not isinstance(aspect, str) or aspect.lower() not in ASPECT_RATIOS:
-            raise InvalidRequest(
-                f"Invalid 'aspect_ratio': {aspect!r}. Expected 16:9, 9:16, landscape or portrait.",
-                param="aspect_ratio",
-            )
-        shape = ASPECT_RATIOS[aspect.lower()]
-    level = "720p"
-    if resolution is not None:
-        if not isinstance(resolution, str) or resolution.lower() not in RESOLUTIONS:
-            raise InvalidRequest(
-                f"Invalid 'resolution': {resolution!r}. Expected 720p, 1080p, small or large.",
-                param="resolution",
-            )
-        level = RESOLUTIONS[resolution.lower()]
+    shape = _alias("aspect_ratio", aspect, ASPECT_RATIOS, default="portrait")
+    level = _alias("resolution", resolution, RESOLUTIONS, default="720p")
     return SIZES_BY_SHAPE[(shape, level)]
+
+
+def _alias(name: str, value: Any, meanings: dict[str, str], *, default: str) -> str:
+    """What an alias value means (case-insensitive), or a 400 listing the accepted values."""
+    if value is None:
+        return default
+    if not isinstance(value, str) or value.lower() not in meanings:
+        raise InvalidRequest(
+            f"Invalid '{name}': {value!r}. Expected one of: {', '.join(meanings)}.", param=name
+        )
+    return meanings[value.lower()]
 
 
 def metadata_of(value: Any) -> dict[str, str]:
