@@ -30,6 +30,16 @@ def sora(simulator: SoraSimulator) -> SoraClient:
     return SoraClient(simulator.url, api_key=API_KEY, timeout=(2.0, 5.0))
 
 
+@pytest.fixture
+def jobs(tables: Tables) -> JobStore:
+    return JobStore(tables)
+
+
+@pytest.fixture
+def creator(jobs: JobStore, tables: Tables, sora: SoraClient, video_assets: VideoAssets) -> UpstreamCreator:
+    return UpstreamCreator(jobs, tables, sora, video_assets)
+
+
 def make_job(prompt: str = "A heron takes off") -> Job:
     return Job(
         id=new_job_id(),
@@ -81,10 +91,8 @@ def test_unknown_video_is_permanent_404(sora: SoraClient) -> None:
 
 
 def test_a_retried_create_adopts_the_job_its_first_attempt_made(
-    tables: Tables, simulator: SoraSimulator, sora: SoraClient, video_assets: VideoAssets
+    jobs: JobStore, creator: UpstreamCreator, simulator: SoraSimulator, sora: SoraClient
 ) -> None:
-    jobs = JobStore(tables)
-    creator = UpstreamCreator(jobs, tables, sora, video_assets)
     job = make_job()
     jobs.add_job(job)
     # Someone else's identical request, created before ours started: never adopted.
@@ -104,11 +112,7 @@ def test_a_retried_create_adopts_the_job_its_first_attempt_made(
     assert simulator.stats()["jobs_created"] == 2  # the stranger's and ours; no third
 
 
-def test_two_jobs_never_adopt_the_same_upstream_job(
-    tables: Tables, sora: SoraClient, video_assets: VideoAssets
-) -> None:
-    jobs = JobStore(tables)
-    creator = UpstreamCreator(jobs, tables, sora, video_assets)
+def test_two_jobs_never_adopt_the_same_upstream_job(jobs: JobStore, creator: UpstreamCreator) -> None:
     first, second = make_job("twin"), make_job("twin")
     for job in (first, second):
         jobs.add_job(job)
@@ -121,10 +125,8 @@ def test_two_jobs_never_adopt_the_same_upstream_job(
 
 
 def test_recorded_upstream_id_is_reused(
-    tables: Tables, simulator: SoraSimulator, sora: SoraClient, video_assets: VideoAssets
+    jobs: JobStore, creator: UpstreamCreator, simulator: SoraSimulator
 ) -> None:
-    jobs = JobStore(tables)
-    creator = UpstreamCreator(jobs, tables, sora, video_assets)
     job = make_job()
     jobs.add_job(job)
     video = creator.ensure_created(job, "sora-2")
