@@ -189,12 +189,19 @@ class Engine:
             OrchestrationInstance={"InstanceId": record.instance_id, "ExecutionId": record.execution_id},
         )
 
-    def raise_event(self, instance_id: str, event_name: str, event_input: str) -> OperationResult:
+    def _live_record(self, instance_id: str) -> InstanceRecord | OperationResult:
+        """The instance's record, or the answer for one that is unknown (404) or finished (410)."""
         record = self._store.get_instance(instance_id)
         if record is None:
             return NOT_FOUND
         if record.status in TERMINAL_STATUSES:
             return GONE
+        return record
+
+    def raise_event(self, instance_id: str, event_name: str, event_input: str) -> OperationResult:
+        record = self._live_record(instance_id)
+        if not isinstance(record, InstanceRecord):
+            return record
         event = new_event(
             EventType.EVENT_RAISED, format_timestamp(utc_now()), Name=event_name, Input=event_input
         )
@@ -206,11 +213,9 @@ class Engine:
 
     async def terminate(self, instance_id: str, reason: str) -> OperationResult:
         async with self._locks[instance_id]:
-            record = self._store.get_instance(instance_id)
-            if record is None:
-                return NOT_FOUND
-            if record.status in TERMINAL_STATUSES:
-                return GONE
+            record = self._live_record(instance_id)
+            if not isinstance(record, InstanceRecord):
+                return record
             now = format_timestamp(utc_now())
             record.status = "Terminated"
             record.output = reason
@@ -223,36 +228,24 @@ class Engine:
         return ACCEPTED
 
     async def suspend(self, instance_id: str, reason: str) -> OperationResult:
-        async with self._locks[instance_id]:
-            record = self._store.get_instance(instance_id)
-            if record is None:
-                return NOT_FOUND
-            if record.status in TERMINAL_STATUSES:
-                return GONE
-            if record.status != "Suspended":
-                now = format_timestamp(utc_now())
-                record.status = "Suspended"
-                record.last_updated_time = now
-                self._store.update_instance(
-                    record, [new_event(EventType.EXECUTION_SUSPENDED, now, Reason=reason)]
-                )
-        return ACCEPTED
+        return await self._set_suspended(instance_id, True, reason)
 
     async def resume_instance(self, instance_id: str, reason: str) -> OperationResult:
-        async with self._locks[instance_id]:
-            record = self._store.get_instance(instance_id)
-            if record is None:
-                return NOT_FOUND
-            if record.status in TERMINAL_STATUSES:
-                return GONE
-            if record.status == "Suspended":
-                now = format_timestamp(utc_now())
-                record.status = "Running"
-                record.last_updated_time = now
-                self._store.update_instance(
-                    record, [new_event(EventType.EXECUTION_RESUMED, now, Reason=reason)]
-                )
+        result = await self._set_suspended(instance_id, False, reason)
         self.wake(instance_id)
+        return result
+
+    async def _set_suspended(self, instance_id: str, suspended: bool, reason: str) -> OperationResult:
+        async with self._locks[instance_id]:
+            record = self._live_record(instance_id)
+            if not isinstance(record, InstanceRecord):
+                return record
+            if (record.status == "Suspended") != suspended:
+                now = format_timestamp(utc_now())
+                record.status = "Suspended" if suspended else "Running"
+                record.last_updated_time = now
+                kind = EventType.EXECUTION_SUSPENDED if suspended else EventType.EXECUTION_RESUMED
+                self._store.update_instance(record, [new_event(kind, now, Reason=reason)])
         return ACCEPTED
 
     async def purge(self, instance_ids: list[str]) -> int:
