@@ -368,30 +368,29 @@ class Store:
 
     def complete_activity(self, activity: PendingActivity, outcome: JsonDict) -> bool:
         """Turn a finished activity into an inbox event, once; False when nobody waits for it."""
-        with self._transaction() as db:
-            deleted = db.execute(
-                "DELETE FROM activities WHERE instance_id = ? AND execution_id = ? AND task_id = ?",
-                (activity.instance_id, activity.execution_id, activity.task_id),
-            ).rowcount
-            if not deleted:
-                return False
-            db.execute(
-                "INSERT INTO inbox (instance_id, execution_id, event) VALUES (?, ?, ?)",
-                (activity.instance_id, activity.execution_id, json.dumps(outcome)),
-            )
-            return True
+        where = ("activities", "task_id", activity.task_id)
+        return self._settle(where, activity.instance_id, activity.execution_id, outcome)
 
     def fire_timer(self, timer: PendingTimer, fired: JsonDict) -> bool:
+        where = ("timers", "timer_id", timer.timer_id)
+        return self._settle(where, timer.instance_id, timer.execution_id, fired)
+
+    def _settle(
+        self, pending: tuple[str, str, int], instance_id: str, execution_id: str, event: JsonDict
+    ) -> bool:
+        """Delete one pending row and queue its event, in one transaction: a restart never
+        delivers it twice, and a purged or finished instance gets nothing."""
+        table, key, value = pending
         with self._transaction() as db:
             deleted = db.execute(
-                "DELETE FROM timers WHERE instance_id = ? AND execution_id = ? AND timer_id = ?",
-                (timer.instance_id, timer.execution_id, timer.timer_id),
+                f"DELETE FROM {table} WHERE instance_id = ? AND execution_id = ? AND {key} = ?",  # noqa: S608 - fixed names
+                (instance_id, execution_id, value),
             ).rowcount
             if not deleted:
                 return False
             db.execute(
                 "INSERT INTO inbox (instance_id, execution_id, event) VALUES (?, ?, ?)",
-                (timer.instance_id, timer.execution_id, json.dumps(fired)),
+                (instance_id, execution_id, json.dumps(event)),
             )
             return True
 
