@@ -97,16 +97,19 @@ def _normalize_payload(raw: bytes) -> Any:
     return json.loads(raw)
 
 
+def _as_json_text(text: str) -> str:
+    """`text` when it already is JSON text, else the JSON string holding it."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps(text)
+    return text
+
+
 def event_input_text(value: Any) -> str:
     """EventRaised.Input holds JSON text. The library's client already sends JSON text (encoded
     twice); any other JSON body is serialized once here."""
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError:
-            return json.dumps(value)
-        return value
-    return json.dumps(value)
+    return _as_json_text(value) if isinstance(value, str) else json.dumps(value)
 
 
 def orchestration_input(value: Any) -> Any:
@@ -116,12 +119,7 @@ def orchestration_input(value: Any) -> Any:
     the orchestrator decodes it. A plain string that is not JSON text is wrapped so it still
     decodes to itself.
     """
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError:
-            return json.dumps(value)
-    return value
+    return _as_json_text(value) if isinstance(value, str) else value
 
 
 class ManagementApi:
