@@ -12,7 +12,7 @@ import ast
 import fnmatch
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields
 from functools import cache
 from pathlib import Path
@@ -246,15 +246,20 @@ def test_discovery_refuses_settings_read_by_iteration() -> None:
 # --- code versus template ------------------------------------------------------------------------
 
 
-def test_every_setting_the_code_reads_is_set_by_the_template_or_optional() -> None:
+def not_deployed(keys: Iterable[str]) -> list[str]:
+    """The keys neither set by the template nor listed as optional or local-only."""
     template = set(template_app_settings())
-    missing = sorted(
+    return sorted(
         key
-        for key in code_settings()
+        for key in keys
         if key not in template
         and not matches(key, OPTIONAL_SETTINGS)
         and not matches(key, LOCAL_ONLY_SETTINGS)
     )
+
+
+def test_every_setting_the_code_reads_is_set_by_the_template_or_optional() -> None:
+    missing = not_deployed(code_settings())
     assert not missing, f"read by the code, neither set by infra/main.bicep nor listed as optional: {missing}"
 
 
@@ -283,14 +288,7 @@ def test_nothing_deprecated_on_flex_local_only_or_secret_is_set() -> None:
 
 
 def test_every_local_sample_setting_is_deployed_or_listed_as_optional() -> None:
-    template = set(template_app_settings())
-    unaccounted = sorted(
-        key
-        for key in sample_values()
-        if key not in template
-        and not matches(key, OPTIONAL_SETTINGS)
-        and not matches(key, LOCAL_ONLY_SETTINGS)
-    )
+    unaccounted = not_deployed(sample_values())
     assert not unaccounted, f"in local.settings.sample.json but neither deployed nor optional: {unaccounted}"
 
 
