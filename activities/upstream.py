@@ -16,8 +16,8 @@ from activities import names
 from gateway.clients import get_job_store, get_sora_client, get_upstream_creator, get_upstream_pacer
 from gateway.creation import progress_fields
 from gateway.errors import UpstreamRejectedError, UpstreamThrottled
-from gateway.messages import JobRef, StatusCheck, UpstreamJobRef, UpstreamStatus
-from gateway.polling import PollPolicy, ProgressTrack
+from gateway.messages import CreateRequest, JobRef, StatusCheck, UpstreamJobRef, UpstreamStatus
+from gateway.polling import ProgressTrack
 from gateway.settings import get_settings
 
 bp = df.Blueprint()
@@ -44,8 +44,8 @@ def reserve_upstream_slot(payload: dict[str, Any]) -> float:
 @bp.activity_trigger(input_name="payload")
 def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Create the job's upstream video at most once (see gateway.creation)."""
-    ref = JobRef.from_dict(payload)
-    policy = PollPolicy.from_dict(payload["poll"])
+    request = CreateRequest.from_dict(payload)
+    ref, policy = request.job, request.poll
     job = get_job_store().get_job(ref.app_id, ref.job_id)
     if job is None or job.finished:
         # Deleted or cancelled before its turn: nothing to create.
@@ -75,8 +75,7 @@ def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def check_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
     check = StatusCheck.from_dict(payload)
-    ref = check.upstream
-    policy = PollPolicy.from_dict(payload["poll"])
+    ref, policy = check.upstream, check.poll
     try:
         video = get_sora_client().get_video(ref.upstream_id)
     except UpstreamThrottled as error:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gateway.polling import ProgressTrack
+from gateway.polling import PollPolicy, ProgressTrack
 from gateway.sora import UpstreamVideo
 
 
@@ -81,18 +81,38 @@ class UpstreamJobRef:
 
 
 @dataclass(frozen=True)
+class CreateRequest:
+    """Input of the create activity: which job, and the policy that times its status checks."""
+
+    job: JobRef
+    poll: PollPolicy
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.job.to_dict(), "poll": self.poll.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CreateRequest:
+        return cls(job=JobRef.from_dict(data), poll=PollPolicy.from_dict(data["poll"]))
+
+
+@dataclass(frozen=True)
 class StatusCheck:
-    """Input of a status check: which upstream job, and what was seen of it so far."""
+    """Input of a status check: which upstream job, what was seen of it so far, and the policy."""
 
     upstream: UpstreamJobRef
     track: ProgressTrack
+    poll: PollPolicy
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.upstream.to_dict(), "track": self.track.to_dict()}
+        return {**self.upstream.to_dict(), "track": self.track.to_dict(), "poll": self.poll.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StatusCheck:
-        return cls(upstream=UpstreamJobRef.from_dict(data), track=ProgressTrack.from_dict(data.get("track")))
+        return cls(
+            upstream=UpstreamJobRef.from_dict(data),
+            track=ProgressTrack.from_dict(data.get("track")),
+            poll=PollPolicy.from_dict(data["poll"]),
+        )
 
 
 @dataclass(frozen=True)

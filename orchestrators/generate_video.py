@@ -17,6 +17,7 @@ import azure.durable_functions as df
 
 from activities import names as activity
 from gateway.messages import (
+    CreateRequest,
     JobFailure,
     JobRef,
     StatusCheck,
@@ -158,7 +159,7 @@ def _notify(context: df.DurableOrchestrationContext, run: JobRun) -> Orchestrati
 def _create_upstream(
     context: df.DurableOrchestrationContext, run: JobRun, deadline: datetime
 ) -> Orchestration:
-    request = {**run.job.to_dict(), "poll": run.poll.to_dict()}
+    request = CreateRequest(job=run.job, poll=run.poll).to_dict()
     while True:
         try:
             result = yield context.call_activity_with_retry(
@@ -189,7 +190,7 @@ def _poll_until_finished(
     while not status.finished:
         delay = status.retry_after or run.poll.next_delay(track)
         yield from _wait_until(context, _after(context, delay), deadline)
-        check = {**StatusCheck(upstream=upstream, track=track).to_dict(), "poll": run.poll.to_dict()}
+        check = StatusCheck(upstream=upstream, track=track, poll=run.poll).to_dict()
         try:
             status = UpstreamStatus.from_dict(
                 (yield context.call_activity_with_retry(activity.CHECK_UPSTREAM_JOB, UPSTREAM_RETRY, check))
