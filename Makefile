@@ -1,5 +1,5 @@
 # The two commands a fresh clone needs: `make run` (the local stack) and `make test` (the suite).
-PYTHON ?= python3
+# Python 3.13, found by scripts/find-python.sh (which says what to install when there is none).
 VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
@@ -10,7 +10,8 @@ NODE_STAMP := node_modules/.installed
 setup: $(PY_STAMP) $(NODE_STAMP)
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+	rm -rf $(VENV)
+	"$$(scripts/find-python.sh)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@

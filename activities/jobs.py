@@ -12,7 +12,7 @@ from activities import names
 from gateway.blobs import asset_blob_name, copy_upstream_asset
 from gateway.clients import get_job_store, get_quota_store, get_sora_client, get_video_assets
 from gateway.errors import UpstreamRejectedError
-from gateway.messages import JobFailure, JobRef, StoredAssets, UpstreamJobRef
+from gateway.messages import ActivityInput, JobFailure, JobRef, StoredAssets, UpstreamJobRef
 from gateway.settings import get_settings
 
 bp = df.Blueprint()
@@ -23,7 +23,7 @@ THUMBNAIL_ASSET = "thumbnail.jpg"
 
 @bp.function_name(names.STORE_VIDEO_ASSETS)
 @bp.activity_trigger(input_name="payload")
-def store_video_assets(payload: dict[str, Any]) -> dict[str, Any] | None:
+def store_video_assets(payload: ActivityInput) -> dict[str, Any] | None:
     """Stream the finished MP4 (and its thumbnail, when there is one) into Blob Storage.
 
     Returns None when the job was cancelled meanwhile; then nothing is left behind in storage.
@@ -72,7 +72,7 @@ def _copy(upstream_id: str, variant: str, blob_name: str, content_type: str) -> 
 
 @bp.function_name(names.FAIL_JOB)
 @bp.activity_trigger(input_name="payload")
-def fail_job(payload: dict[str, Any]) -> None:
+def fail_job(payload: ActivityInput) -> None:
     failure = JobFailure.from_dict(payload)
     get_job_store().update_job(
         failure.job.app_id,
@@ -86,7 +86,7 @@ def fail_job(payload: dict[str, Any]) -> None:
 
 @bp.function_name(names.RELEASE_QUOTA_SLOT)
 @bp.activity_trigger(input_name="payload")
-def release_quota_slot(payload: dict[str, Any]) -> bool:
+def release_quota_slot(payload: ActivityInput) -> bool:
     """Give the app its slot back: the upstream never accepted the job."""
     ref = JobRef.from_dict(payload)
     return get_quota_store().release(ref.app_id, ref.job_id, time.time())

@@ -16,7 +16,7 @@ from activities import names
 from gateway.clients import get_job_store, get_sora_client, get_upstream_creator, get_upstream_pacer
 from gateway.creation import progress_fields
 from gateway.errors import UpstreamRejectedError, UpstreamThrottled
-from gateway.messages import CreateRequest, JobRef, StatusCheck, UpstreamJobRef, UpstreamStatus
+from gateway.messages import ActivityInput, CreateRequest, JobRef, StatusCheck, UpstreamJobRef, UpstreamStatus
 from gateway.polling import ProgressTrack
 from gateway.settings import get_settings
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @bp.function_name(names.RESERVE_UPSTREAM_SLOT)
 @bp.activity_trigger(input_name="payload")
-def reserve_upstream_slot(payload: dict[str, Any]) -> float:
+def reserve_upstream_slot(payload: ActivityInput) -> float:
     """Unix time at which this job may create its upstream job (reserved once per job)."""
     ref = JobRef.from_dict(payload)
     jobs = get_job_store()
@@ -42,7 +42,7 @@ def reserve_upstream_slot(payload: dict[str, Any]) -> float:
 
 @bp.function_name(names.CREATE_UPSTREAM_JOB)
 @bp.activity_trigger(input_name="payload")
-def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
+def create_upstream_job(payload: ActivityInput) -> dict[str, Any]:
     """Create the job's upstream video at most once (see gateway.creation)."""
     request = CreateRequest.from_dict(payload)
     ref, policy = request.job, request.poll
@@ -73,7 +73,7 @@ def create_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.function_name(names.CHECK_UPSTREAM_JOB)
 @bp.activity_trigger(input_name="payload")
-def check_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
+def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
     check = StatusCheck.from_dict(payload)
     ref, policy = check.upstream, check.poll
     try:
@@ -89,6 +89,6 @@ def check_upstream_job(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.function_name(names.DELETE_UPSTREAM_JOB)
 @bp.activity_trigger(input_name="payload")
-def delete_upstream_job(payload: dict[str, Any]) -> bool:
+def delete_upstream_job(payload: ActivityInput) -> bool:
     ref = UpstreamJobRef.from_dict(payload)
     return get_sora_client().delete_video(ref.upstream_id)

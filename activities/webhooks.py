@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import azure.durable_functions as df
 
 from activities import names
 from gateway.clients import get_app_store, get_job_store, get_webhook_sender
-from gateway.messages import WebhookDelivery
+from gateway.messages import ActivityInput, WebhookDelivery
 from gateway.video_object import render_video
 from gateway.webhooks import WebhookEvent
 
@@ -17,7 +15,7 @@ bp = df.Blueprint()
 
 @bp.function_name(names.DELIVER_WEBHOOK)
 @bp.activity_trigger(input_name="payload")
-def deliver_webhook(payload: dict[str, Any]) -> bool:
+def deliver_webhook(payload: ActivityInput) -> bool:
     """POST the job's event to its webhook URL once; True when the receiver took it."""
     delivery = WebhookDelivery.from_dict(payload)
     job = get_job_store().get_job(delivery.job.app_id, delivery.job.job_id)

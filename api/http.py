@@ -52,7 +52,7 @@ class _InternalError(ApiError):
     type = "server_error"
 
 
-def api_errors(handler: Callable[P, R]) -> Callable[P, R]:
+def api_errors[**P, R](handler: Callable[P, R]) -> Callable[P, R]:
     """Map `ApiError` to its OpenAI-shaped answer and anything unexpected to a bare 500.
 
     Wraps sync and async handlers alike; the signature is kept so the Functions worker still

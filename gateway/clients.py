@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import requests
 from azure.core.credentials import TokenCredential
@@ -34,7 +34,7 @@ from gateway.webhooks import WebhookSender
 T = TypeVar("T")
 
 
-class _ProcessSingleton(Generic[T]):
+class _ProcessSingleton[T]:
     """Builds its value on first call, under a lock (activities run on several threads at once)."""
 
     def __init__(self, build: Callable[[], T]) -> None:

@@ -4,10 +4,20 @@ these small frozen dataclasses inside."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.polling import PollPolicy, ProgressTrack
 from gateway.sora import UpstreamVideo
+
+# How an activity's input parameter is annotated. Azure's Python worker accepts only a class as a
+# binding annotation: `dict[str, Any]` is not one (Python 3.11+), and one refused function stops
+# the whole app from indexing. So at run time the annotation is plain `dict` (what the worker
+# reads), while the type checker sees its precise form; the dataclasses below take over right
+# inside the activity.
+if TYPE_CHECKING:
+    ActivityInput = dict[str, Any]
+else:
+    ActivityInput = dict
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ def _queue_position(video: dict[str, Any]) -> int | None:
     return None if position is None else int(position)
 
 
-def wait_until(condition: Callable[[], T | None], timeout: float = 30.0) -> T:
+def wait_until[T](condition: Callable[[], T | None], timeout: float = 30.0) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
