@@ -101,14 +101,26 @@ def _create_fields(*, multipart: bool) -> JsonObject:
     return {
         "prompt": _prompt(),
         "model": string("Set by `ALLOWED_MODELS`.", enum=MODELS, default="sora-2"),
-        "seconds": {"description": "Set by `ALLOWED_SECONDS`.", **seconds, "default": "4"},
-        "size": string("Set by `ALLOWED_SIZES`.", enum=SIZES, default="720x1280"),
+        "seconds": {
+            "description": "Per model (`MODEL_OPTIONS`, narrowed by `ALLOWED_SECONDS`); "
+            "a value the model does not take is 400 `invalid_value`.",
+            **seconds,
+            "default": "4",
+        },
+        "size": string(
+            "Per model (`MODEL_OPTIONS`, narrowed by `ALLOWED_SIZES`): `sora-2` makes 720x1280 and "
+            "1280x720, `sora-2-pro` also 1024x1792 and 1792x1024; a size the model does not make is "
+            "400 `invalid_value`.",
+            enum=SIZES,
+            default="720x1280",
+        ),
         "duration": integer("Alias of `seconds`.", enum=[int(value) for value in SECONDS]),
         "aspect_ratio": string(
             "Alias; with `resolution` picks `size`.", enum=["16:9", "landscape", "9:16", "portrait"]
         ),
         "resolution": string(
-            "Alias; with `aspect_ratio` picks `size`.", enum=["720p", "small", "1080p", "large"]
+            "Alias; with `aspect_ratio` picks `size` (`1080p`/`large`: a size only `sora-2-pro` makes).",
+            enum=["720p", "small", "1080p", "large"],
         ),
         "input_reference": reference,
         "webhook_url": string(

@@ -1,18 +1,24 @@
 """Every setting the gateway reads, in one frozen dataclass built from the environment.
 
-In Azure the values are app settings; locally they come from `local.settings.json`. A missing
-required key fails at the first use with the key's name, not with a KeyError deep in a request.
+In Azure the values are app settings; locally they come from `local.settings.json`. Every value
+is checked when the settings are built: one that cannot work (missing, malformed, out of range,
+or naming a model or plan nobody knows) raises `SettingsError` with the key's name, so the app
+refuses to start (see `api/__init__.py`) instead of failing requests one by one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
+from gateway.apps import PLANS
 from gateway.errors import SettingsError
 
 # Azurite's published development account; not a secret.
@@ -30,13 +36,35 @@ DEFAULT_PLAN_LIMITS: dict[str, dict[str, int] | None] = {
     "pro": {"hour": 5, "day": 20},
     "business": {"hour": 5, "day": 20},
 }
-# USD per second of video, by model and size (list prices at the time of writing; sora-2 has
-# no published price for the larger sizes, so its one rate stands for them).
+# What each model accepts upstream. Azure's Sora 2 makes 720p video only; Sora 2 Pro also
+# makes the 1024x1792 / 1792x1024 sizes. Both take 4, 8 or 12 seconds.
+DEFAULT_MODEL_OPTIONS: dict[str, dict[str, list[str]]] = {
+    "sora-2": {"sizes": ["720x1280", "1280x720"], "seconds": ["4", "8", "12"]},
+    "sora-2-pro": {"sizes": ["720x1280", "1280x720", "1024x1792", "1792x1024"], "seconds": ["4", "8", "12"]},
+}
+# USD per second of video, by model and size: list prices at the time of writing, one for each
+# size the model makes.
 DEFAULT_PRICING: dict[str, dict[str, float]] = {
-    "sora-2": {"720x1280": 0.10, "1280x720": 0.10, "1024x1792": 0.10, "1792x1024": 0.10},
+    "sora-2": {"720x1280": 0.10, "1280x720": 0.10},
     "sora-2-pro": {"720x1280": 0.30, "1280x720": 0.30, "1024x1792": 0.50, "1792x1024": 0.50},
 }
 DEFAULT_DEPLOYMENTS = {"sora-2": "sora-2", "sora-2-pro": "sora-2-pro"}
+QUOTA_WINDOWS = ("hour", "day")
+
+_SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+_SECONDS = re.compile(r"[1-9][0-9]{0,3}")
+# Azure Storage: container names are 3-63 lowercase letters, digits and single hyphens; table
+# names are letters and digits, starting with a letter (the prefix goes in front of each).
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+_TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What one model accepts: its sizes and durations (seconds), in the order they are listed."""
+
+    sizes: tuple[str, ...]
+    seconds: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -65,42 +93,85 @@ class Settings:
     poll_max_seconds: float
     max_prompt_chars: int
     allowed_models: tuple[str, ...]
-    allowed_seconds: tuple[str, ...]
-    allowed_sizes: tuple[str, ...]
+    allowed_seconds: tuple[str, ...]  # every duration some allowed model takes
+    allowed_sizes: tuple[str, ...]  # every size some allowed model makes
     plan_limits: Mapping[str, Mapping[str, int] | None]
     pricing: Mapping[str, Mapping[str, float]]
     upstream_creates_per_minute: int
     allow_local_urls: bool
     webhook_retry_seconds: tuple[float, ...]
+    # Per allowed model, what it accepts: MODEL_OPTIONS narrowed by ALLOWED_SIZES / ALLOWED_SECONDS.
+    models: Mapping[str, ModelOptions]
     table_prefix: str = field(default="")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every setting; a setting that cannot work raises `SettingsError` naming it."""
         env = _Env(os.environ if environ is None else environ)
+        catalogue = _model_catalogue(env)
+        allowed_models = _allowed_models(env, catalogue)
+        models = _narrowed_models(env, catalogue, allowed_models)
+        poll_min = env.number("POLL_MIN_SECONDS", 3.0, minimum=0.1)
+        poll_max = env.number("POLL_MAX_SECONDS", 60.0, minimum=0.1)
+        if poll_min > poll_max:
+            raise SettingsError(
+                f"setting POLL_MIN_SECONDS ({poll_min:g}) must not exceed POLL_MAX_SECONDS ({poll_max:g})"
+            )
         return cls(
             storage=_storage_settings(env),
-            openai_endpoint=env.required("AZURE_OPENAI_ENDPOINT").rstrip("/"),
+            openai_endpoint=_endpoint(env, "AZURE_OPENAI_ENDPOINT"),
             openai_api_key=env.optional("AZURE_OPENAI_API_KEY"),
             azure_client_id=env.optional("AZURE_CLIENT_ID"),
-            deployments=env.json("SORA_DEPLOYMENTS", DEFAULT_DEPLOYMENTS),
+            deployments=_deployments(env, catalogue),
             admin_api_key=env.optional("ADMIN_API_KEY"),
-            videos_container=env.optional("VIDEOS_CONTAINER") or "videos",
+            videos_container=env.matching("VIDEOS_CONTAINER", "videos", _CONTAINER, "a blob container name"),
             sas_ttl_minutes=env.integer("SAS_TTL_MINUTES", 60, minimum=1),
             video_retention_days=env.integer("VIDEO_RETENTION_DAYS", 7, minimum=1),
             job_timeout_minutes=env.number("JOB_TIMEOUT_MINUTES", 60.0, minimum=0.05),
-            poll_min_seconds=env.number("POLL_MIN_SECONDS", 3.0, minimum=0.1),
-            poll_max_seconds=env.number("POLL_MAX_SECONDS", 60.0, minimum=0.1),
+            poll_min_seconds=poll_min,
+            poll_max_seconds=poll_max,
             max_prompt_chars=env.integer("MAX_PROMPT_CHARS", 4000, minimum=1),
-            allowed_models=env.csv("ALLOWED_MODELS", ("sora-2", "sora-2-pro")),
-            allowed_seconds=env.csv("ALLOWED_SECONDS", ("4", "8", "12")),
-            allowed_sizes=env.csv("ALLOWED_SIZES", ("720x1280", "1280x720", "1024x1792", "1792x1024")),
-            plan_limits=env.json("PLAN_LIMITS", DEFAULT_PLAN_LIMITS),
-            pricing=env.json("PRICING", DEFAULT_PRICING),
+            allowed_models=allowed_models,
+            allowed_seconds=_union(options.seconds for options in models.values()),
+            allowed_sizes=_union(options.sizes for options in models.values()),
+            plan_limits=_plan_limits(env),
+            pricing=_pricing(env, catalogue),
             upstream_creates_per_minute=env.integer("UPSTREAM_CREATES_PER_MINUTE", 2, minimum=0),
             allow_local_urls=env.flag("ALLOW_LOCAL_URLS", False),
             webhook_retry_seconds=env.delays("WEBHOOK_RETRY_SECONDS", (30.0, 60.0, 120.0, 300.0, 600.0)),
-            table_prefix=env.optional("TABLE_PREFIX") or "",
+            table_prefix=env.matching(
+                "TABLE_PREFIX", "", _TABLE_PREFIX, "letters and digits, starting with a letter"
+            ),
+            models=models,
         )
+
+
+# Stand-ins for connection settings that are not set yet when the app is loaded (the local stack
+# supplies them once Azurite and the simulator run); only `check_settings` uses them.
+_CONNECTION_STAND_INS = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "AZURE_OPENAI_ENDPOINT": "https://stand-in.invalid",
+}
+
+
+def check_settings(environ: Mapping[str, str] | None = None) -> None:
+    """Raise `SettingsError` naming the first setting that is set but cannot work.
+
+    Called when the app is loaded, so a bad PLAN_LIMITS or PRICING stops the function app from
+    indexing, with the setting's name in the host's log, instead of failing every request. The
+    storage and endpoint settings, when not set yet, are left to their first use.
+    """
+    values = dict(os.environ if environ is None else environ)
+    storage = (
+        "AzureWebJobsStorage",
+        "AzureWebJobsStorage__blobServiceUri",
+        "AzureWebJobsStorage__tableServiceUri",
+    )
+    for key, stand_in in _CONNECTION_STAND_INS.items():
+        related = storage if key == "AzureWebJobsStorage" else (key,)
+        if not any(values.get(name, "").strip() for name in related):
+            values[key] = stand_in
+    Settings.from_env(values)
 
 
 @lru_cache(maxsize=1)
@@ -126,6 +197,201 @@ def _storage_settings(env: _Env) -> StorageSettings:
         table_service_uri=table_uri,
         client_id=env.optional("AzureWebJobsStorage__clientId"),
     )
+
+
+def _endpoint(env: _Env, key: str) -> str:
+    value = env.required(key).rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(f"setting {key} must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _model_catalogue(env: _Env) -> dict[str, ModelOptions]:
+    """MODEL_OPTIONS: every model the gateway knows, with the sizes and seconds it accepts."""
+    key = "MODEL_OPTIONS"
+    table = _object(key, env.json(key, DEFAULT_MODEL_OPTIONS), 'model -> {"sizes": [...], "seconds": [...]}')
+    if not table:
+        raise SettingsError(f"setting {key} must describe at least one model")
+    catalogue: dict[str, ModelOptions] = {}
+    for model, entry in table.items():
+        if not model.strip():
+            raise SettingsError(f"setting {key} has a model with an empty name")
+        described = _object(key, entry, f'{{"sizes": [...], "seconds": [...]}} for model {model!r}')
+        unknown = sorted(set(described) - {"sizes", "seconds"})
+        if unknown:
+            raise SettingsError(
+                f"setting {key}: model {model!r} has unknown fields {unknown}; expected sizes and seconds"
+            )
+        catalogue[model] = ModelOptions(
+            sizes=_listed(key, f"{model!r} sizes", described.get("sizes"), _SIZE, "sizes like 1280x720"),
+            seconds=_listed(key, f"{model!r} seconds", described.get("seconds"), _SECONDS, "whole seconds"),
+        )
+    return catalogue
+
+
+def _allowed_models(env: _Env, catalogue: Mapping[str, ModelOptions]) -> tuple[str, ...]:
+    allowed = _unique(env.csv("ALLOWED_MODELS", tuple(catalogue)))
+    unknown = [model for model in allowed if model not in catalogue]
+    if unknown:
+        raise SettingsError(
+            f"setting ALLOWED_MODELS names {', '.join(unknown)}, which MODEL_OPTIONS does not describe "
+            f"(it describes {', '.join(catalogue)})"
+        )
+    return allowed
+
+
+def _narrowed_models(
+    env: _Env, catalogue: Mapping[str, ModelOptions], allowed: tuple[str, ...]
+) -> dict[str, ModelOptions]:
+    """Each allowed model's options, narrowed by ALLOWED_SIZES and ALLOWED_SECONDS when they are set."""
+    sizes = _narrowing(env, "ALLOWED_SIZES", _SIZE, [options.sizes for options in catalogue.values()])
+    seconds = _narrowing(
+        env, "ALLOWED_SECONDS", _SECONDS, [options.seconds for options in catalogue.values()]
+    )
+    models: dict[str, ModelOptions] = {}
+    for model in allowed:
+        options = catalogue[model]
+        kept = ModelOptions(
+            sizes=tuple(size for size in options.sizes if sizes is None or size in sizes),
+            seconds=tuple(value for value in options.seconds if seconds is None or value in seconds),
+        )
+        for key, before, after in (
+            ("ALLOWED_SIZES", options.sizes, kept.sizes),
+            ("ALLOWED_SECONDS", options.seconds, kept.seconds),
+        ):
+            if not after:
+                raise SettingsError(
+                    f"setting {key} leaves model {model!r} nothing it accepts (it accepts {', '.join(before)})"
+                )
+        models[model] = kept
+    return models
+
+
+def _narrowing(
+    env: _Env, key: str, pattern: re.Pattern[str], offered: list[tuple[str, ...]]
+) -> frozenset[str] | None:
+    """The values a deployment-wide ALLOWED_* list keeps, or None when it is not set."""
+    raw = env.csv(key, ())
+    if not raw:
+        return None
+    known = {value for values in offered for value in values}
+    for value in raw:
+        if not pattern.fullmatch(value):
+            raise SettingsError(f"setting {key} lists {value!r}, which is not a valid value")
+        if value not in known:
+            raise SettingsError(
+                f"setting {key} lists {value}, which no model in MODEL_OPTIONS accepts "
+                f"(they accept {', '.join(sorted(known))})"
+            )
+    return frozenset(raw)
+
+
+def _deployments(env: _Env, catalogue: Mapping[str, ModelOptions]) -> dict[str, str]:
+    key = "SORA_DEPLOYMENTS"
+    if env.optional(key) is None:
+        return {model: name for model, name in DEFAULT_DEPLOYMENTS.items() if model in catalogue}
+    table = _object(key, env.json(key, None), "model -> Azure deployment name")
+    deployments: dict[str, str] = {}
+    for model, name in table.items():
+        _known_model(key, model, catalogue)
+        if not isinstance(name, str) or not name.strip():
+            raise SettingsError(f"setting {key}: the deployment of {model!r} must be a non-empty string")
+        deployments[model] = name.strip()
+    return deployments
+
+
+def _pricing(env: _Env, catalogue: Mapping[str, ModelOptions]) -> dict[str, dict[str, float]]:
+    key = "PRICING"
+    if env.optional(key) is None:
+        return {
+            model: {size: price for size, price in prices.items() if size in catalogue[model].sizes}
+            for model, prices in DEFAULT_PRICING.items()
+            if model in catalogue
+        }
+    table = _object(key, env.json(key, None), "model -> {size: USD per second}")
+    pricing: dict[str, dict[str, float]] = {}
+    for model, prices in table.items():
+        options = _known_model(key, model, catalogue)
+        per_size: dict[str, float] = {}
+        for size, price in _object(key, prices, f"size -> USD per second for model {model!r}").items():
+            if size not in options.sizes:
+                raise SettingsError(
+                    f"setting {key} prices {model} at {size!r}, a size it does not make "
+                    f"(it makes {', '.join(options.sizes)})"
+                )
+            per_size[size] = _amount(key, f"{model} at {size}", price)
+        pricing[model] = per_size
+    return pricing
+
+
+def _plan_limits(env: _Env) -> dict[str, dict[str, int] | None]:
+    key = "PLAN_LIMITS"
+    table = _object(key, env.json(key, DEFAULT_PLAN_LIMITS), 'plan -> {"hour": n, "day": n} or null')
+    limits: dict[str, dict[str, int] | None] = {}
+    for plan, windows in table.items():
+        if plan not in PLANS:
+            raise SettingsError(f"setting {key} names plan {plan!r}; the plans are {', '.join(PLANS)}")
+        if windows is None:
+            limits[plan] = None
+            continue
+        counts = _object(key, windows, f'{{"hour": n, "day": n}} or null for plan {plan!r}')
+        if set(counts) != set(QUOTA_WINDOWS):
+            raise SettingsError(
+                f"setting {key}: plan {plan!r} must give exactly 'hour' and 'day', got {sorted(counts)}"
+            )
+        limits[plan] = {window: _count(key, f"{plan} {window}", counts[window]) for window in QUOTA_WINDOWS}
+    return limits
+
+
+def _object(key: str, value: Any, form: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SettingsError(f"setting {key} must be a JSON object of {form}, got {type(value).__name__}")
+    return value
+
+
+def _known_model(key: str, model: str, catalogue: Mapping[str, ModelOptions]) -> ModelOptions:
+    if model not in catalogue:
+        raise SettingsError(
+            f"setting {key} names model {model!r}, which MODEL_OPTIONS does not describe "
+            f"(it describes {', '.join(catalogue)})"
+        )
+    return catalogue[model]
+
+
+def _listed(key: str, what: str, value: Any, pattern: re.Pattern[str], form: str) -> tuple[str, ...]:
+    """A non-empty JSON list of strings (or whole numbers) that each match `pattern`."""
+    if not isinstance(value, list) or not value:
+        raise SettingsError(f"setting {key}: {what} must be a non-empty list of {form}")
+    items: list[str] = []
+    for item in value:
+        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        if not isinstance(text, str) or not pattern.fullmatch(text.strip()):
+            raise SettingsError(f"setting {key}: {what} lists {item!r}; expected {form}")
+        items.append(text.strip())
+    return _unique(items)
+
+
+def _amount(key: str, what: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise SettingsError(
+            f"setting {key}: the price of {what} must be a number of at least 0, got {value!r}"
+        )
+    return float(value)
+
+
+def _count(key: str, what: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SettingsError(f"setting {key}: {what} must be a whole number of at least 0, got {value!r}")
+    return value
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    return _unique(value for group in groups for value in group)
 
 
 class _Env:
@@ -160,8 +426,16 @@ class _Env:
             value = default if raw is None else float(raw)
         except ValueError as error:
             raise SettingsError(f"setting {key} must be a number, got {raw!r}") from error
-        if not value >= minimum:  # also refuses NaN
-            raise SettingsError(f"setting {key} must be at least {minimum}, got {raw!r}")
+        if not minimum <= value < math.inf:  # also refuses NaN
+            raise SettingsError(f"setting {key} must be a finite number of at least {minimum}, got {raw!r}")
+        return value
+
+    def matching(self, key: str, default: str, pattern: re.Pattern[str], form: str) -> str:
+        value = self.optional(key)
+        if value is None:
+            return default
+        if not pattern.fullmatch(value):
+            raise SettingsError(f"setting {key} must be {form}, got {value!r}")
         return value
 
     def flag(self, key: str, default: bool) -> bool:
@@ -191,8 +465,8 @@ class _Env:
             values = tuple(float(item) for item in raw)
         except ValueError as error:
             raise SettingsError(f"setting {key} must list seconds, got {self.optional(key)!r}") from error
-        if any(not value > 0 for value in values):
-            raise SettingsError(f"setting {key} must list positive seconds")
+        if any(not 0 < value < math.inf for value in values):
+            raise SettingsError(f"setting {key} must list positive, finite seconds")
         return values
 
     def json(self, key: str, default: Any) -> Any:

@@ -1,4 +1,8 @@
-"""Turning a create request's fields into a `VideoSpec`, or a 400 naming the field."""
+"""Turning a create request's fields into a `VideoSpec`, or a 400 naming the field.
+
+Sizes and durations are checked against what the chosen model accepts (`Settings.models`), so a
+request the upstream would refuse is refused here, before it takes a quota slot.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.settings import Settings
+from gateway.settings import ModelOptions, Settings
 
 ASPECT_RATIOS = {"16:9": "landscape", "landscape": "landscape", "9:16": "portrait", "portrait": "portrait"}
 RESOLUTIONS = {"720p": "720p", "small": "720p", "1080p": "1080p", "large": "1080p"}
@@ -35,11 +39,13 @@ class VideoSpec:
 
 
 def parse_video_spec(fields: Mapping[str, Any], settings: Settings) -> VideoSpec:
+    model = _choice(fields, "model", settings.allowed_models, default="sora-2")
+    options = settings.models[model]
     return VideoSpec(
         prompt=prompt_of(fields, settings),
-        model=_choice(fields, "model", settings.allowed_models, default="sora-2"),
-        seconds=_seconds(fields, settings),
-        size=_size(fields, settings),
+        model=model,
+        seconds=_seconds(fields, model, options),
+        size=_size(fields, model, options),
         metadata=metadata_of(fields.get("metadata")),
         user=user_of(fields.get("user")),
     )
@@ -72,7 +78,7 @@ def _choice(fields: Mapping[str, Any], name: str, allowed: tuple[str, ...], *, d
     return value
 
 
-def _seconds(fields: Mapping[str, Any], settings: Settings) -> str:
+def _seconds(fields: Mapping[str, Any], model: str, options: ModelOptions) -> str:
     name = "seconds"
     value = fields.get("seconds")
     if value is None and fields.get("duration") is not None:
@@ -82,19 +88,19 @@ def _seconds(fields: Mapping[str, Any], settings: Settings) -> str:
             "'seconds' and its alias 'duration' disagree.", code="conflicting_parameters", param="duration"
         )
     if value is None:
-        value = "4" if "4" in settings.allowed_seconds else settings.allowed_seconds[0]
+        value = "4" if "4" in options.seconds else options.seconds[0]
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidRequest(f"Invalid '{name}': {value!r}.", param=name)
     text = str(value).strip()
-    if text not in settings.allowed_seconds:
+    if text not in options.seconds:
         raise InvalidRequest(
-            f"Invalid '{name}': {value!r}. Expected one of: {', '.join(settings.allowed_seconds)}.",
+            f"Invalid '{name}': {value!r}. {model} takes one of: {', '.join(options.seconds)}.",
             param=name,
         )
     return text
 
 
-def _size(fields: Mapping[str, Any], settings: Settings) -> str:
+def _size(fields: Mapping[str, Any], model: str, options: ModelOptions) -> str:
     size = fields.get("size")
     aspect = fields.get("aspect_ratio")
     resolution = fields.get("resolution")
@@ -107,17 +113,29 @@ def _size(fields: Mapping[str, Any], settings: Settings) -> str:
                 param="size",
             )
         size = shaped
-        name = "aspect_ratio" if aspect is not None else "resolution"
+        name = _alias_at_fault(aspect, resolution, options)
     else:
         name = "size"
     if size is None:
-        size = "720x1280" if "720x1280" in settings.allowed_sizes else settings.allowed_sizes[0]
-    if not isinstance(size, str) or size not in settings.allowed_sizes:
+        size = "720x1280" if "720x1280" in options.sizes else options.sizes[0]
+    if not isinstance(size, str) or size not in options.sizes:
+        shown = repr(size) if name == "size" else f"{fields.get(name)!r} (size {size})"
         raise InvalidRequest(
-            f"Invalid '{name}': {size!r}. Expected a size among: {', '.join(settings.allowed_sizes)}.",
+            f"Invalid '{name}': {shown}. {model} makes these sizes: {', '.join(options.sizes)}.",
             param=name,
         )
     return size
+
+
+def _alias_at_fault(aspect: Any, resolution: Any, options: ModelOptions) -> str:
+    """Which alias to name when the size they pick is not one the model makes."""
+    if aspect is None:
+        return "resolution"
+    if resolution is None:
+        return "aspect_ratio"
+    # Both are valid here. The resolution is at fault when the same shape is made at 720p.
+    shape = ASPECT_RATIOS[str(aspect).lower()]
+    return "resolution" if SIZES_BY_SHAPE[(shape, "720p")] in options.sizes else "aspect_ratio"
 
 
 def _size_from_shape(aspect: Any, resolution: Any) -> str:

@@ -91,16 +91,42 @@ param allowedModels string = 'sora-2,sora-2-pro'
 @description('Accepted video lengths in seconds, comma-separated (ALLOWED_SECONDS).')
 param allowedSeconds string = '4,8,12'
 
-@description('Accepted sizes, comma-separated (ALLOWED_SIZES).')
+@description('Accepted sizes, comma-separated (ALLOWED_SIZES); each model still takes only its own (MODEL_OPTIONS).')
 param allowedSizes string = '720x1280,1280x720,1024x1792,1792x1024'
 
-@description('USD per second of video by model and size, for estimated_cost (PRICING).')
+@description('What each model accepts upstream: its sizes and seconds (MODEL_OPTIONS); sora-2 makes 720p only.')
+param modelOptions object = {
+  'sora-2': {
+    sizes: [
+      '720x1280'
+      '1280x720'
+    ]
+    seconds: [
+      '4'
+      '8'
+      '12'
+    ]
+  }
+  'sora-2-pro': {
+    sizes: [
+      '720x1280'
+      '1280x720'
+      '1024x1792'
+      '1792x1024'
+    ]
+    seconds: [
+      '4'
+      '8'
+      '12'
+    ]
+  }
+}
+
+@description('USD per second of video by model and size, for estimated_cost (PRICING); only sizes the model makes.')
 param pricing object = {
   'sora-2': {
     '720x1280': json('0.10')
     '1280x720': json('0.10')
-    '1024x1792': json('0.10')
-    '1792x1024': json('0.10')
   }
   'sora-2-pro': {
     '720x1280': json('0.30')
@@ -651,6 +677,7 @@ var gatewaySettings = {
   ALLOWED_MODELS: allowedModels
   ALLOWED_SECONDS: allowedSeconds
   ALLOWED_SIZES: allowedSizes
+  MODEL_OPTIONS: string(modelOptions)
   PLAN_LIMITS: string(planLimits)
   PRICING: string(pricing)
   UPSTREAM_CREATES_PER_MINUTE: string(upstreamCreatesPerMinute)

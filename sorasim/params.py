@@ -13,9 +13,15 @@ from sorasim.forms import UploadedFile
 from sorasim.images import ImageError, ImageInfo, image_info
 from sorasim.jobs import VideoSpec
 
-MODELS = ("sora-2", "sora-2-pro")
+# What each model accepts, as on Azure: Sora 2 makes 720p video only, Sora 2 Pro also the
+# 1024x1792 / 1792x1024 sizes; both take 4, 8 or 12 seconds.
 SECONDS = ("4", "8", "12")
-SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+SIZES_BY_MODEL: dict[str, tuple[str, ...]] = {
+    "sora-2": ("720x1280", "1280x720"),
+    "sora-2-pro": ("720x1280", "1280x720", "1024x1792", "1792x1024"),
+}
+MODELS = tuple(SIZES_BY_MODEL)
+SIZES = SIZES_BY_MODEL["sora-2-pro"]
 DEFAULT_MODEL, DEFAULT_SECONDS, DEFAULT_SIZE = MODELS[0], SECONDS[0], SIZES[0]
 
 BLOCK_MARKER = "#sim:blocked"
@@ -37,6 +43,12 @@ def parse_create(fields: Mapping[str, Any]) -> CreateRequest:
     model = _choice(fields, "model", MODELS, DEFAULT_MODEL)
     seconds = _seconds(fields)
     size = _choice(fields, "size", SIZES, DEFAULT_SIZE)
+    if size not in SIZES_BY_MODEL[model]:
+        raise invalid_value(
+            "size",
+            f"Invalid value: '{size}'. Supported values for model '{model}' are: "
+            f"{_listing(SIZES_BY_MODEL[model])}.",
+        )
     reference = _input_reference(fields.get("input_reference"))
     if reference is not None and reference.size != size:
         raise invalid_value(
@@ -144,4 +156,6 @@ def _image(data: bytes) -> ImageInfo:
 
 def _listing(values: tuple[str, ...]) -> str:
     quoted = [f"'{value}'" for value in values]
+    if len(quoted) <= 2:
+        return " and ".join(quoted)
     return ", ".join(quoted[:-1]) + f", and {quoted[-1]}"

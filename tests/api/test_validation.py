@@ -28,6 +28,23 @@ CASES: list[tuple[str, Any, int, str, str | None]] = [
         "duration",
     ),
     ("unknown size", {"prompt": "p", "size": "640x480"}, 400, "invalid_value", "size"),
+    # Azure's Sora 2 makes 720p only: the larger sizes are Sora 2 Pro's.
+    ("pro size for sora-2", {"prompt": "p", "size": "1792x1024"}, 400, "invalid_value", "size"),
+    (
+        "pro size for sora-2, named",
+        {"prompt": "p", "model": "sora-2", "size": "1024x1792"},
+        400,
+        "invalid_value",
+        "size",
+    ),
+    ("1080p for sora-2", {"prompt": "p", "resolution": "1080p"}, 400, "invalid_value", "resolution"),
+    (
+        "large landscape for sora-2",
+        {"prompt": "p", "aspect_ratio": "16:9", "resolution": "large"},
+        400,
+        "invalid_value",
+        "resolution",
+    ),
     ("unknown aspect ratio", {"prompt": "p", "aspect_ratio": "4:3"}, 400, "invalid_value", "aspect_ratio"),
     ("unknown resolution", {"prompt": "p", "resolution": "4k"}, 400, "invalid_value", "resolution"),
     (
@@ -109,9 +126,19 @@ def test_nothing_refused_counted(stack: RunningStack, app_key: str) -> None:
     ("body", "size", "seconds"),
     [
         ({"prompt": "p", "aspect_ratio": "16:9"}, "1280x720", "4"),
-        ({"prompt": "p", "aspect_ratio": "portrait", "resolution": "large"}, "1024x1792", "4"),
         (
-            {"prompt": "p", "resolution": "1080p", "aspect_ratio": "landscape", "duration": 8},
+            {"prompt": "p", "model": "sora-2-pro", "aspect_ratio": "portrait", "resolution": "large"},
+            "1024x1792",
+            "4",
+        ),
+        (
+            {
+                "prompt": "p",
+                "model": "sora-2-pro",
+                "resolution": "1080p",
+                "aspect_ratio": "landscape",
+                "duration": 8,
+            },
             "1792x1024",
             "8",
         ),

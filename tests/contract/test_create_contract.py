@@ -73,9 +73,9 @@ def test_aliases_pick_seconds_and_size(stack: RunningStack, pro_app: AppCredenti
 def test_estimated_cost_is_an_amount_in_usd_for_an_allowed_model_and_size(
     stack: RunningStack, pro_app: AppCredentials
 ) -> None:
-    # API.md: estimated_cost is {"amount", "currency": "USD"}; sora-2 at 1024x1792 is allowed by default.
+    # API.md: estimated_cost is {"amount", "currency": "USD"}; sora-2 at 1280x720 is allowed by default.
     response = create(
-        stack, pro_app.api_key, json={"prompt": "A tall tower", "model": "sora-2", "size": "1024x1792"}
+        stack, pro_app.api_key, json={"prompt": "A tall tower", "model": "sora-2", "size": "1280x720"}
     )
 
     video = assert_matches_document("POST", VIDEOS, response)

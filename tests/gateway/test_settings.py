@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import SettingsError
-from gateway.settings import AZURITE_CONNECTION_STRING, Settings
+from gateway.settings import AZURITE_CONNECTION_STRING, ModelOptions, Settings, check_settings
+
+PROJECT_DIR = Path(__file__).parents[2]
 
 MINIMAL = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -52,6 +56,49 @@ def test_default_webhook_schedule_is_at_least_five_attempts_over_ten_minutes() -
         ({"ALLOW_LOCAL_URLS": "maybe"}, "ALLOW_LOCAL_URLS"),
         ({"JOB_TIMEOUT_MINUTES": "nan"}, "JOB_TIMEOUT_MINUTES"),
         ({"WEBHOOK_RETRY_SECONDS": "30,-1"}, "WEBHOOK_RETRY_SECONDS"),
+        ({"WEBHOOK_RETRY_SECONDS": "30,inf"}, "WEBHOOK_RETRY_SECONDS"),
+        ({"AZURE_OPENAI_ENDPOINT": "x.openai.azure.com"}, "AZURE_OPENAI_ENDPOINT"),
+        ({"VIDEOS_CONTAINER": "My_Videos"}, "VIDEOS_CONTAINER"),
+        ({"TABLE_PREFIX": "gw-1"}, "TABLE_PREFIX"),
+        # Intervals: zero, negative, infinite, and a minimum above the maximum.
+        ({"POLL_MIN_SECONDS": "0"}, "POLL_MIN_SECONDS"),
+        ({"POLL_MAX_SECONDS": "-5"}, "POLL_MAX_SECONDS"),
+        ({"POLL_MAX_SECONDS": "inf"}, "POLL_MAX_SECONDS"),
+        ({"POLL_MIN_SECONDS": "30", "POLL_MAX_SECONDS": "10"}, "POLL_MIN_SECONDS"),
+        ({"JOB_TIMEOUT_MINUTES": "0"}, "JOB_TIMEOUT_MINUTES"),
+        ({"VIDEO_RETENTION_DAYS": "-1"}, "VIDEO_RETENTION_DAYS"),
+        ({"UPSTREAM_CREATES_PER_MINUTE": "-1"}, "UPSTREAM_CREATES_PER_MINUTE"),
+        # PLAN_LIMITS: valid JSON of the wrong shape.
+        ({"PLAN_LIMITS": "[]"}, "PLAN_LIMITS"),
+        ({"PLAN_LIMITS": '{"pro": 5}'}, "PLAN_LIMITS"),
+        ({"PLAN_LIMITS": '{"pro": {"hour": 5}}'}, "PLAN_LIMITS"),
+        ({"PLAN_LIMITS": '{"pro": {"hour": "5", "day": 20}}'}, "PLAN_LIMITS"),
+        ({"PLAN_LIMITS": '{"pro": {"hour": -1, "day": 20}}'}, "PLAN_LIMITS"),
+        ({"PLAN_LIMITS": '{"pro": {"hour": true, "day": 20}}'}, "PLAN_LIMITS"),
+        ({"PLAN_LIMITS": '{"pro": {"hour": 5, "day": 20, "minute": 1}}'}, "PLAN_LIMITS"),
+        ({"PLAN_LIMITS": '{"premium": {"hour": 5, "day": 20}}'}, "PLAN_LIMITS"),
+        # PRICING: malformed, an unknown model, a size the model does not make, a bad price.
+        ({"PRICING": "{not json"}, "PRICING"),
+        ({"PRICING": '{"sora-2": 0.1}'}, "PRICING"),
+        ({"PRICING": '{"sora-3": {"720x1280": 0.1}}'}, "PRICING"),
+        ({"PRICING": '{"sora-2": {"1792x1024": 0.1}}'}, "PRICING"),
+        ({"PRICING": '{"sora-2": {"720x1280": -0.1}}'}, "PRICING"),
+        ({"PRICING": '{"sora-2": {"720x1280": "0.1"}}'}, "PRICING"),
+        # The per-model tables.
+        ({"SORA_DEPLOYMENTS": '{"sora-3": "d"}'}, "SORA_DEPLOYMENTS"),
+        ({"SORA_DEPLOYMENTS": '{"sora-2": ""}'}, "SORA_DEPLOYMENTS"),
+        ({"SORA_DEPLOYMENTS": '["sora-2"]'}, "SORA_DEPLOYMENTS"),
+        ({"MODEL_OPTIONS": "{}"}, "MODEL_OPTIONS"),
+        ({"MODEL_OPTIONS": '{"sora-2": {"sizes": [], "seconds": ["4"]}}'}, "MODEL_OPTIONS"),
+        ({"MODEL_OPTIONS": '{"sora-2": {"sizes": ["720p"], "seconds": ["4"]}}'}, "MODEL_OPTIONS"),
+        ({"MODEL_OPTIONS": '{"sora-2": {"sizes": ["720x1280"], "seconds": ["four"]}}'}, "MODEL_OPTIONS"),
+        ({"MODEL_OPTIONS": '{"sora-2": {"size": ["720x1280"], "seconds": ["4"]}}'}, "MODEL_OPTIONS"),
+        # ALLOWED_*: unknown to every model, or leaving a model nothing it accepts.
+        ({"ALLOWED_MODELS": "sora-2,sora-3"}, "ALLOWED_MODELS"),
+        ({"ALLOWED_SIZES": "640x480"}, "ALLOWED_SIZES"),
+        ({"ALLOWED_SIZES": "1792x1024"}, "ALLOWED_SIZES"),
+        ({"ALLOWED_SECONDS": "5"}, "ALLOWED_SECONDS"),
+        ({"ALLOWED_SECONDS": "four"}, "ALLOWED_SECONDS"),
     ],
 )
 def test_a_bad_or_missing_setting_is_named(overrides: dict[str, str], named: str) -> None:
@@ -79,3 +126,97 @@ def test_the_sample_settings_load() -> None:
     settings = Settings.from_env(sample)
     assert settings.allowed_models == ("sora-2", "sora-2-pro")
     assert settings.allow_local_urls is True  # local development only
+
+
+def test_each_model_accepts_its_own_sizes_and_seconds_by_default() -> None:
+    settings = Settings.from_env(MINIMAL)
+    assert settings.models == {
+        "sora-2": ModelOptions(sizes=("720x1280", "1280x720"), seconds=("4", "8", "12")),
+        "sora-2-pro": ModelOptions(
+            sizes=("720x1280", "1280x720", "1024x1792", "1792x1024"), seconds=("4", "8", "12")
+        ),
+    }
+    # The old names still read as the union of what the allowed models accept.
+    assert settings.allowed_sizes == ("720x1280", "1280x720", "1024x1792", "1792x1024")
+    assert settings.allowed_seconds == ("4", "8", "12")
+
+
+def test_default_prices_cover_exactly_the_sizes_each_model_makes() -> None:
+    settings = Settings.from_env(MINIMAL)
+    assert {model: tuple(prices) for model, prices in settings.pricing.items()} == {
+        model: options.sizes for model, options in settings.models.items()
+    }
+    assert all(price > 0 for prices in settings.pricing.values() for price in prices.values())
+
+
+def test_allowed_lists_narrow_each_model() -> None:
+    settings = Settings.from_env(
+        {
+            **MINIMAL,
+            "ALLOWED_SIZES": "1280x720,1792x1024",
+            "ALLOWED_SECONDS": "8, 12",
+            "ALLOWED_MODELS": "sora-2",
+        }
+    )
+    assert settings.allowed_models == ("sora-2",)
+    assert settings.models == {"sora-2": ModelOptions(sizes=("1280x720",), seconds=("8", "12"))}
+    assert (settings.allowed_sizes, settings.allowed_seconds) == (("1280x720",), ("8", "12"))
+
+
+def test_an_operator_model_table_is_read_and_the_defaults_follow_it() -> None:
+    table = {"sora-2": {"sizes": ["1280x720"], "seconds": [4, "8"]}}
+    settings = Settings.from_env({**MINIMAL, "MODEL_OPTIONS": json.dumps(table)})
+    assert settings.allowed_models == ("sora-2",)
+    assert settings.models == {"sora-2": ModelOptions(sizes=("1280x720",), seconds=("4", "8"))}
+    # Default tables keep only what the operator's table knows, instead of failing on sora-2-pro.
+    assert settings.pricing == {"sora-2": {"1280x720": 0.10}}
+    assert settings.deployments == {"sora-2": "sora-2"}
+
+
+def test_an_operator_plan_table_is_normalised_and_missing_plans_are_disabled() -> None:
+    settings = Settings.from_env({**MINIMAL, "PLAN_LIMITS": '{"pro": {"hour": 1, "day": 2}, "free": null}'})
+    assert settings.plan_limits == {"pro": {"hour": 1, "day": 2}, "free": None}
+
+
+def test_a_setting_error_names_the_value_that_cannot_work() -> None:
+    with pytest.raises(SettingsError, match=r"sora-3.*MODEL_OPTIONS does not describe"):
+        Settings.from_env({**MINIMAL, "PRICING": '{"sora-3": {"720x1280": 0.1}}'})
+    with pytest.raises(
+        SettingsError, match=r"POLL_MIN_SECONDS \(30\) must not exceed POLL_MAX_SECONDS \(10\)"
+    ):
+        Settings.from_env({**MINIMAL, "POLL_MIN_SECONDS": "30", "POLL_MAX_SECONDS": "10"})
+    with pytest.raises(SettingsError, match=r"leaves model 'sora-2' nothing"):
+        Settings.from_env({**MINIMAL, "ALLOWED_SIZES": "1792x1024"})
+
+
+def test_the_start_up_check_passes_without_connection_settings_yet() -> None:
+    check_settings({})  # the local stack sets storage and the endpoint after loading the app
+    check_settings(
+        {
+            "AzureWebJobsStorage__blobServiceUri": "https://a.blob.core.windows.net",
+            "AzureWebJobsStorage__tableServiceUri": "https://a.table.core.windows.net",
+        }
+    )
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
+        check_settings({"AzureWebJobsStorage__blobServiceUri": "https://a.blob.core.windows.net"})
+    with pytest.raises(SettingsError, match="PLAN_LIMITS"):
+        check_settings({"PLAN_LIMITS": '{"pro": 5}'})
+
+
+def test_a_setting_that_cannot_work_stops_the_app_from_loading() -> None:
+    """The Functions worker imports the blueprints to index them: a bad setting stops it there."""
+    env = {"PATH": "", "PYTHONPATH": str(PROJECT_DIR), "PLAN_LIMITS": '{"pro": {"hour": 5}}'}
+    refused = subprocess.run(
+        [sys.executable, "-c", "import api.videos"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import api.videos"],
+        cwd=PROJECT_DIR,
+        env={**env, "PLAN_LIMITS": '{"pro": {"hour": 5, "day": 20}}'},
+        capture_output=True,
+        text=True,
+    )
+
+    assert refused.returncode != 0
+    assert "SettingsError: setting PLAN_LIMITS" in refused.stderr
+    assert loaded.returncode == 0, loaded.stderr

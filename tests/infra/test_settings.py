@@ -382,6 +382,11 @@ def test_template_defaults_parse_and_equal_the_code_defaults() -> None:
         ]
         assert not differing, f"{key}={value!r} (default of parameter {parameter}) changes {differing}"
         compared.append(key)
-    assert {"PLAN_LIMITS", "PRICING", "SORA_DEPLOYMENTS", "VIDEO_RETENTION_DAYS", "POLL_MIN_SECONDS"} <= set(
-        compared
-    )
+    assert {
+        "PLAN_LIMITS",
+        "PRICING",
+        "SORA_DEPLOYMENTS",
+        "MODEL_OPTIONS",
+        "VIDEO_RETENTION_DAYS",
+        "POLL_MIN_SECONDS",
+    } <= set(compared)

@@ -32,11 +32,14 @@ def track_dimensions(mp4: bytes) -> tuple[int, int]:
     raise AssertionError("no video track")
 
 
-@pytest.mark.parametrize(("seconds", "size"), [("4", "720x1280"), ("8", "1280x720"), ("12", "1792x1024")])
+@pytest.mark.parametrize(
+    ("model", "seconds", "size"),
+    [("sora-2", "4", "720x1280"), ("sora-2", "8", "1280x720"), ("sora-2-pro", "12", "1792x1024")],
+)
 def test_video_is_a_playable_mp4_of_the_requested_size_and_duration(
-    sim: SoraSimulator, client: OpenAI, http: requests.Session, seconds: str, size: str
+    sim: SoraSimulator, client: OpenAI, http: requests.Session, model: str, seconds: str, size: str
 ) -> None:
-    video = finished_video(http, sim, seconds=seconds, size=size)
+    video = finished_video(http, sim, model=model, seconds=seconds, size=size)
 
     download = client.videos.download_content(video.id)
     mp4 = download.read()

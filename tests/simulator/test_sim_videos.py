@@ -88,7 +88,7 @@ def test_input_reference_as_json_data_url(sim: SoraSimulator, http: requests.Ses
 
     accepted = http.post(url, json={"prompt": "p", "input_reference": {"image_url": data_url}}, timeout=10)
     mismatched = http.post(
-        url, json={"prompt": "p", "size": "1792x1024", "input_reference": {"image_url": data_url}}, timeout=10
+        url, json={"prompt": "p", "size": "1280x720", "input_reference": {"image_url": data_url}}, timeout=10
     )
     not_an_image = http.post(
         url, files={"prompt": (None, "p"), "input_reference": ("x.png", b"hello")}, timeout=10
@@ -106,11 +106,23 @@ def test_input_reference_as_json_data_url(sim: SoraSimulator, http: requests.Ses
         ({"prompt": "p", "seconds": "5"}, "invalid_value", "seconds"),
         ({"prompt": "p", "seconds": True}, "invalid_value", "seconds"),
         ({"prompt": "p", "size": "640x480"}, "invalid_value", "size"),
+        ({"prompt": "p", "size": "1792x1024"}, "invalid_value", "size"),
+        ({"prompt": "p", "model": "sora-2", "size": "1024x1792"}, "invalid_value", "size"),
         ({"model": "sora-2"}, "missing_required_parameter", "prompt"),
         ({"prompt": "   "}, "invalid_value", "prompt"),
         ({"prompt": "p", "duration": 4}, "unknown_parameter", "duration"),
     ],
-    ids=["model", "seconds", "seconds-bool", "size", "no-prompt", "blank-prompt", "unknown"],
+    ids=[
+        "model",
+        "seconds",
+        "seconds-bool",
+        "size",
+        "pro-size-by-default",
+        "pro-size-for-sora-2",
+        "no-prompt",
+        "blank-prompt",
+        "unknown",
+    ],
 )
 def test_bad_create_values_are_400_naming_the_param(
     sim: SoraSimulator, http: requests.Session, body: dict[str, Any], code: str, param: str
@@ -120,6 +132,18 @@ def test_bad_create_values_are_400_naming_the_param(
     assert_openai_error(response, 400, code, param)
     assert sim.stats()["jobs_created"] == 0
     assert sim.stats()["client_errors"] == 1
+
+
+def test_sizes_are_per_model_as_on_azure(sim: SoraSimulator, http: requests.Session) -> None:
+    url = f"{sim.url}/openai/v1/videos"
+    pro = http.post(url, json={"prompt": "p", "model": "sora-2-pro", "size": "1024x1792"}, timeout=10)
+    plain = http.post(url, json={"prompt": "p", "model": "sora-2", "size": "1024x1792"}, timeout=10)
+
+    assert pro.status_code == 200, pro.text
+    assert pro.json()["size"] == "1024x1792"
+    assert_openai_error(plain, 400, "invalid_value", "size")
+    assert "'720x1280' and '1280x720'" in plain.json()["error"]["message"]
+    assert sim.stats()["jobs_created"] == 1
 
 
 def test_unparseable_bodies_are_refused(sim: SoraSimulator, http: requests.Session) -> None:
