@@ -4,8 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# What Azure's remote build installs: requirements.txt alone, for the index check.
+INDEX_VENV := .venv-index
+INDEX_STAMP := $(INDEX_VENV)/.installed
 
-.PHONY: setup run test lint typecheck bench clean
+.PHONY: setup run test lint typecheck index-check bench clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -23,7 +26,7 @@ $(NODE_STAMP): package.json package-lock.json
 run: setup
 	$(PY) -m devhost
 
-test: setup lint typecheck
+test: setup lint typecheck index-check
 	$(PY) -m pytest
 
 lint: setup
@@ -33,9 +36,20 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy .
 
+$(INDEX_STAMP): requirements.txt
+	rm -rf $(INDEX_VENV)
+	"$$(scripts/find-python.sh)" -m venv $(INDEX_VENV)
+	$(INDEX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INDEX_VENV)/bin/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Index function_app.py with the pinned runtime's loader, as Azure does, in a clean environment.
+index-check: $(INDEX_STAMP)
+	$(INDEX_VENV)/bin/python scripts/index_app.py
+
 bench: setup
 	$(PY) -m bench.polling
 	$(PY) -m bench.copy
 
 clean:
-	rm -rf $(VENV) node_modules .devhost .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INDEX_VENV) node_modules .devhost .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from devhost.functions import AppIndexError
 from devhost.stack import LocalStack
 
 
@@ -29,7 +30,11 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    stack.start()
+    try:
+        stack.start()
+    except AppIndexError as refused:
+        print(f"\nThe app does not start: Azure's Python worker refuses it.\n  {refused}\n", file=sys.stderr)
+        return 1
     print("\nLocal stack ready:\n" + stack.describe() + "\nCtrl-C stops everything.\n", flush=True)
     # Short waits keep the main thread responsive to signals.
     while not stopping.wait(0.5):

@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import logging
 import time
-import traceback
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,13 +28,7 @@ from devhost.history import (
     parse_timestamp,
     utc_now,
 )
-from devhost.replay import (
-    ReplayOutcome,
-    decode_activity_input,
-    encode_activity_result,
-    orchestration_context,
-    replay,
-)
+from devhost.replay import ReplayOutcome, activity_failure, orchestration_context, replay, run_activity
 from devhost.store import EpisodeWrite, InboxItem, InstanceRecord, PendingActivity, PendingTimer, Store
 
 log = logging.getLogger("devhost.engine")
@@ -89,8 +82,10 @@ class Engine:
         loop: asyncio.AbstractEventLoop,
         activity_invoker: Invoker,
         orchestrator_invoker: Invoker,
+        activity_latency: float = 0.0,
     ) -> None:
         self._store = store
+        self._activity_latency = activity_latency
         self._index = index
         self._loop = loop
         self._activities = activity_invoker
@@ -325,7 +320,7 @@ class Engine:
         if function is None:
             return ReplayOutcome(None, f"The function '{record.name}' is not an orchestrator of this app.")
         context = orchestration_context(record.instance_id, record.input, old_events, new_events)
-        return await self._orchestrators.run_in_thread(lambda: replay(function, context))
+        return await replay(self._orchestrators, function, context)
 
     def _commit(
         self,
@@ -409,25 +404,29 @@ class Engine:
                     f"The function '{activity.name}' doesn't exist, is disabled, "
                     "or is not an activity function."
                 )
-            argument = decode_activity_input(activity.input)
-            result = await self._activities.invoke(function, {function.trigger_parameter: argument})
+            # In Azure the work item and its result each cross a Storage queue; the delay lets an
+            # event (a cancel) arrive while the activity is still on its way or running.
+            await asyncio.sleep(self._activity_latency)
+            result = await run_activity(self._activities, function, activity.input)
             outcome = new_event(
                 EventType.TASK_COMPLETED,
                 format_timestamp(utc_now()),
                 TaskScheduledId=activity.task_id,
-                Result=encode_activity_result(result),
+                Result=result,
             )
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # an activity's failure must never take the host down
             failure = error
+            reason, details = activity_failure(activity.name, error)
             outcome = new_event(
                 EventType.TASK_FAILED,
                 format_timestamp(utc_now()),
                 TaskScheduledId=activity.task_id,
-                Reason=str(error) or type(error).__name__,
-                Details="".join(traceback.format_exception(error)),
+                Reason=reason,
+                Details=details,
             )
+        await asyncio.sleep(self._activity_latency)
         if self._closing:
             return
         activity_log.log(

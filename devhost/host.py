@@ -17,7 +17,7 @@ from aiohttp import web
 from azure.durable_functions.models.utils import http_utils
 
 from devhost.engine import Engine
-from devhost.functions import FunctionIndex, Invoker, index_app, load_app
+from devhost.functions import AppIndexError, FunctionIndex, Invoker, index_app
 from devhost.http_routes import HttpFunctionServer
 from devhost.management import ManagementApi, client_binding
 from devhost.store import Store
@@ -50,6 +50,14 @@ async def _close_durable_client_session() -> None:
         await session.close()
 
 
+def _start_failure(cause: BaseException) -> BaseException:
+    if isinstance(cause, AppIndexError):
+        return cause  # the worker's own words, for the caller to print
+    error = RuntimeError("the dev host failed to start")
+    error.__cause__ = cause
+    return error
+
+
 class DevHost:
     def __init__(
         self,
@@ -59,8 +67,12 @@ class DevHost:
         port: int = 0,
         route_prefix: str = "api",
         task_hub: str = "devhost",
+        activity_latency: float = 0.0,
     ) -> None:
+        """`activity_latency` (seconds) delays each activity's dispatch and its completion, as the
+        Storage queues between the extension and the worker do in Azure."""
         self._app_source = app
+        self._activity_latency = activity_latency
         self._state_dir = Path(state_dir)
         self._host = host
         self._requested_port = port
@@ -97,7 +109,7 @@ class DevHost:
         self._ready.wait()
         if self._startup_error is not None:
             self._thread.join()
-            raise RuntimeError("the dev host failed to start") from self._startup_error
+            raise _start_failure(self._startup_error)
 
     def run_forever(self) -> None:
         """Serve until stop() is called (from a signal handler or another thread).
@@ -113,7 +125,7 @@ class DevHost:
         self._claim()
         self._run_loop()
         if self._startup_error is not None:
-            raise RuntimeError("the dev host failed to start") from self._startup_error
+            raise _start_failure(self._startup_error)
 
     def stop(self) -> None:
         """Stop accepting requests, cancel timers and abandon in-flight activities.
@@ -176,6 +188,12 @@ class DevHost:
         self._stop_event = asyncio.Event()
         try:
             await self._open()
+        except AppIndexError as error:
+            # What Azure's worker says when it refuses the app: name the function, no stack.
+            self._startup_error = error
+            log.error("the worker refused the app, so no function would start in Azure: %s", error)
+            await self._close()
+            return
         except BaseException as error:
             self._startup_error = error
             log.exception("the dev host failed to start")
@@ -188,7 +206,7 @@ class DevHost:
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        index: FunctionIndex = index_app(load_app(self._app_source))
+        index: FunctionIndex = index_app(self._app_source)
         safe_hub = re.sub(r"[^A-Za-z0-9_-]", "_", self._task_hub) or "devhost"
         self._store = Store(self._state_dir / f"{safe_hub}.sqlite")
 
@@ -200,7 +218,9 @@ class DevHost:
             loop, self._pool("devhost-activity", ACTIVITY_THREADS), host_client_binding
         )
         orchestrator_invoker = Invoker(loop, self._pool("devhost-orchestrator", ORCHESTRATOR_THREADS))
-        self._engine = Engine(self._store, index, loop, activity_invoker, orchestrator_invoker)
+        self._engine = Engine(
+            self._store, index, loop, activity_invoker, orchestrator_invoker, self._activity_latency
+        )
 
         web_app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         ManagementApi(self._engine, self._task_hub).add_routes(web_app)

@@ -1,23 +1,26 @@
 """Serving the app's HTTP-triggered functions at /{routePrefix}/{route}.
 
-Each request becomes a real `azure.functions.HttpRequest`; a durableClient parameter receives the
-binding string the extension would pass, which the library's middleware turns into a
-DurableOrchestrationClient that calls back into this host.
+Each request goes to the function as the Functions host sends it (an `RpcHttp` in `TypedData`),
+and the runtime's converters build the `azure.functions.HttpRequest` the function receives; its
+answer comes back the same way. A durableClient parameter receives the binding string the
+extension would pass, which the library's middleware turns into a DurableOrchestrationClient that
+calls back into this host.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import azure.functions as func
 from aiohttp import web
 from multidict import CIMultiDict
 
-from devhost.functions import IndexedFunction, Invoker
+from devhost import rpc
+from devhost.functions import IndexedFunction, Invoker, typed_value
 from devhost.management import client_binding, request_origin
 from devhost.routing import Route, precedence
 
@@ -52,23 +55,55 @@ def _joined(pairs: Any) -> dict[str, str]:
     return joined
 
 
-def to_web_response(result: Any) -> web.Response:
-    if result is None:
+_SAME_SITE = {1: "Lax", 2: "Strict", 3: "None"}
+
+
+def set_cookie_header(cookie: rpc.RpcHttpCookie) -> str:
+    """A Set-Cookie header from the cookie the runtime sent (the host's job in Azure).
+
+    The worker protocol's header map holds one value per name, so the azure-functions library
+    moves every Set-Cookie header into this cookie list; no other header can repeat.
+    """
+    parts = [f"{cookie.name}={cookie.value}"]
+    for attribute, field in (("Domain", "domain"), ("Path", "path"), ("Max-Age", "max_age")):
+        nullable = getattr(cookie, field, None)
+        if nullable is not None and nullable.value not in ("", None):
+            value = nullable.value
+            parts.append(f"{attribute}={int(value) if isinstance(value, float) else value}")
+    expires = getattr(cookie, "expires", None)
+    if expires is not None:
+        moment = dt.datetime.fromtimestamp(expires.value.seconds, dt.UTC)
+        parts.append(f"Expires={moment:%a, %d %b %Y %H:%M:%S} GMT")
+    if getattr(cookie, "secure", None) is not None and cookie.secure.value:
+        parts.append("Secure")
+    if getattr(cookie, "http_only", None) is not None and cookie.http_only.value:
+        parts.append("HttpOnly")
+    same_site = _SAME_SITE.get(getattr(cookie, "same_site", 0) or 0)
+    if same_site:
+        parts.append(f"SameSite={same_site}")
+    return "; ".join(parts)
+
+
+def to_web_response(result: rpc.TypedData | None) -> web.Response:
+    """The HTTP answer for what the function returned, as the runtime encoded it."""
+    kind = None if result is None else result.WhichOneof("data")
+    if result is None or kind is None:
         return web.Response(status=204)
-    if isinstance(result, str):
-        return web.Response(status=200, text=result, content_type="text/plain", charset="utf-8")
-    if not isinstance(result, func.HttpResponse):
-        raise TypeError(f"an HTTP function returned {type(result).__name__}, not an HttpResponse")
+    if kind == "string":
+        return web.Response(status=200, text=result.string, content_type="text/plain", charset="utf-8")
+    if kind != "http":
+        raise TypeError(f"an HTTP function returned {kind} data, not an HttpResponse")
+    http = result.http
     headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in result.headers.items():
+    for name, value in http.headers.items():
         if name.lower() not in _FRAMING_HEADERS:
             headers.add(name, value)
-    if "content-type" not in headers:
-        mimetype = result.mimetype
-        headers["Content-Type"] = (
-            f"{mimetype}; charset={result.charset}" if mimetype.startswith("text/") else mimetype
-        )
-    return web.Response(status=result.status_code, body=result.get_body(), headers=headers)
+    for cookie in http.cookies:
+        headers.add("Set-Cookie", set_cookie_header(cookie))
+    body = typed_value(http.body)
+    if isinstance(body, str):
+        body = body.encode()
+    return web.Response(status=int(http.status_code or 200), body=body or b"", headers=headers)
 
 
 class HttpFunctionServer:
@@ -112,19 +147,20 @@ class HttpFunctionServer:
             return web.Response(status=resolved)
         entry, route_params = resolved
         function = entry.function
-        http_request = func.HttpRequest(
+        http_request = rpc.RpcHttp(
             method=request.method,
             url=str(request.url),
             headers=_joined(request.headers),
-            params=_joined(request.query),
-            route_params=route_params,
-            body=await request.read(),
+            query=_joined(request.query),
+            params=route_params,
+            body=rpc.TypedData(bytes=await request.read()),
         )
-        arguments: dict[str, Any] = {function.trigger_parameter: http_request}
+        arguments = {function.trigger_parameter: rpc.TypedData(http=http_request)}
         client = function.durable_client_parameter
         if client is not None:
             # Management URLs point at the origin the caller used, like the extension's.
-            arguments[client] = client_binding(request_origin(request), self._rpc_origin(), self._task_hub)
+            binding = client_binding(request_origin(request), self._rpc_origin(), self._task_hub)
+            arguments[client] = rpc.TypedData(string=binding)
         started = time.monotonic()
         try:
             response = to_web_response(await self._invoker.invoke(function, arguments))

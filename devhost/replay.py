@@ -1,7 +1,8 @@
-"""Calling an orchestrator and an activity exactly as the Python worker would.
+"""Replaying an orchestrator and running an activity with the payloads the Durable extension sends.
 
-Both go through the real converters of `azure.functions.durable_functions`, so the bytes an
-orchestrator or activity sees are the ones the worker would hand it.
+The orchestration context and an activity's input go to the worker as JSON text, and the
+runtime's converters (`azure.functions.durable_functions`) turn them into what the function
+sees; see devhost.functions for the conversion path.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from azure.functions import meta
-from azure.functions.durable_functions import ActivityTriggerConverter, OrchestrationTriggerConverter
+from azure_functions_runtime.utils.tracing import serialize_exception
 
-from devhost.functions import IndexedFunction
+from devhost import rpc
+from devhost.functions import IndexedFunction, Invoker, typed_value
 from devhost.history import JsonDict
 
 # Replay schema V3 (numbered 2): cumulative actions in one list. The extension adds the
@@ -61,30 +62,34 @@ def _failure(message: str) -> ReplayOutcome:
     return ReplayOutcome(state if isinstance(state, dict) else None, str(error or head.strip()))
 
 
-def replay(function: IndexedFunction, context_json: str) -> ReplayOutcome:
-    """Run one orchestrator episode. Blocking: call it on a worker thread."""
-    context = OrchestrationTriggerConverter.decode(
-        meta.Datum(type="json", value=context_json), trigger_metadata=None
-    )
+async def replay(invoker: Invoker, function: IndexedFunction, context_json: str) -> ReplayOutcome:
+    """Run one orchestrator episode."""
     try:
-        # The library's orchestrator handle takes the context as its only parameter, whatever
-        # name the trigger binding declares.
-        result = function.call(context)
+        result = await invoker.invoke(
+            function, {function.trigger_parameter: rpc.TypedData(string=context_json)}
+        )
     except Exception as error:  # the library reports orchestrator failures by raising
         return _failure(str(error))
-    datum = OrchestrationTriggerConverter.encode(result, expected_type=None)
-    state = json.loads(datum.value) if isinstance(datum.value, str | bytes) else datum.value
+    value = typed_value(result)
+    state = json.loads(value) if isinstance(value, str | bytes) else value
     if not isinstance(state, dict):
         return ReplayOutcome(None, f"The orchestrator returned {type(state).__name__}, not its state.")
     return ReplayOutcome(state, None)
 
 
-def decode_activity_input(serialized: str | None) -> Any:
-    return ActivityTriggerConverter.decode(
-        meta.Datum(type="json", value=serialized if serialized is not None else "null"), trigger_metadata=None
-    )
+async def run_activity(invoker: Invoker, function: IndexedFunction, serialized_input: str | None) -> str:
+    """Run an activity; its result as the JSON text the extension records in TaskCompleted."""
+    argument = rpc.TypedData(string=serialized_input if serialized_input is not None else "null")
+    value = typed_value(await invoker.invoke(function, {function.trigger_parameter: argument}))
+    return value if isinstance(value, str) else json.dumps(value)
 
 
-def encode_activity_result(value: Any) -> str:
-    datum = ActivityTriggerConverter.encode(value, expected_type=None)
-    return str(datum.value)
+def activity_failure(activity_name: str, error: BaseException) -> tuple[str, str]:
+    """TaskFailed's Reason and Details, as the extension reports a failed activity function.
+
+    The extension's activity shim reports "Activity function '<name>' failed: <message>", where
+    the message is the worker's report of the exception ("<Type>: <text>"), and the cause with
+    its stack as the details.
+    """
+    report = serialize_exception(error, rpc)
+    return f"Activity function '{activity_name}' failed: {report.message}", str(report.stack_trace)

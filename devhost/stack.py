@@ -9,6 +9,7 @@ from pathlib import Path
 
 from devhost.azurite import Azurite
 from devhost.config import flag, load_values
+from devhost.functions import index_app
 from devhost.host import DevHost
 from devhost.net import LOOPBACK, free_port
 from gateway.clients import close_clients, get_app_store
@@ -53,6 +54,8 @@ class LocalStack:
             raise
 
     def _start(self) -> None:
+        # The worker indexes the app before anything runs; a refused function stops it all here.
+        index_app(self.app_script)
         self._azurite = Azurite(
             self.project_dir, self.state_dir / "azurite", in_memory=self.azurite_in_memory
         )
@@ -92,11 +95,12 @@ class LocalStack:
     def _start_host(self) -> None:
         port = int(self.values.get("DEVHOST_PORT") or 7071)
         host = DevHost(
-            "function_app:app",
+            self.app_script,
             state_dir=self.state_dir / "durable",
             host=LOOPBACK,
             port=port,
             task_hub=self.values.get("TASK_HUB_NAME") or "devhost",
+            activity_latency=float(self.values.get("DEVHOST_ACTIVITY_LATENCY_MS") or 0) / 1000,
         )
         host.start()
         self._host = host
@@ -113,6 +117,15 @@ class LocalStack:
         if self._azurite is not None:
             self._azurite.stop()
         self._host = self._simulator = self._azurite = None
+
+    @property
+    def app_script(self) -> str:
+        """The app's script, named by the setting Azure's worker reads (function_app.py by default)."""
+        return (
+            os.environ.get("PYTHON_SCRIPT_FILE_NAME")
+            or self.values.get("PYTHON_SCRIPT_FILE_NAME")
+            or "function_app.py"
+        )
 
     def describe(self) -> str:
         assert self._azurite is not None

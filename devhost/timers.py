@@ -16,9 +16,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from azure.functions import meta
-from azure.functions.timer import TimerRequestConverter
-
+from devhost import rpc
 from devhost.functions import IndexedFunction, Invoker
 from devhost.history import format_timestamp, parse_timestamp, utc_now
 from devhost.store import Store
@@ -198,11 +196,9 @@ class TimerTriggers:
             },
             "IsPastDue": past_due,
         }
-        request = TimerRequestConverter.decode(
-            meta.Datum(type="json", value=json.dumps(payload)), trigger_metadata=None
-        )
         started = time.monotonic()
         try:
+            request = rpc.TypedData(json=json.dumps(payload))
             await self._invoker.invoke(function, {function.trigger_parameter: request})
         except asyncio.CancelledError:
             raise

@@ -127,6 +127,9 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
             "UPSTREAM_CREATES_PER_MINUTE": "0",
             "WEBHOOK_RETRY_SECONDS": "0.5,1,1,1,1",
             "PYTHONUNBUFFERED": "1",
+            # Activities and their results cross Storage queues in Azure: a cancel can land while
+            # an activity runs. Every stack under test has that latency, so such races show up.
+            "DEVHOST_ACTIVITY_LATENCY_MS": "250",
         }
     )
     env.update(overrides)

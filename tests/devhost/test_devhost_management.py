@@ -200,9 +200,21 @@ def test_timer_function_with_a_durable_client_starts_an_orchestration(start_host
     assert Api(host.url).wait(_started_by_timer[0])["output"] == {"past_due": False}
 
 
-def test_app_given_as_an_import_string(start_host: StartHost) -> None:
-    host = start_host("tests.devhost.test_devhost_management:app")
-    assert requests.get(f"{host.url}/api/ping", timeout=5).text == "pong"
+def test_app_given_as_a_script_name(
+    start_host: StartHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in Azure, a script holds exactly one app and the runtime's loader finds it there."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "ping_app.py").write_text(
+        "import azure.functions as func\n"
+        "app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)\n"
+        "@app.route(route='ping')\n"
+        "def ping(req: func.HttpRequest) -> func.HttpResponse:\n"
+        "    return func.HttpResponse('pong from a script')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "scripts"))
+    host = start_host("ping_app.py")
+    assert requests.get(f"{host.url}/api/ping", timeout=5).text == "pong from a script"
 
 
 def test_start_fails_loudly_when_the_port_is_taken(start_host: StartHost, tmp_path: Path) -> None:
@@ -212,17 +224,6 @@ def test_start_fails_loudly_when_the_port_is_taken(start_host: StartHost, tmp_pa
         DevHost(app, state_dir=tmp_path / "second", port=taken).start()
     # The first host is unaffected.
     assert requests.get(f"{first.url}/api/ping", timeout=5).text == "pong"
-
-
-@app.orchestration_trigger(context_name="ctx")
-def custom_context_name(ctx: df.DurableOrchestrationContext) -> Any:
-    return ctx.get_input() * 2
-
-
-def test_orchestrator_with_a_custom_context_parameter_name(start_host: StartHost) -> None:
-    host = start_host(app)
-    api = Api(host.url)
-    assert api.wait(api.start("custom_context_name", 21))["output"] == 42
 
 
 def test_run_forever_after_start_waits_for_stop(tmp_path: Path) -> None:

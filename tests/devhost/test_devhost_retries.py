@@ -20,7 +20,7 @@ RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=200, max_number_of_
 
 
 @app.activity_trigger(input_name="job")
-def flaky(job: dict[str, Any]) -> str:
+def flaky(job: dict) -> str:  # type: ignore[type-arg] - the worker accepts only a class here
     """Fails `failures` times for a key, then succeeds."""
     with _lock:
         _attempts[job["key"]] += 1
@@ -79,7 +79,11 @@ def test_activity_fails_twice_then_succeeds(start_host: StartHost) -> None:
         "ExecutionCompleted",
     ]
     failures = [event for event in history if event["EventType"] == "TaskFailed"]
-    assert failures[0]["Reason"] == "attempt 1 of twice failed"
+    # The extension's words for a failed activity, around the worker's "<Type>: <message>".
+    assert (
+        failures[0]["Reason"]
+        == "Activity function 'flaky' failed: ConnectionError: attempt 1 of twice failed"
+    )
     assert failures[0]["FunctionName"] == "flaky"
     assert "ConnectionError" in failures[0]["Details"]
 
@@ -92,7 +96,9 @@ def test_always_failing_activity_reaches_the_orchestrator_after_max_attempts(
     instance_id = api.start("retrying", {"key": "always", "failures": 99})
     status = api.wait(instance_id)
     assert status["runtimeStatus"] == "Completed"
-    assert status["output"].startswith("gave up: attempt 3 of always failed")
+    assert status["output"].startswith(
+        "gave up: Activity function 'flaky' failed: ConnectionError: attempt 3 of always failed"
+    )
     assert _attempts["always"] == 3
     history = api.status(instance_id, history=True)["history"]
     # One timer follows every failure, including the last, before the orchestrator sees it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -68,12 +69,24 @@ def test_prompt_becomes_a_playable_mp4_behind_a_read_only_sas_url(stack: Running
 
     assert stack.upstream_jobs_for("[e2e-first]") == 1
 
-    # The orchestration's own output carries a SAS URL for the same blob.
-    host = stack.api.removesuffix("/api")
-    status = requests.get(f"{host}/runtime/webhooks/durabletask/instances/{created['id']}", timeout=10).json()
+    # The orchestration's own output carries a SAS URL for the same blob. The job record is final
+    # first; the orchestration ends once the activity's result has crossed back (a queue in Azure).
+    status = wait_for_orchestration(stack, created["id"])
     assert status["runtimeStatus"] == "Completed"
     assert status["output"]["status"] == "completed"
     assert urlsplit(status["output"]["video_url"]).path == urlsplit(video_url).path
+
+
+def wait_for_orchestration(stack: RunningStack, instance_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    host = stack.api.removesuffix("/api")
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = requests.get(
+            f"{host}/runtime/webhooks/durabletask/instances/{instance_id}", timeout=10
+        ).json()
+        if status["runtimeStatus"] != "Running" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
 
 
 def test_each_read_mints_a_fresh_sas_url(stack: RunningStack) -> None:
