@@ -1,4 +1,5 @@
-"""`GET /api/openapi.json`: the OpenAPI 3.1 document of the public contract (`shared/API.md`).
+"""`GET /api/openapi.json`: the OpenAPI 3.1 document of the API, written from the project's API
+reference (`docs/api.md`).
 
 The paths and webhooks live here; the schemas, headers and error responses they share are in
 `api.openapi_schema`. `tests/contract` checks real responses against this document and fuzzes
@@ -88,7 +89,7 @@ def _prompt() -> JsonObject:
 
 
 def _create_fields(*, multipart: bool) -> JsonObject:
-    """The create fields of API.md; multipart carries text fields and the image as a file."""
+    """The create fields of the API reference; multipart carries text fields and the image as a file."""
     seconds: JsonObject = {"type": ["string", "integer"], "enum": [*SECONDS, *map(int, SECONDS)]}
     if multipart:
         seconds = string(enum=SECONDS)

@@ -1,7 +1,7 @@
 """Building blocks of the OpenAPI document: JSON Schema helpers and the `components` section.
 
-Written from the public contract (`shared/API.md`), not derived from the code, so the contract
-tests that check real responses against it catch the code drifting from the contract.
+Written from the project's API reference (`docs/api.md`), not derived from the code, so the
+contract tests that check real responses against it catch the code drifting from the reference.
 Response objects are closed (`additionalProperties: false`): an undocumented field is drift too.
 """
 
@@ -85,7 +85,7 @@ def _described(schema: JsonObject, description: str | None) -> JsonObject:
 
 
 def _video_rules() -> list[JsonObject]:
-    """What one field says about another, per API.md's Video table."""
+    """What one field says about another, per the Video object table of the API reference."""
     completed = {"properties": {"status": {"const": "completed"}}}
     queued = {"properties": {"status": {"const": "queued"}}}
     failed = {"properties": {"status": {"const": "failed"}}}

@@ -32,9 +32,9 @@ from tests.infra.bicep import (
 )
 
 SAMPLE_SETTINGS = PROJECT_DIR / "local.settings.sample.json"
-DEPLOY_DOC = PROJECT_DIR / "README.md"  # its "Deploy to Azure" section
+DEPLOY_DOC = PROJECT_DIR / "docs" / "deployment.md"  # its "Settings in Azure" section
 
-# Read by the code but deliberately not set by the template (each is documented in the README's "Deploy to Azure" section).
+# Read by the code but deliberately not set by the template (each is documented in docs/deployment.md).
 OPTIONAL_SETTINGS: dict[str, str] = {
     "AzureWebJobsStorage": "a connection string (Azurite); in Azure the identity-based AzureWebJobsStorage__* settings replace it",
     "AZURE_OPENAI_API_KEY": "key authentication; in Azure the identity calls Azure OpenAI with Entra ID tokens",
@@ -301,7 +301,7 @@ def test_optional_lists_are_current_and_documented() -> None:
         assert any(matches(key, {pattern}) for key in samples), f"{pattern} matches nothing in the sample"
     doc = DEPLOY_DOC.read_text(encoding="utf-8")
     undocumented = [key for key in [*OPTIONAL_SETTINGS, *LOCAL_ONLY_SETTINGS] if f"`{key}`" not in doc]
-    assert not undocumented, f"the README does not mention the optional settings {undocumented}"
+    assert not undocumented, f"docs/deployment.md does not mention the optional settings {undocumented}"
 
 
 # --- values ------------------------------------------------------------------------------------
