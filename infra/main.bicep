@@ -30,12 +30,11 @@ param functionAppName string = ''
 @description('Tags added to every resource.')
 param tags object = {}
 
-@description('Python version of the Functions worker.')
+@description('Python version of the app. 3.13 is the first with runtime version control: Azure runs the app on the azure-functions-runtime release pinned in requirements.txt.')
 @allowed([
-  '3.11'
-  '3.12'
+  '3.13'
 ])
-param pythonVersion string = '3.11'
+param pythonVersion string = '3.13'
 
 @description('Memory of each Flex Consumption instance, in MB.')
 @allowed([

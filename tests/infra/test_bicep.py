@@ -121,7 +121,8 @@ def test_function_app_runs_python_on_flex_consumption_with_a_user_assigned_ident
     assert config["runtime"]["name"] == "python"
     version = template["parameters"][config["runtime"]["version"]]
     allowed = next(d["argument"] for d in version["decorators"] if d["type"] == "allowed")
-    assert set(allowed) <= {"3.11", "3.12"}
+    # Python 3.13 on Flex Consumption runs the azure-functions-runtime pinned in requirements.txt.
+    assert set(allowed) == {"3.13"}
     assert version["default"] in allowed
     deployment = config["deployment"]["storage"]
     assert deployment["type"] == "blobContainer"

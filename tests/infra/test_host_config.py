@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import tomllib
@@ -86,3 +87,15 @@ def test_the_template_python_version_satisfies_the_project() -> None:
     allowed = next(d["argument"] for d in parameter["decorators"] if d["type"] == "allowed")
     for version in allowed:
         assert tuple(int(part) for part in version.split(".")) >= minimum
+
+
+def test_the_runtime_azure_runs_is_pinned_and_is_the_one_the_dev_host_runs() -> None:
+    """Python 3.13+ apps run on the azure-functions-runtime release named in requirements.txt
+    (runtime version control); the local stack must load functions with that same release."""
+    pins = dict(
+        line.split("==", 1)
+        for line in (PROJECT_DIR / "requirements.txt").read_text(encoding="utf-8").splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert "azure-functions-runtime" in pins, "pin the runtime so Azure runs the version tested here"
+    assert importlib.metadata.version("azure-functions-runtime") == pins["azure-functions-runtime"].strip()
