@@ -105,8 +105,8 @@ def _functions_of(app_source: object | str) -> tuple[object, Callable[[], list[A
         module = importlib.import_module(module_name)
         directory = str(Path(str(module.__file__)).parent)
         return module, lambda: list(index_function_app(module_name + ".py")), directory
-    directory = str(Path(inspect.getfile(type(app_source))).parent)
-    return app_source, lambda: list(app_source.get_functions()), directory  # type: ignore[attr-defined]
+    # An app object (tests build them) has no script; its functions run from the current directory.
+    return app_source, lambda: list(app_source.get_functions()), str(Path.cwd())  # type: ignore[attr-defined]
 
 
 def index_app(app_source: object | str) -> FunctionIndex:
