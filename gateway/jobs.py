@@ -131,6 +131,14 @@ class JobStore:
         rows = self._table.query_entities("expires_at lt @when", parameters={"when": int(when)})
         return [Job.from_entity(row) for row in rows]
 
+    def unfinished_jobs_created_before(self, when: float) -> list[Job]:
+        """Jobs (any app) created before `when` that are not finished yet: for reconciliation."""
+        rows = self._table.query_entities(
+            "created_at lt @when and status ne @completed and status ne @failed",
+            parameters={"when": int(when), "completed": "completed", "failed": "failed"},
+        )
+        return [Job.from_entity(row) for row in rows]
+
     def jobs_created_before(self, when: float) -> list[Job]:
         rows = self._table.query_entities("created_at lt @when", parameters={"when": int(when)})
         return [Job.from_entity(row) for row in rows]

@@ -1,9 +1,15 @@
-"""Retention: what the Blob lifecycle rule cannot do alone.
+"""Retention: what the Blob lifecycle rule cannot do alone, and jobs nothing will finish.
 
 In Azure a lifecycle rule deletes video blobs after the retention period; this sweep also
 clears the job records' asset fields, deletes job records once they are long past use, and
 deletes orphan blobs (assets whose job record is gone, e.g. after an interrupted delete).
 Locally, with no lifecycle rule, it does all of it.
+
+`Reconciler` finishes jobs whose orchestration ended, or vanished, while their record still
+says queued or in progress (a crashed or terminated orchestration, a purged task hub): they
+fail with a code saying so, give their quota slot back when the upstream never had them, and
+their upstream job is deleted. `maintenance/retention.py` asks the durable client for each
+orchestration's status; the decision itself, `settlement_for`, is pure.
 """
 
 from __future__ import annotations
@@ -11,14 +17,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from gateway.blobs import VideoAssets
-from gateway.jobs import JobStore
+from gateway.jobs import Job, JobStore
+from gateway.quota import QuotaStore
 
 # Records outlive their assets so that reads can say `video_expired` rather than "not found".
 RECORD_GRACE_SECONDS = 30 * 86400
 # Assets are written before their record points at them; give that a wide margin.
 ORPHAN_MIN_AGE_SECONDS = 3600
+# A job is recorded just before its orchestration starts, and the durable backend may take a
+# while to show a new instance: younger jobs are never reconciled.
+RECONCILE_GRACE_SECONDS = 600
+# Runtime statuses after which an orchestration does nothing more (durable's own names).
+ORCHESTRATION_ENDED = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
+ORCHESTRATION_FAILED = "orchestration_failed"
+ORCHESTRATION_LOST = "orchestration_lost"
 log = logging.getLogger(__name__)
 
 
@@ -75,3 +90,100 @@ class RetentionSweeper:
                 self._assets.delete_all(name)
                 deleted += 1
         return deleted
+
+
+class UpstreamJobs(Protocol):
+    """The part of the Sora client reconciliation uses."""
+
+    def delete_video(self, video_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How a job its orchestration left unfinished is finished."""
+
+    code: str
+    message: str
+
+
+def settlement_for(
+    job: Job, runtime_status: str | None, now: float, *, grace: float = RECONCILE_GRACE_SECONDS
+) -> Settlement | None:
+    """What to do about `job`, given its orchestration's runtime status (None: no such instance).
+
+    None leaves the job alone: it is finished, too young to judge, or its orchestration still runs.
+    """
+    if job.finished or job.created_at > now - grace:
+        return None
+    if runtime_status is None:
+        return Settlement(
+            ORCHESTRATION_LOST,
+            "The video's processing was lost and cannot resume; please create it again.",
+        )
+    if runtime_status in ORCHESTRATION_ENDED:
+        return Settlement(
+            ORCHESTRATION_FAILED,
+            f"The video's processing ended ({runtime_status}) before the video was finished; "
+            "please create it again.",
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What settling one job did."""
+
+    job: Job
+    refunded: bool
+    upstream_deleted: bool
+
+
+class Reconciler:
+    def __init__(self, jobs: JobStore, quota: QuotaStore, upstream: UpstreamJobs) -> None:
+        self._jobs = jobs
+        self._quota = quota
+        self._upstream = upstream
+
+    def candidates(self, now: float, *, grace: float = RECONCILE_GRACE_SECONDS) -> list[Job]:
+        """Unfinished jobs old enough that their orchestration should be running or done."""
+        return self._jobs.unfinished_jobs_created_before(now - grace)
+
+    def settle(self, job: Job, settlement: Settlement, now: float) -> Settled | None:
+        """Fail the job with the settlement's code; None when it finished by itself meanwhile.
+
+        The refund and the upstream delete are decided from the record as it was failed, not as
+        it was listed: an upstream id may have been recorded since.
+        """
+        failed = self._jobs.update_job(
+            job.app_id,
+            job.id,
+            status="failed",
+            error_code=settlement.code,
+            error_message=settlement.message,
+            completed_at=int(now),
+        )
+        if (failed.error_code, failed.completed_at) != (settlement.code, int(now)):
+            return None  # update_job leaves finished jobs alone: it finished on its own
+        refunded = False
+        if failed.upstream_id is None:
+            # The upstream never had the job, so it cost nothing: the app gets its slot back.
+            refunded = self._quota.release(failed.app_id, failed.id, now)
+        upstream_deleted = failed.upstream_id is not None and self._delete_upstream(failed)
+        log.warning(
+            "reconciled video %s of app %s: %s (slot refunded: %s, upstream job deleted: %s)",
+            failed.id,
+            failed.app_id,
+            settlement.code,
+            refunded,
+            upstream_deleted,
+        )
+        return Settled(job=failed, refunded=refunded, upstream_deleted=upstream_deleted)
+
+    def _delete_upstream(self, job: Job) -> bool:
+        """Best effort: a job nobody will collect should not keep running upstream."""
+        assert job.upstream_id is not None
+        try:
+            return self._upstream.delete_video(job.upstream_id)
+        except Exception as error:
+            log.warning("could not delete upstream job %s of video %s: %s", job.upstream_id, job.id, error)
+            return False

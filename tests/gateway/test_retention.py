@@ -1,13 +1,27 @@
-"""The retention sweep, against Azurite."""
+"""The retention sweep and the reconciliation of unfinished jobs, against Azurite."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import replace
+
+import pytest
 
 from gateway.blobs import VideoAssets
 from gateway.jobs import Job, JobStore, new_job_id
-from gateway.retention import RECORD_GRACE_SECONDS, RetentionSweeper
+from gateway.quota import Limits, QuotaStore
+from gateway.retention import (
+    ORCHESTRATION_ENDED,
+    ORCHESTRATION_FAILED,
+    ORCHESTRATION_LOST,
+    RECONCILE_GRACE_SECONDS,
+    RECORD_GRACE_SECONDS,
+    Reconciler,
+    RetentionSweeper,
+    Settlement,
+    settlement_for,
+)
 from gateway.tables import Tables
 
 NOW = time.time()
@@ -73,3 +87,163 @@ def test_orphan_blobs_are_deleted_and_owned_ones_kept(tables: Tables, video_asse
     assert report.orphan_blobs == 1
     assert not video_assets.exists("app_r/video_gone/video.mp4")
     assert video_assets.exists(str(owned.video_blob))
+
+
+# --- reconciliation: jobs whose orchestration ended or vanished without finishing them ---------
+
+OLD = NOW - RECONCILE_GRACE_SECONDS - 60
+
+
+def unfinished_job(jobs: JobStore, **fields: object) -> Job:
+    job = Job(
+        id=new_job_id(),
+        app_id="app_" + uuid.uuid4().hex[:8],
+        model="sora-2",
+        prompt="p",
+        seconds="4",
+        size="720x1280",
+        created_at=int(OLD),
+        status="in_progress",
+    )
+    job = replace(job, **fields)  # type: ignore[arg-type]
+    jobs.add_job(job)
+    return job
+
+
+class RecordingUpstream:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.deleted: list[str] = []
+        self.error = error
+
+    def delete_video(self, video_id: str) -> bool:
+        self.deleted.append(video_id)
+        if self.error is not None:
+            raise self.error
+        return True
+
+
+@pytest.mark.parametrize("status", sorted(ORCHESTRATION_ENDED))
+def test_a_job_whose_orchestration_ended_unfinished_fails_with_orchestration_failed(status: str) -> None:
+    job = Job(
+        id="v", app_id="a", model="sora-2", prompt="p", seconds="4", size="720x1280", created_at=int(OLD)
+    )
+    settlement = settlement_for(replace(job, status="in_progress"), status, NOW)
+    assert settlement is not None
+    assert settlement.code == ORCHESTRATION_FAILED
+    assert status in settlement.message
+
+
+def test_a_job_whose_orchestration_vanished_fails_with_orchestration_lost() -> None:
+    job = Job(
+        id="v", app_id="a", model="sora-2", prompt="p", seconds="4", size="720x1280", created_at=int(OLD)
+    )
+    settlement = settlement_for(job, None, NOW)
+    assert settlement is not None
+    assert settlement.code == ORCHESTRATION_LOST
+
+
+@pytest.mark.parametrize("status", ["Running", "Pending", "Suspended", "ContinuedAsNew"])
+def test_a_job_whose_orchestration_still_runs_is_left_alone(status: str) -> None:
+    job = Job(
+        id="v", app_id="a", model="sora-2", prompt="p", seconds="4", size="720x1280", created_at=int(OLD)
+    )
+    assert settlement_for(job, status, NOW) is None
+
+
+def test_young_and_finished_jobs_are_left_alone() -> None:
+    job = Job(
+        id="v", app_id="a", model="sora-2", prompt="p", seconds="4", size="720x1280", created_at=int(OLD)
+    )
+    just_started = replace(job, created_at=int(NOW - RECONCILE_GRACE_SECONDS + 30))
+    assert settlement_for(just_started, None, NOW) is None  # its orchestration may not show yet
+    assert settlement_for(replace(job, status="completed"), "Completed", NOW) is None
+    assert settlement_for(replace(job, status="failed"), None, NOW) is None
+    assert settlement_for(job, None, NOW) is not None  # the same job, old and unfinished
+
+
+def test_candidates_are_old_unfinished_jobs(tables: Tables) -> None:
+    jobs = JobStore(tables)
+    queued = unfinished_job(jobs, status="queued")
+    running = unfinished_job(jobs)
+    unfinished_job(jobs, created_at=int(NOW))  # too young
+    unfinished_job(jobs, status="completed")
+    unfinished_job(jobs, status="failed")
+
+    reconciler = Reconciler(jobs, QuotaStore(tables), RecordingUpstream())
+    assert {job.id for job in reconciler.candidates(NOW)} == {queued.id, running.id}
+
+
+def test_settling_a_job_the_upstream_never_had_refunds_its_slot(tables: Tables) -> None:
+    jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
+    job = unfinished_job(jobs, status="queued")
+    limits = Limits(hour=5, day=20)
+    assert quota.admit(job.app_id, limits, job.id, NOW - 60).admitted
+
+    settled = Reconciler(jobs, quota, upstream).settle(job, Settlement(ORCHESTRATION_LOST, "lost"), NOW)
+
+    assert settled is not None
+    assert (settled.refunded, settled.upstream_deleted) == (True, False)
+    stored = jobs.get_job(job.app_id, job.id)
+    assert stored is not None
+    assert (stored.status, stored.error_code, stored.error_message) == ("failed", ORCHESTRATION_LOST, "lost")
+    assert stored.completed_at == int(NOW)
+    assert quota.usage(job.app_id, limits, NOW).used == {"hour": 0, "day": 0}
+    assert upstream.deleted == []
+
+
+def test_settling_a_job_with_an_upstream_job_deletes_it_and_keeps_the_slot(tables: Tables) -> None:
+    jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
+    job = unfinished_job(jobs, upstream_id="up_1")
+    limits = Limits(hour=5, day=20)
+    quota.admit(job.app_id, limits, job.id, NOW - 60)
+
+    settled = Reconciler(jobs, quota, upstream).settle(job, Settlement(ORCHESTRATION_FAILED, "ended"), NOW)
+
+    assert settled is not None
+    assert (settled.refunded, settled.upstream_deleted) == (False, True)
+    assert upstream.deleted == ["up_1"]
+    assert quota.usage(job.app_id, limits, NOW).used == {"hour": 1, "day": 1}  # the upstream had it
+
+
+def test_the_upstream_id_recorded_after_listing_counts(tables: Tables) -> None:
+    jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
+    listed = unfinished_job(jobs, status="queued")
+    jobs.update_job(listed.app_id, listed.id, upstream_id="up_late")
+
+    settled = Reconciler(jobs, quota, upstream).settle(listed, Settlement(ORCHESTRATION_LOST, "lost"), NOW)
+
+    assert settled is not None
+    assert settled.refunded is False
+    assert upstream.deleted == ["up_late"]
+
+
+def test_a_failing_upstream_delete_still_finishes_the_job(tables: Tables) -> None:
+    jobs, upstream = JobStore(tables), RecordingUpstream(ConnectionError("upstream down"))
+    job = unfinished_job(jobs, upstream_id="up_2")
+
+    settled = Reconciler(jobs, QuotaStore(tables), upstream).settle(
+        job, Settlement(ORCHESTRATION_FAILED, "x"), NOW
+    )
+
+    assert settled is not None
+    assert settled.upstream_deleted is False
+    assert upstream.deleted == ["up_2"]
+    stored = jobs.get_job(job.app_id, job.id)
+    assert stored is not None
+    assert stored.error_code == ORCHESTRATION_FAILED
+
+
+def test_a_job_that_finished_meanwhile_is_not_touched(tables: Tables) -> None:
+    jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
+    listed = unfinished_job(jobs, status="queued")
+    quota.admit(listed.app_id, Limits(hour=5, day=20), listed.id, NOW - 60)
+    jobs.update_job(listed.app_id, listed.id, status="completed", progress=100, completed_at=int(NOW) - 5)
+
+    settled = Reconciler(jobs, quota, upstream).settle(listed, Settlement(ORCHESTRATION_LOST, "lost"), NOW)
+
+    assert settled is None
+    stored = jobs.get_job(listed.app_id, listed.id)
+    assert stored is not None
+    assert (stored.status, stored.error_code) == ("completed", None)
+    assert quota.usage(listed.app_id, Limits(hour=5, day=20), NOW).used["hour"] == 1
+    assert upstream.deleted == []
