@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 from typing import Any
@@ -9,13 +10,24 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import names
-from gateway.blobs import asset_blob_name, copy_upstream_asset
+from gateway.blobs import VideoAssets, asset_blob_name, copy_upstream_asset
 from gateway.clients import get_job_store, get_quota_store, get_sora_client, get_video_assets
-from gateway.errors import UpstreamRejectedError
-from gateway.messages import ActivityInput, JobFailure, JobRef, StoredAssets, UpstreamJobRef
+from gateway.errors import UpstreamRejectedError, UpstreamThrottled
+from gateway.jobs import Job
+from gateway.messages import (
+    ActivityInput,
+    JobFailure,
+    JobRef,
+    StoredAssets,
+    StoreOutcome,
+    UpstreamJobRef,
+    failure_message,
+    rejection_code,
+)
 from gateway.settings import get_settings
 
 bp = df.Blueprint()
+log = logging.getLogger(__name__)
 
 VIDEO_ASSET = "video.mp4"
 THUMBNAIL_ASSET = "thumbnail.jpg"
@@ -23,23 +35,39 @@ THUMBNAIL_ASSET = "thumbnail.jpg"
 
 @bp.function_name(names.STORE_VIDEO_ASSETS)
 @bp.activity_trigger(input_name="payload")
-def store_video_assets(payload: ActivityInput) -> dict[str, Any] | None:
+def store_video_assets(payload: ActivityInput) -> dict[str, Any]:
     """Stream the finished MP4 (and its thumbnail, when there is one) into Blob Storage.
 
-    Returns None when the job was cancelled meanwhile; then nothing is left behind in storage.
+    Answers a StoreOutcome: `stored`; `cancelled` when the job carries a cancel mark (then no
+    blob is left behind); `throttled` on a 429 (the orchestrator waits and asks again); `failed`
+    when the upstream refuses for good. Transient failures raise, after deleting whatever this
+    attempt wrote, and are retried by Durable.
     """
     ref = UpstreamJobRef.from_dict(payload)
-    jobs = get_job_store()
+    jobs, assets = get_job_store(), get_video_assets()
     current = jobs.get_job(ref.job.app_id, ref.job.job_id)
+    if current is not None and current.status == "completed" and current.video_blob is not None:
+        # An earlier attempt stored everything and then failed (or its answer was lost).
+        return StoreOutcome.stored(_stored(current, assets, current.video_blob)).to_dict()
     if current is None or current.finished:
-        return None
+        return StoreOutcome.cancelled().to_dict()
     video_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, VIDEO_ASSET)
-    written = _copy(ref.upstream_id, "video", video_blob, "video/mp4")
-    thumbnail_blob: str | None = asset_blob_name(ref.job.app_id, ref.job.job_id, THUMBNAIL_ASSET)
+    thumbnail_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, THUMBNAIL_ASSET)
     try:
-        _copy(ref.upstream_id, "thumbnail", str(thumbnail_blob), "image/jpeg")
-    except UpstreamRejectedError:
-        thumbnail_blob = None  # a thumbnail is a nicety; its absence must not fail the video
+        written = _copy(assets, ref.upstream_id, "video", video_blob, "video/mp4")
+    except UpstreamThrottled as error:
+        _discard(assets, video_blob)
+        return StoreOutcome.throttled(error.retry_after).to_dict()
+    except UpstreamRejectedError as error:
+        _discard(assets, video_blob)
+        log.warning("upstream %s refused its content: %s %s", ref.upstream_id, error.status, error.code)
+        return StoreOutcome.failed(
+            rejection_code(error.status, error.code, keep_upstream_code=False)
+        ).to_dict()
+    except BaseException:
+        _discard(assets, video_blob)  # never a partial video: the next attempt starts afresh
+        raise
+    stored_thumbnail = _copy_thumbnail(assets, ref.upstream_id, thumbnail_blob)
     now = int(time.time())
     retention = timedelta(days=get_settings().video_retention_days)
     stored = jobs.update_job(
@@ -50,38 +78,87 @@ def store_video_assets(payload: ActivityInput) -> dict[str, Any] | None:
         completed_at=now,
         expires_at=now + int(retention.total_seconds()),
         video_blob=video_blob,
-        thumbnail_blob=thumbnail_blob,
+        thumbnail_blob=stored_thumbnail,
     )
     if stored.video_blob != video_blob:
         # Cancelled or deleted while copying: the record will never point at these blobs.
-        get_video_assets().delete_all(video_blob, thumbnail_blob)
-        return None
-    # The orchestration's output carries a link too (operators read it in the status API);
-    # clients always get a freshly minted one from the API.
-    video_url = get_video_assets().read_url(video_blob, timedelta(minutes=get_settings().sas_ttl_minutes))
-    return StoredAssets(
-        video_blob=video_blob, thumbnail_blob=thumbnail_blob, video_bytes=written, video_url=video_url
+        _discard(assets, video_blob, stored_thumbnail)
+        return StoreOutcome.cancelled().to_dict()
+    return StoreOutcome.stored(
+        StoredAssets(
+            video_blob=video_blob,
+            thumbnail_blob=stored_thumbnail,
+            video_bytes=written,
+            video_url=_read_url(assets, video_blob),
+        )
     ).to_dict()
 
 
-def _copy(upstream_id: str, variant: str, blob_name: str, content_type: str) -> int:
-    return copy_upstream_asset(
-        get_sora_client(), get_video_assets(), upstream_id, variant, blob_name, content_type
+def _copy(assets: VideoAssets, upstream_id: str, variant: str, blob_name: str, content_type: str) -> int:
+    return copy_upstream_asset(get_sora_client(), assets, upstream_id, variant, blob_name, content_type)
+
+
+def _copy_thumbnail(assets: VideoAssets, upstream_id: str, blob_name: str) -> str | None:
+    """The thumbnail's blob, or None: a thumbnail is a nicety, and whatever keeps it from being
+    copied (a refusal, an outage, a 429) must not fail or hold up the video."""
+    try:
+        _copy(assets, upstream_id, "thumbnail", blob_name, "image/jpeg")
+    except Exception as error:
+        log.warning("no thumbnail for upstream %s: %s", upstream_id, type(error).__name__)
+        _discard(assets, blob_name)
+        return None
+    return blob_name
+
+
+def _stored(job: Job, assets: VideoAssets, video_blob: str) -> StoredAssets:
+    return StoredAssets(
+        video_blob=video_blob,
+        thumbnail_blob=job.thumbnail_blob,
+        video_bytes=0,  # not known any more; the blob has it
+        video_url=_read_url(assets, video_blob),
     )
+
+
+def _read_url(assets: VideoAssets, video_blob: str) -> str | None:
+    # The orchestration's output carries a link too (operators read it in the status API);
+    # clients always get a freshly minted one from the API, so failing to sign one here is no
+    # reason to fail a stored video.
+    try:
+        return assets.read_url(video_blob, timedelta(minutes=get_settings().sas_ttl_minutes))
+    except Exception:
+        log.warning("could not sign a read URL for %s", video_blob, exc_info=True)
+        return None
+
+
+def _discard(assets: VideoAssets, *blob_names: str | None) -> None:
+    """Delete these blobs if storage lets us; leftovers are orphans the retention sweep removes."""
+    try:
+        assets.delete_all(*blob_names)
+    except Exception:
+        log.warning("could not delete %s", ", ".join(name for name in blob_names if name), exc_info=True)
 
 
 @bp.function_name(names.FAIL_JOB)
 @bp.activity_trigger(input_name="payload")
 def fail_job(payload: ActivityInput) -> None:
+    """Make the job `failed` with its code and the app-facing message for it (a record that is
+    final already, e.g. cancelled, keeps its own), and delete any assets it does not own."""
     failure = JobFailure.from_dict(payload)
-    get_job_store().update_job(
-        failure.job.app_id,
-        failure.job.job_id,
-        status="failed",
-        error_code=failure.code,
-        error_message=failure.message,
-        completed_at=int(time.time()),
-    )
+    ref = failure.job
+    jobs = get_job_store()
+    job = jobs.get_job(ref.app_id, ref.job_id)
+    if job is not None:
+        job = jobs.update_job(
+            ref.app_id,
+            ref.job_id,
+            status="failed",
+            error_code=failure.code,
+            error_message=failure_message(failure.code),
+            completed_at=int(time.time()),
+        )
+    if job is None or job.status != "completed":
+        blobs = [asset_blob_name(ref.app_id, ref.job_id, asset) for asset in (VIDEO_ASSET, THUMBNAIL_ASSET)]
+        _discard(get_video_assets(), *blobs)
 
 
 @bp.function_name(names.RELEASE_QUOTA_SLOT)

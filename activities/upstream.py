@@ -1,7 +1,10 @@
 """Activities that talk to the Sora upstream and record what it said on the job.
 
 Throttling (429) is returned, not raised, so the orchestrator waits it out on a durable timer
-for as long as the upstream asks; other transient failures raise and are retried by Durable.
+for as long as the upstream asks; other transient failures raise and are retried by Durable;
+permanent answers (a refusal, 401/403, a lost job) are returned as final statuses. A job that
+carries a cancel mark (its record is final, or gone) is never worked on: the activity answers
+`cancelled` instead.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from activities import names
 from gateway.clients import get_job_store, get_sora_client, get_upstream_creator, get_upstream_pacer
 from gateway.creation import progress_fields
 from gateway.errors import UpstreamRejectedError, UpstreamThrottled
-from gateway.messages import ActivityInput, CreateRequest, JobRef, StatusCheck, UpstreamJobRef, UpstreamStatus
+from gateway.messages import (
+    ActivityInput,
+    CreateRequest,
+    JobRef,
+    StatusCheck,
+    UpstreamJobRef,
+    UpstreamStatus,
+    rejection_code,
+)
 from gateway.polling import ProgressTrack
 from gateway.settings import get_settings
 
@@ -31,8 +42,8 @@ def reserve_upstream_slot(payload: ActivityInput) -> float:
     ref = JobRef.from_dict(payload)
     jobs = get_job_store()
     job = jobs.get_job(ref.app_id, ref.job_id)
-    if job is None:
-        return time.time()
+    if job is None or job.finished:
+        return time.time()  # gone or cancelled: no slot to take; create answers `cancelled`
     if job.start_at is not None:
         return job.start_at
     start_at = get_upstream_pacer().reserve(time.time())
@@ -49,25 +60,24 @@ def create_upstream_job(payload: ActivityInput) -> dict[str, Any]:
     job = get_job_store().get_job(ref.app_id, ref.job_id)
     if job is None or job.finished:
         # Deleted or cancelled before its turn: nothing to create.
-        return UpstreamStatus(upstream_id=None, status="failed", error_code="cancelled").to_dict()
+        return UpstreamStatus.job_cancelled(None).to_dict()
     creator = get_upstream_creator()
     try:
         video = creator.ensure_created(job, get_settings().deployments.get(job.model, job.model))
     except UpstreamRejectedError as error:
-        log.info("upstream refused job %s: %s", job.id, error.code)
-        return UpstreamStatus(
-            upstream_id=None,
-            status="failed",
-            error_code=error.code,
-            error_message=error.message,
-            rejected=True,
+        log.info("upstream refused job %s: %s %s (%s)", job.id, error.status, error.code, error.message)
+        return UpstreamStatus.refused(
+            None, rejection_code(error.status, error.code, keep_upstream_code=True)
         ).to_dict()
     except UpstreamThrottled as error:
         return UpstreamStatus.throttled(None, error.retry_after).to_dict()
     now = time.time()
     origin = float(video.created_at or now)
     track = ProgressTrack(origin=origin).observe(now - origin, video.progress)
-    creator.record(job, video, policy.next_check_at(track))
+    recorded = creator.record(job, video, policy.next_check_at(track))
+    if recorded.finished:
+        # Cancelled while the create was under way: the orchestrator deletes what was made.
+        return UpstreamStatus.job_cancelled(video.id).to_dict()
     return UpstreamStatus.of(video, track).to_dict()
 
 
@@ -76,19 +86,37 @@ def create_upstream_job(payload: ActivityInput) -> dict[str, Any]:
 def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
     check = StatusCheck.from_dict(payload)
     ref, policy = check.upstream, check.poll
+    jobs = get_job_store()
+    job = jobs.get_job(ref.job.app_id, ref.job.job_id)
+    if job is None or job.finished:
+        # Read first, so a check retried through an outage stops at its next attempt.
+        return UpstreamStatus.job_cancelled(ref.upstream_id).to_dict()
     try:
         video = get_sora_client().get_video(ref.upstream_id)
     except UpstreamThrottled as error:
         return UpstreamStatus.throttled(ref.upstream_id, error.retry_after).to_dict()
+    except UpstreamRejectedError as error:
+        # 401/403/404 will not change with time: final now, not a timeout later.
+        log.warning("status of upstream %s refused: %s %s", ref.upstream_id, error.status, error.code)
+        code = rejection_code(error.status, error.code, keep_upstream_code=False)
+        return UpstreamStatus.refused(ref.upstream_id, code).to_dict()
     track = check.track.observe(time.time() - check.track.origin, video.progress)
-    get_job_store().update_job(
+    updated = jobs.update_job(
         ref.job.app_id, ref.job.job_id, next_check_at=policy.next_check_at(track), **progress_fields(video)
     )
+    if updated.finished:
+        return UpstreamStatus.job_cancelled(ref.upstream_id).to_dict()
     return UpstreamStatus.of(video, track).to_dict()
 
 
 @bp.function_name(names.DELETE_UPSTREAM_JOB)
 @bp.activity_trigger(input_name="payload")
 def delete_upstream_job(payload: ActivityInput) -> bool:
+    """Delete the upstream job; False when it was gone already or the upstream refuses for good
+    (retrying a 401/403 changes nothing). Transient failures raise and are retried."""
     ref = UpstreamJobRef.from_dict(payload)
-    return get_sora_client().delete_video(ref.upstream_id)
+    try:
+        return get_sora_client().delete_video(ref.upstream_id)
+    except UpstreamRejectedError as error:
+        log.warning("could not delete upstream %s: %s %s", ref.upstream_id, error.status, error.code)
+        return False

@@ -22,6 +22,10 @@ def deliver_webhook(payload: ActivityInput) -> bool:
     app = get_app_store().get_app(delivery.job.app_id)
     if job is None or app is None or not job.webhook_url:
         return True  # deleted meanwhile: nothing left to tell anyone
+    if not job.finished:
+        # Its final record could not be written (storage trouble): an event would contradict
+        # itself. Not delivered yet; a later attempt finds the record reconciled.
+        return False
     event = WebhookEvent(
         id=delivery.event_id,
         type="video.completed" if job.status == "completed" else "video.failed",

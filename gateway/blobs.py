@@ -18,6 +18,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
+from gateway.errors import UpstreamTransientError
 from gateway.sora import SoraClient
 
 # Blocks small enough that memory stays bounded (block size x concurrency), large enough
@@ -126,15 +127,21 @@ class VideoAssets:
 def copy_upstream_asset(
     sora: SoraClient, assets: VideoAssets, upstream_id: str, variant: str, blob_name: str, content_type: str
 ) -> int:
-    """Stream one upstream asset into a blob, chunk by chunk; returns the bytes copied."""
+    """Stream one upstream asset into a blob, chunk by chunk; returns the bytes copied.
+
+    A stream that ends short of its announced length is a transient upstream failure, and the
+    truncated blob is deleted: a blob is either the whole asset or absent.
+    """
     with sora.stream_content(upstream_id, variant) as response:
         length = response.headers.get("Content-Length")
-        return assets.upload_stream(
-            blob_name,
-            cast(IO[bytes], response.raw),
-            length=int(length) if length else None,
-            content_type=content_type,
+        expected = int(length) if length else None
+        written = assets.upload_stream(
+            blob_name, cast(IO[bytes], response.raw), length=expected, content_type=content_type
         )
+    if expected is not None and written != expected:
+        assets.delete_all(blob_name)
+        raise UpstreamTransientError(f"{variant} of {upstream_id}: {written} of {expected} bytes arrived")
+    return written
 
 
 class _SasSigner:

@@ -27,9 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def progress_fields(video: UpstreamVideo) -> dict[str, Any]:
-    """Job fields for an upstream status. "completed" is written only once the assets are
-    stored, so a reader never sees a completed job without its video."""
-    status = "in_progress" if video.status in ("completed", "failed") else video.status
+    """Job fields for an upstream status. Only the orchestration makes a job final: "completed"
+    is written once the assets are stored (a reader never sees a completed job without its
+    video), "failed" by fail_job. Any other upstream status reads as in progress meanwhile."""
+    status = video.status if video.status in ("queued", "in_progress") else "in_progress"
     return {"status": status, "progress": min(video.progress, 99)}
 
 
@@ -67,8 +68,10 @@ class UpstreamCreator:
         self._claim(video.id, job)
         return video
 
-    def record(self, job: Job, video: UpstreamVideo, next_check_at: float) -> None:
-        self._jobs.update_job(
+    def record(self, job: Job, video: UpstreamVideo, next_check_at: float) -> Job:
+        """Write the upstream job onto the record; returns the record (finished, unchanged, when
+        the job was cancelled meanwhile)."""
+        return self._jobs.update_job(
             job.app_id, job.id, upstream_id=video.id, next_check_at=next_check_at, **progress_fields(video)
         )
 

@@ -20,6 +20,55 @@ else:
     ActivityInput = dict
 
 
+# Failure codes the gateway itself gives a job (the upstream's own codes pass through as well).
+CANCELLED = "cancelled"
+TIMEOUT = "timeout"
+INTERNAL_ERROR = "internal_error"
+STORAGE_UNAVAILABLE = "storage_unavailable"
+UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+UPSTREAM_ACCESS_DENIED = "upstream_access_denied"
+UPSTREAM_JOB_NOT_FOUND = "upstream_job_not_found"
+UPSTREAM_CANCELLED = "upstream_cancelled"
+UPSTREAM_ERROR = "upstream_error"
+VIDEO_GENERATION_FAILED = "video_generation_failed"
+CONTENT_POLICY_VIOLATION = "content_policy_violation"
+
+# What an app reads in `error.message`, by code. Only these sentences are ever stored on a job:
+# never the upstream's text, an exception's or an activity's name.
+FAILURE_MESSAGES: dict[str, str] = {
+    CANCELLED: "The video was cancelled.",
+    TIMEOUT: "The video was not ready in time.",
+    INTERNAL_ERROR: "The video could not be finished because of an internal error. Please try again.",
+    STORAGE_UNAVAILABLE: "The video could not be stored because storage was unavailable. Please try again.",
+    UPSTREAM_UNAVAILABLE: "The video service was unavailable. Please try again later.",
+    UPSTREAM_ACCESS_DENIED: "The video service refused the gateway's access. Please contact the operator.",
+    UPSTREAM_JOB_NOT_FOUND: "The video service no longer has this video. Please try again.",
+    UPSTREAM_CANCELLED: "The video service cancelled this video before it was finished.",
+    UPSTREAM_ERROR: "The video service refused to make this video.",
+    VIDEO_GENERATION_FAILED: "The video service could not generate this video.",
+    CONTENT_POLICY_VIOLATION: "The request was refused by the content policy. Change the prompt or image.",
+    "remix_source_not_found": "The video to remix no longer exists.",
+}
+DEFAULT_FAILURE_MESSAGE = "The video could not be generated."
+ACTIVE_STATUSES = frozenset({"queued", "in_progress"})
+
+
+def failure_message(code: str) -> str:
+    """The app-facing sentence for a failure code."""
+    return FAILURE_MESSAGES.get(code, DEFAULT_FAILURE_MESSAGE)
+
+
+def rejection_code(status: int | None, upstream_code: str, *, keep_upstream_code: bool) -> str:
+    """A job's failure code for a permanent upstream answer. Access problems are the gateway's
+    (its identity or key), whatever the upstream calls them; a create refusal keeps the upstream's
+    code (content policy, ...); for an existing job, 404 means the upstream lost it."""
+    if status in (401, 403):
+        return UPSTREAM_ACCESS_DENIED
+    if keep_upstream_code:
+        return upstream_code
+    return UPSTREAM_JOB_NOT_FOUND if status == 404 else UPSTREAM_ERROR
+
+
 @dataclass(frozen=True)
 class JobRef:
     app_id: str
@@ -35,24 +84,42 @@ class JobRef:
 
 @dataclass(frozen=True)
 class UpstreamStatus:
-    """Where the upstream job stands. `rejected` means the upstream refused it for good."""
+    """Where the upstream job stands. `rejected` means the upstream refused it for good;
+    `cancelled` that the job carries a cancel mark (or is gone), so nothing more may be done."""
 
     upstream_id: str | None
     status: str
     progress: int = 0
     error_code: str | None = None
-    error_message: str | None = None
+    error_message: str | None = None  # the upstream's own words: for logs, never for apps
     rejected: bool = False
     retry_after: float | None = None  # set when the upstream throttled us: wait, then ask again
     track: dict[str, Any] | None = None  # the ProgressTrack after this observation
+    cancelled: bool = False
+
+    @property
+    def is_throttled(self) -> bool:
+        return self.retry_after is not None
 
     @property
     def finished(self) -> bool:
-        return self.rejected or self.status in ("completed", "failed")
+        """Final: anything but queued / in_progress (upstream `cancelled` included), a refusal,
+        or a cancel mark. A throttled answer says nothing about the job: not final."""
+        if self.rejected or self.cancelled:
+            return True
+        return not self.is_throttled and self.status not in ACTIVE_STATUSES
 
     @classmethod
     def throttled(cls, upstream_id: str | None, retry_after: float | None) -> UpstreamStatus:
         return cls(upstream_id=upstream_id, status="throttled", retry_after=max(retry_after or 0.0, 1.0))
+
+    @classmethod
+    def refused(cls, upstream_id: str | None, code: str) -> UpstreamStatus:
+        return cls(upstream_id=upstream_id, status="failed", error_code=code, rejected=True)
+
+    @classmethod
+    def job_cancelled(cls, upstream_id: str | None) -> UpstreamStatus:
+        return cls(upstream_id=upstream_id, status="failed", error_code=CANCELLED, cancelled=True)
 
     @classmethod
     def of(cls, video: UpstreamVideo, track: ProgressTrack) -> UpstreamStatus:
@@ -127,16 +194,18 @@ class StatusCheck:
 
 @dataclass(frozen=True)
 class JobFailure:
+    """Input of fail_job: which job and why. The message the app reads is looked up from the
+    code where the record is written (`failure_message`), so no other text can reach it."""
+
     job: JobRef
     code: str
-    message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.job.to_dict(), "code": self.code, "message": self.message}
+        return {**self.job.to_dict(), "code": self.code}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobFailure:
-        return cls(job=JobRef.from_dict(data), code=str(data["code"]), message=str(data["message"]))
+        return cls(job=JobRef.from_dict(data), code=str(data["code"]))
 
 
 @dataclass(frozen=True)
@@ -152,6 +221,51 @@ class StoredAssets:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StoredAssets:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What store_video_assets did: `stored` (with `assets`), `cancelled` (nothing left behind),
+    `throttled` (ask again after `retry_after`) or `failed` for good (with `error_code`)."""
+
+    status: str
+    assets: StoredAssets | None = None
+    retry_after: float | None = None
+    error_code: str | None = None
+
+    @classmethod
+    def stored(cls, assets: StoredAssets) -> StoreOutcome:
+        return cls(status="stored", assets=assets)
+
+    @classmethod
+    def cancelled(cls) -> StoreOutcome:
+        return cls(status="cancelled")
+
+    @classmethod
+    def throttled(cls, retry_after: float | None) -> StoreOutcome:
+        return cls(status="throttled", retry_after=max(retry_after or 0.0, 1.0))
+
+    @classmethod
+    def failed(cls, code: str) -> StoreOutcome:
+        return cls(status="failed", error_code=code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "assets": None if self.assets is None else self.assets.to_dict(),
+            "retry_after": self.retry_after,
+            "error_code": self.error_code,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StoreOutcome:
+        assets = data.get("assets")
+        return cls(
+            status=str(data["status"]),
+            assets=None if assets is None else StoredAssets.from_dict(assets),
+            retry_after=data.get("retry_after"),
+            error_code=data.get("error_code"),
+        )
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,18 @@
 """The life of one video job: wait for its upstream turn, create it once, poll on durable
-timers, store the result.
+timers, store the result. Every path ends in a final job record.
 
 Deterministic by construction: every decision uses the input, activity results and
-`context.current_utc_datetime`; all I/O happens in activities. A cancel event is heard at every
-wait; the deadline bounds every wait.
+`context.current_utc_datetime`; all I/O happens in activities.
+
+Cancel: the library hands a raised event to the newest waiter for its name, and waiters from
+earlier waits stay registered, so the orchestration makes exactly one cancel waiter and races
+it against every activity and timer. An activity always runs to its end (a create must be seen
+through to learn what to delete); right after it, a cancel heard meanwhile stops the job.
+
+Failures: an activity that fails after its retries, or anything unexpected, ends the job as
+`failed` with a code saying what happened; the slot goes back when the upstream never accepted
+the job; the upstream job, when there is one, is deleted. Clean-up failures never escape: if
+even the record cannot be written, the output still says `failed` (with `recorded: false`).
 """
 
 from __future__ import annotations
@@ -17,11 +26,21 @@ import azure.durable_functions as df
 
 from activities import names as activity
 from gateway.messages import (
+    CANCELLED,
+    INTERNAL_ERROR,
+    STORAGE_UNAVAILABLE,
+    TIMEOUT,
+    UPSTREAM_ACCESS_DENIED,
+    UPSTREAM_CANCELLED,
+    UPSTREAM_ERROR,
+    UPSTREAM_UNAVAILABLE,
+    VIDEO_GENERATION_FAILED,
     CreateRequest,
     JobFailure,
     JobRef,
     StatusCheck,
     StoredAssets,
+    StoreOutcome,
     UpstreamJobRef,
     UpstreamStatus,
     WebhookDelivery,
@@ -68,13 +87,15 @@ class JobRun:
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """The orchestration's output."""
+    """The orchestration's output. `recorded` is False when the final job record could not be
+    written (storage kept failing): the record is left for the reconciling sweep."""
 
     job_id: str
     status: str
     error_code: str | None = None
     video_blob: str | None = None
     video_url: str | None = None
+    recorded: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,16 +104,17 @@ class JobOutcome:
             "error_code": self.error_code,
             "video_blob": self.video_blob,
             "video_url": self.video_url,
+            "recorded": self.recorded,
         }
 
 
 class _Stop(Exception):
-    """Ends the job early with a failure code (cancelled, timeout, ...)."""
+    """Ends the job early with a failure code. `refund` None: give the slot back exactly when
+    the upstream never accepted the job (a cancel keeps it)."""
 
-    def __init__(self, code: str, message: str, *, refund: bool = False) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, *, refund: bool | None = None) -> None:
+        super().__init__(code)
         self.code = code
-        self.message = message
         self.refund = refund
 
 
@@ -100,47 +122,178 @@ class _Stop(Exception):
 @bp.orchestration_trigger(context_name="context")
 def generate_video(context: df.DurableOrchestrationContext) -> Orchestration:
     run = JobRun.from_dict(context.get_input())
-    outcome = yield from _run_job(context, run)
+    outcome = yield from _JobFlow(context, run).run()
     if run.webhook_delays:
         # The job's record is final before this: delivery never delays or changes the video.
         yield from _notify(context, run)
     return outcome
 
 
-def _run_job(context: df.DurableOrchestrationContext, run: JobRun) -> Orchestration:
-    job = run.job
-    deadline = context.current_utc_datetime + timedelta(minutes=run.timeout_minutes)
-    upstream: UpstreamJobRef | None = None
-    try:
-        start_at = yield context.call_activity_with_retry(
-            activity.RESERVE_UPSTREAM_SLOT, STORAGE_RETRY, job.to_dict()
-        )
-        yield from _wait_until(context, datetime.fromtimestamp(start_at, UTC), deadline)
-        status = yield from _create_upstream(context, run, deadline)
-        assert status.upstream_id is not None
-        upstream = UpstreamJobRef(job=job, upstream_id=status.upstream_id)
-        status = yield from _poll_until_finished(context, run, upstream, status, deadline)
-    except _Stop as stop:
-        if upstream is not None:
-            yield context.call_activity_with_retry(
-                activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, upstream.to_dict()
-            )
-        # Nothing reached the upstream when a queued job ran out of time: that costs no slot.
-        if stop.refund or (upstream is None and stop.code == "timeout"):
-            yield context.call_activity_with_retry(activity.RELEASE_QUOTA_SLOT, STORAGE_RETRY, job.to_dict())
-        return (yield from _fail(context, job, stop.code, stop.message))
+class _JobFlow:
+    """One job's way through the pipeline, and the state its failure handling needs."""
 
-    if status.status != "completed":
-        return (yield from _fail(context, job, status.error_code or "failed", status.error_message or ""))
-    stored = yield context.call_activity_with_retry(
-        activity.STORE_VIDEO_ASSETS, UPSTREAM_RETRY, upstream.to_dict()
-    )
-    if stored is None:  # cancelled while the assets were being copied
-        return JobOutcome(job_id=job.job_id, status="failed", error_code="cancelled").to_dict()
-    assets = StoredAssets.from_dict(stored)
-    return JobOutcome(
-        job_id=job.job_id, status="completed", video_blob=assets.video_blob, video_url=assets.video_url
-    ).to_dict()
+    def __init__(self, context: df.DurableOrchestrationContext, run: JobRun) -> None:
+        self._context = context
+        self._run = run
+        self._job = run.job
+        self._deadline: datetime = context.current_utc_datetime + timedelta(minutes=run.timeout_minutes)
+        # The one cancel waiter of this orchestration (see the module docstring).
+        self._cancel = context.wait_for_external_event(names.CANCEL_EVENT)
+        self._upstream: UpstreamJobRef | None = None
+        self._last_check_failed = False
+
+    def run(self) -> Orchestration:
+        """Run the job; never raises: every path returns a JobOutcome dict."""
+        try:
+            return (yield from self._generate())
+        except _Stop as stop:
+            return (yield from self._fail(stop))
+        except Exception:  # a malformed result or a bug must still end the job
+            return (yield from self._fail(_Stop(INTERNAL_ERROR)))
+
+    # -- the pipeline --------------------------------------------------------------------
+
+    def _generate(self) -> Orchestration:
+        job = self._job
+        start_at = yield from self._call(activity.RESERVE_UPSTREAM_SLOT, STORAGE_RETRY, job.to_dict())
+        self._stop_if_cancelled()
+        yield from self._wait_until(datetime.fromtimestamp(float(start_at), UTC))
+        status = yield from self._create()
+        status = yield from self._poll_until_finished(status)
+        if status.status != "completed":
+            raise _Stop(_final_code(status))
+        assets = yield from self._store()
+        return JobOutcome(
+            job_id=job.job_id, status="completed", video_blob=assets.video_blob, video_url=assets.video_url
+        ).to_dict()
+
+    def _create(self) -> Orchestration:
+        request = CreateRequest(job=self._job, poll=self._run.poll).to_dict()
+        while True:
+            status = UpstreamStatus.from_dict(
+                (yield from self._call(activity.CREATE_UPSTREAM_JOB, UPSTREAM_RETRY, request))
+            )
+            if status.upstream_id is not None:
+                self._upstream = UpstreamJobRef(job=self._job, upstream_id=status.upstream_id)
+            if status.cancelled:
+                raise _Stop(CANCELLED)
+            self._stop_if_cancelled()
+            if status.is_throttled:
+                yield from self._wait_until(self._after(status.retry_after or 1.0))
+                continue
+            if self._upstream is None:
+                # Refused. The slot goes back only when the refusal was about the gateway's own
+                # access; a refusal of the request itself (content policy, ...) keeps it.
+                code = status.error_code or UPSTREAM_ERROR
+                raise _Stop(code, refund=code == UPSTREAM_ACCESS_DENIED)
+            return status
+
+    def _poll_until_finished(self, status: UpstreamStatus) -> Orchestration:
+        upstream = self._upstream
+        assert upstream is not None
+        track = status.progress_track
+        while not status.finished:
+            delay = status.retry_after or self._run.poll.next_delay(track)
+            yield from self._wait_until(self._after(delay))
+            check = StatusCheck(upstream=upstream, track=track, poll=self._run.poll).to_dict()
+            try:
+                result = yield from self._call(activity.CHECK_UPSTREAM_JOB, UPSTREAM_RETRY, check)
+            except _Stop as stop:
+                if stop.code == CANCELLED:
+                    raise
+                # Retries exhausted by an outage: keep looking, the deadline bounds how long.
+                self._last_check_failed = True
+                continue
+            self._last_check_failed = False
+            status = UpstreamStatus.from_dict(result)
+            if status.cancelled:
+                raise _Stop(CANCELLED)
+            self._stop_if_cancelled()
+            if status.track is not None:
+                track = status.progress_track
+        return status
+
+    def _store(self) -> Orchestration:
+        upstream = self._upstream
+        assert upstream is not None
+        while True:
+            outcome = StoreOutcome.from_dict(
+                (yield from self._call(activity.STORE_VIDEO_ASSETS, UPSTREAM_RETRY, upstream.to_dict()))
+            )
+            if outcome.status == "stored":
+                # The record says completed now; a cancel that came too late changes nothing.
+                assert outcome.assets is not None
+                assets: StoredAssets = outcome.assets
+                return assets
+            if outcome.status == "cancelled":
+                raise _Stop(CANCELLED)
+            if outcome.status != "throttled":
+                raise _Stop(outcome.error_code or UPSTREAM_ERROR)
+            self._stop_if_cancelled()
+            yield from self._wait_until(self._after(outcome.retry_after or 1.0))
+
+    # -- activities, waits and cancel ----------------------------------------------------
+
+    def _call(self, name: str, retry: df.RetryOptions, payload: dict[str, Any]) -> Orchestration:
+        """Run one activity to its end, hearing a cancel meanwhile; returns its result.
+
+        Raises _Stop when it failed after its retries (`cancelled` if a cancel came meanwhile).
+        """
+        task = self._context.call_activity_with_retry(name, retry, payload)
+        if not self._cancel.is_completed:
+            yield self._context.task_any([task, self._cancel])
+        try:
+            return (yield task)
+        except Exception as error:
+            self._stop_if_cancelled()
+            raise _Stop(_failure_code(name)) from error
+
+    def _stop_if_cancelled(self) -> None:
+        if self._cancel.is_completed:
+            raise _Stop(CANCELLED)
+
+    def _wait_until(self, wake_at: datetime) -> Orchestration:
+        """Sleep on a durable timer until `wake_at`, unless cancelled; never past the deadline."""
+        self._stop_if_cancelled()
+        if wake_at > self._context.current_utc_datetime:
+            timer = self._context.create_timer(min(wake_at, self._deadline))
+            yield self._context.task_any([timer, self._cancel])
+            if self._cancel.is_completed:
+                if not timer.is_completed:
+                    timer.cancel()  # no timer may outlive the orchestration
+                raise _Stop(CANCELLED)
+        if self._context.current_utc_datetime >= self._deadline:
+            # Out of time. When the upstream could not even be asked, say so rather than "slow".
+            raise _Stop(UPSTREAM_UNAVAILABLE if self._last_check_failed else TIMEOUT)
+
+    def _after(self, seconds: float) -> datetime:
+        return _after(self._context, seconds)
+
+    # -- ending a job that did not complete ----------------------------------------------
+
+    def _fail(self, stop: _Stop) -> Orchestration:
+        job = self._job
+        refund = stop.refund
+        if refund is None:
+            refund = self._upstream is None and stop.code != CANCELLED
+        if refund:  # before the record turns final, so a reader of both never sees it counted
+            yield from self._attempt(activity.RELEASE_QUOTA_SLOT, STORAGE_RETRY, job.to_dict())
+        recorded = yield from self._attempt(
+            activity.FAIL_JOB, STORAGE_RETRY, JobFailure(job=job, code=stop.code).to_dict()
+        )
+        if self._upstream is not None:
+            yield from self._attempt(activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, self._upstream.to_dict())
+        return JobOutcome(
+            job_id=job.job_id, status="failed", error_code=stop.code, recorded=recorded
+        ).to_dict()
+
+    def _attempt(self, name: str, retry: df.RetryOptions, payload: dict[str, Any]) -> Orchestration:
+        """A clean-up step: True when it succeeded; its failure never stops the ones after it."""
+        try:
+            yield self._context.call_activity_with_retry(name, retry, payload)
+        except Exception:
+            return False
+        return True
 
 
 def _notify(context: df.DurableOrchestrationContext, run: JobRun) -> Orchestration:
@@ -156,79 +309,28 @@ def _notify(context: df.DurableOrchestrationContext, run: JobRun) -> Orchestrati
         yield context.create_timer(_after(context, run.webhook_delays[attempt]))
 
 
-def _create_upstream(
-    context: df.DurableOrchestrationContext, run: JobRun, deadline: datetime
-) -> Orchestration:
-    request = CreateRequest(job=run.job, poll=run.poll).to_dict()
-    while True:
-        try:
-            result = yield context.call_activity_with_retry(
-                activity.CREATE_UPSTREAM_JOB, UPSTREAM_RETRY, request
-            )
-        except Exception as error:
-            # The upstream never accepted the job: the app gets its slot back.
-            raise _Stop("upstream_unavailable", _reason(error), refund=True) from error
-        status = UpstreamStatus.from_dict(result)
-        if status.retry_after is not None:
-            yield from _wait_until(context, _after(context, status.retry_after), deadline)
-            continue
-        if status.upstream_id is None:
-            raise _Stop(
-                status.error_code or "failed", status.error_message or "The upstream refused the video."
-            )
-        return status
-
-
-def _poll_until_finished(
-    context: df.DurableOrchestrationContext,
-    run: JobRun,
-    upstream: UpstreamJobRef,
-    status: UpstreamStatus,
-    deadline: datetime,
-) -> Orchestration:
-    track = status.progress_track
-    while not status.finished:
-        delay = status.retry_after or run.poll.next_delay(track)
-        yield from _wait_until(context, _after(context, delay), deadline)
-        check = StatusCheck(upstream=upstream, track=track, poll=run.poll).to_dict()
-        try:
-            status = UpstreamStatus.from_dict(
-                (yield context.call_activity_with_retry(activity.CHECK_UPSTREAM_JOB, UPSTREAM_RETRY, check))
-            )
-        except Exception:  # noqa: S112 - retries exhausted; the deadline bounds how long we keep looking
-            continue
-        if status.track is not None:
-            track = status.progress_track
-    return status
-
-
-def _wait_until(
-    context: df.DurableOrchestrationContext, wake_at: datetime, deadline: datetime
-) -> Orchestration:
-    """Sleep on a durable timer until `wake_at`, unless cancelled; never past the deadline."""
-    if wake_at > context.current_utc_datetime:
-        timer = context.create_timer(min(wake_at, deadline))
-        cancel = context.wait_for_external_event(names.CANCEL_EVENT)
-        winner = yield context.task_any([timer, cancel])
-        if winner == cancel:
-            timer.cancel()  # no timer may outlive the orchestration
-            raise _Stop("cancelled", "The video was cancelled.")
-    if context.current_utc_datetime >= deadline:
-        raise _Stop("timeout", "The video was not ready in time.")
-
-
 def _after(context: df.DurableOrchestrationContext, seconds: float) -> datetime:
     now: datetime = context.current_utc_datetime
     return now + timedelta(seconds=seconds)
 
 
-def _fail(context: df.DurableOrchestrationContext, job: JobRef, code: str, message: str) -> Orchestration:
-    failure = JobFailure(job=job, code=code, message=message)
-    yield context.call_activity_with_retry(activity.FAIL_JOB, STORAGE_RETRY, failure.to_dict())
-    return JobOutcome(job_id=job.job_id, status="failed", error_code=code).to_dict()
+def _failure_code(name: str) -> str:
+    """The code for an activity that failed after all its retries."""
+    if name == activity.RESERVE_UPSTREAM_SLOT:
+        return STORAGE_UNAVAILABLE
+    if name in (activity.CREATE_UPSTREAM_JOB, activity.CHECK_UPSTREAM_JOB, activity.STORE_VIDEO_ASSETS):
+        # Their transient failures are the upstream's (5xx, resets, a stream cut off); should our
+        # storage be what failed, the fail_job write after this would most likely fail too.
+        return UPSTREAM_UNAVAILABLE
+    return INTERNAL_ERROR
 
 
-def _reason(error: Exception) -> str:
-    # Durable wraps activity failures; the first line is the activity's own message.
-    text = str(error)
-    return text.splitlines()[0] if text else type(error).__name__
+def _final_code(status: UpstreamStatus) -> str:
+    """The failure code of an upstream job that ended without a video."""
+    if status.error_code:
+        return status.error_code
+    if status.status == "cancelled":
+        return UPSTREAM_CANCELLED
+    if status.status == "failed":
+        return VIDEO_GENERATION_FAILED
+    return UPSTREAM_ERROR

@@ -1,0 +1,474 @@
+"""generate_video replayed by the real durable library over histories shaped like the extension's.
+
+Each test writes what the extension would record (activity results, failures after retries,
+fired timers, raised events) and asserts what the orchestrator asks for next.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from activities import names as activity
+from gateway.messages import (
+    FAILURE_MESSAGES,
+    JobRef,
+    StoredAssets,
+    StoreOutcome,
+    UpstreamStatus,
+    failure_message,
+    rejection_code,
+)
+from gateway.polling import PollPolicy, ProgressTrack
+from orchestrators.generate_video import JobRun
+from orchestrators.names import CANCEL_EVENT
+from tests.orchestrators.history import (
+    CALL_ACTIVITY,
+    CALL_ACTIVITY_WITH_RETRY,
+    CREATE_TIMER,
+    START,
+    TRANSIENT,
+    WAIT_FOR_EXTERNAL_EVENT,
+    History,
+    Leaf,
+    timestamp,
+)
+
+JOB = JobRef(app_id="app_1", job_id="video_1")
+RUN = JobRun(job=JOB, poll=PollPolicy(1.0, 3.0), timeout_minutes=10.0)
+UPSTREAM_ID = "up_1"
+WAIT_CANCEL = "wait:" + CANCEL_EVENT
+TIMER = "timer"
+
+
+def describe(leaves: list[Leaf]) -> list[str]:
+    """Actions as short words: activity names, "timer", "wait:cancel"."""
+    words = []
+    for leaf in leaves:
+        if leaf.kind in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY):
+            words.append(str(leaf.name))
+        elif leaf.kind == CREATE_TIMER:
+            words.append(TIMER)
+        else:
+            assert leaf.kind == WAIT_FOR_EXTERNAL_EVENT
+            words.append(f"wait:{leaf.name}")
+    return words
+
+
+def running(progress: int = 10) -> dict[str, Any]:
+    track = ProgressTrack(origin=START.timestamp()).observe(5.0, progress)
+    return UpstreamStatus(
+        upstream_id=UPSTREAM_ID, status="in_progress", progress=progress, track=track.to_dict()
+    ).to_dict()
+
+
+def finished_upstream(status: str = "completed", error_code: str | None = None) -> dict[str, Any]:
+    return UpstreamStatus(
+        upstream_id=UPSTREAM_ID, status=status, progress=100, error_code=error_code
+    ).to_dict()
+
+
+STORED = StoreOutcome.stored(
+    StoredAssets(video_blob="app_1/video_1/video.mp4", thumbnail_blob=None, video_bytes=1000, video_url=None)
+).to_dict()
+
+
+# -- the way to each stage ---------------------------------------------------------------------
+
+
+def started(run: JobRun = RUN) -> History:
+    history = History(run.to_dict())
+    assert describe(history.step()) == [activity.RESERVE_UPSTREAM_SLOT, WAIT_CANCEL]
+    return history
+
+
+def reserved(run: JobRun = RUN) -> History:
+    history = started(run)
+    history.episode(1).complete(history.task(activity.RESERVE_UPSTREAM_SLOT), history.now.timestamp())
+    assert describe(history.step()) == [activity.CREATE_UPSTREAM_JOB]  # the cancel wait is not repeated
+    return history
+
+
+def created(run: JobRun = RUN) -> History:
+    """The upstream job exists; the orchestrator sleeps on its first poll timer."""
+    history = reserved(run)
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), running())
+    assert describe(history.step()) == [TIMER]
+    return history
+
+
+def polling(run: JobRun = RUN) -> History:
+    """A status check is under way."""
+    history = created(run)
+    history.fire(history.last_timer())
+    assert describe(history.step()) == [activity.CHECK_UPSTREAM_JOB]
+    return history
+
+
+def copying(run: JobRun = RUN) -> History:
+    """The upstream job completed; the assets are being copied."""
+    history = polling(run)
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), finished_upstream())
+    assert describe(history.step()) == [activity.STORE_VIDEO_ASSETS]
+    return history
+
+
+def run_out(history: History, new: list[Leaf]) -> list[Leaf]:
+    """Let every activity the orchestrator asks for from here succeed, one episode each, until
+    it finishes; returns every action asked for on the way (starting with `new`)."""
+    asked = list(new)
+    while not (history.last is not None and history.last.done):
+        pending = [leaf for leaf in new if leaf.kind in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY)]
+        assert len(pending) == 1, f"expected one activity at a time, got {describe(new)}"
+        history.episode(1).complete(history.task(str(pending[0].name)), True)
+        new = history.step()
+        asked += new
+    return asked
+
+
+def exhaust_retries(history: History, name: str) -> list[Leaf]:
+    """Fail every attempt of the running call of `name`, as the extension retries it; returns
+    the orchestrator's new actions once the call has failed for good."""
+    task = history.task(name)
+    while True:
+        history.episode(1)
+        retry_timer = history.fail(task)
+        assert retry_timer is not None, f"{name} is not called with retry"
+        assert history.step() == []  # still retrying: nothing new
+        attempt = history.fire(retry_timer)
+        new = history.step()
+        if attempt is None:
+            return new
+        assert new == []
+        task = attempt
+
+
+def inputs_of(leaves: list[Leaf], name: str) -> list[Any]:
+    return [leaf.input for leaf in leaves if leaf.name == name]
+
+
+def assert_failed(history: History, code: str, *, recorded: bool = True) -> None:
+    assert history.last is not None
+    assert history.last.done
+    assert history.last.output == {
+        "job_id": JOB.job_id,
+        "status": "failed",
+        "error_code": code,
+        "video_blob": None,
+        "video_url": None,
+        "recorded": recorded,
+    }
+
+
+def cancel_waits(history: History) -> int:
+    return sum(leaf.kind == WAIT_FOR_EXTERNAL_EVENT for leaf in history.leaves)
+
+
+# -- the whole way -----------------------------------------------------------------------------
+
+
+def test_a_job_runs_to_completion_with_exactly_one_cancel_waiter() -> None:
+    history = copying()
+    history.episode(1).complete(history.task(activity.STORE_VIDEO_ASSETS), STORED)
+    assert history.step() == []
+    assert history.last is not None
+    assert history.last.done
+    assert history.last.output["status"] == "completed"
+    assert history.last.output["video_blob"] == "app_1/video_1/video.mp4"
+    assert cancel_waits(history) == 1
+    # Replaying the finished history again answers the same: the orchestrator is deterministic.
+    again = history.replay()
+    assert again.output == history.last.output
+    assert again.raw["actions"] == history.last.raw["actions"]
+
+
+def test_a_queued_job_waits_for_its_slot_on_a_timer() -> None:
+    history = started()
+    start_at = START + timedelta(seconds=20)
+    history.episode(1).complete(history.task(activity.RESERVE_UPSTREAM_SLOT), start_at.timestamp())
+    new = history.step()
+    assert describe(new) == [TIMER]
+    assert new[0].fire_at == timestamp(start_at)
+    history.fire(history.last_timer())
+    assert describe(history.step()) == [activity.CREATE_UPSTREAM_JOB]
+
+
+# -- cancel --------------------------------------------------------------------------------------
+
+
+def test_cancel_before_the_first_wait_stops_before_anything_reaches_the_upstream() -> None:
+    history = History(RUN.to_dict())
+    history.raise_event(CANCEL_EVENT)  # delivered with the start, before any wait was made
+    assert describe(history.step()) == [activity.RESERVE_UPSTREAM_SLOT, WAIT_CANCEL]
+    history.episode(1).complete(history.task(activity.RESERVE_UPSTREAM_SLOT), history.now.timestamp())
+    asked = run_out(history, history.step())
+    # No create, no refund (a cancel keeps its slot), the record made final.
+    assert describe(asked) == [activity.FAIL_JOB]
+    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "cancelled"}]
+    assert_failed(history, "cancelled")
+
+
+def test_cancel_during_a_status_check_stops_once_the_check_returns() -> None:
+    history = polling()
+    history.episode(1).raise_event(CANCEL_EVENT)
+    assert history.step() == []  # the check still runs: nothing to do until it returns
+    assert history.last is not None
+    assert not history.last.done
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), running(40))
+    asked = run_out(history, history.step())
+    # Not another timer and check: the job ends, the upstream job is deleted.
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert inputs_of(asked, activity.DELETE_UPSTREAM_JOB) == [{**JOB.to_dict(), "upstream_id": UPSTREAM_ID}]
+    assert_failed(history, "cancelled")
+    assert cancel_waits(history) == 1
+
+
+def test_cancel_during_create_deletes_the_upstream_job_it_made() -> None:
+    history = reserved()
+    history.episode(1).raise_event(CANCEL_EVENT)
+    assert history.step() == []
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), running())
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, "cancelled")
+
+
+def test_cancel_during_a_timer_cancels_the_timer() -> None:
+    history = created()
+    timer = history.last_timer()
+    history.episode(1).raise_event(CANCEL_EVENT)
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert history.timer_leaf(timer).cancelled  # no timer outlives the orchestration
+    assert_failed(history, "cancelled")
+
+
+def test_cancel_during_a_retried_throttle_wait_at_create_creates_nothing_more() -> None:
+    history = reserved()
+    throttled = UpstreamStatus.throttled(None, 30).to_dict()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
+    assert describe(history.step()) == [TIMER]
+    history.episode(5).raise_event(CANCEL_EVENT)
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB]
+    assert_failed(history, "cancelled")
+
+
+def test_cancel_during_the_asset_copy_deletes_the_upstream_job() -> None:
+    history = copying()
+    history.episode(1).raise_event(CANCEL_EVENT)
+    assert history.step() == []  # the copy runs to its end; it sees the cancel mark itself
+    history.episode(1).complete(history.task(activity.STORE_VIDEO_ASSETS), StoreOutcome.cancelled().to_dict())
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, "cancelled")
+
+
+def test_cancel_during_a_copy_that_fails_for_good_still_ends_as_cancelled() -> None:
+    history = copying()
+    history.episode(1).raise_event(CANCEL_EVENT)
+    assert history.step() == []
+    asked = run_out(history, exhaust_retries(history, activity.STORE_VIDEO_ASSETS))
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, "cancelled")
+
+
+def test_a_cancel_that_loses_the_race_with_the_copy_leaves_the_completed_video() -> None:
+    history = copying()
+    history.episode(1).raise_event(CANCEL_EVENT)
+    assert history.step() == []
+    # The record turned completed before the cancel mark could be set: the video stands.
+    history.episode(1).complete(history.task(activity.STORE_VIDEO_ASSETS), STORED)
+    assert history.step() == []
+    assert history.last is not None
+    assert history.last.done
+    assert history.last.output["status"] == "completed"
+
+
+# -- permanent answers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("http_status", "code"),
+    [(401, "upstream_access_denied"), (403, "upstream_access_denied"), (404, "upstream_job_not_found")],
+)
+def test_a_permanent_status_answer_fails_the_job_at_once(http_status: int, code: str) -> None:
+    history = polling()
+    refused = UpstreamStatus.refused(
+        UPSTREAM_ID, rejection_code(http_status, "any", keep_upstream_code=False)
+    )
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), refused.to_dict())
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]  # no more timers
+    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": code}]
+    assert_failed(history, code)
+
+
+@pytest.mark.parametrize(
+    ("status", "error_code", "code"),
+    [
+        ("failed", "video_generation_failed", "video_generation_failed"),
+        ("failed", None, "video_generation_failed"),
+        ("cancelled", None, "upstream_cancelled"),
+        ("expired", None, "upstream_error"),
+    ],
+)
+def test_every_upstream_status_but_queued_and_in_progress_is_final(
+    status: str, error_code: str | None, code: str
+) -> None:
+    history = polling()
+    history.episode(1).complete(
+        history.task(activity.CHECK_UPSTREAM_JOB), finished_upstream(status, error_code)
+    )
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, code)
+
+
+def test_a_refused_create_keeps_the_slot_but_an_access_refusal_gives_it_back() -> None:
+    history = reserved()
+    refused = UpstreamStatus.refused(None, "content_policy_violation").to_dict()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), refused)
+    assert describe(run_out(history, history.step())) == [activity.FAIL_JOB]
+    assert_failed(history, "content_policy_violation")
+
+    history = reserved()
+    denied = UpstreamStatus.refused(None, rejection_code(401, "invalid_api_key", keep_upstream_code=True))
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), denied.to_dict())
+    assert describe(run_out(history, history.step())) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert_failed(history, "upstream_access_denied")
+
+
+# -- failures after retries --------------------------------------------------------------------
+
+
+def test_reserve_failing_after_its_retries_refunds_and_fails_the_job() -> None:
+    history = started()
+    asked = run_out(history, exhaust_retries(history, activity.RESERVE_UPSTREAM_SLOT))
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert_failed(history, "storage_unavailable")
+
+
+def test_create_failing_after_its_retries_refunds_and_fails_the_job() -> None:
+    history = reserved()
+    asked = run_out(history, exhaust_retries(history, activity.CREATE_UPSTREAM_JOB))
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert_failed(history, "upstream_unavailable")
+    # The extension's failure text (activity and exception names) reaches nothing an app reads.
+    assert history.last is not None
+    everything = json.dumps([leaf.input for leaf in history.leaves]) + json.dumps(history.last.output)
+    assert "create_upstream_job" not in everything
+    assert "UpstreamTransientError" not in everything
+
+
+def test_store_failing_after_its_retries_fails_the_job_and_deletes_the_upstream_job() -> None:
+    history = copying(JobRun(job=JOB, poll=RUN.poll, timeout_minutes=10.0, webhook_delays=(1.0,)))
+    asked = run_out(history, exhaust_retries(history, activity.STORE_VIDEO_ASSETS))
+    # Not left in progress: the record fails (its blobs go with it), the upstream job is deleted,
+    # and the webhook tells the app.
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB, activity.DELIVER_WEBHOOK]
+    assert_failed(history, "upstream_unavailable")
+
+
+def test_a_status_check_failing_after_its_retries_keeps_polling() -> None:
+    history = polling()
+    assert describe(exhaust_retries(history, activity.CHECK_UPSTREAM_JOB)) == [TIMER]
+    history.fire(history.last_timer())
+    assert describe(history.step()) == [activity.CHECK_UPSTREAM_JOB]
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), finished_upstream())
+    assert describe(history.step()) == [activity.STORE_VIDEO_ASSETS]
+
+
+def test_the_deadline_after_failed_checks_says_the_upstream_was_unavailable() -> None:
+    history = polling()
+    assert describe(exhaust_retries(history, activity.CHECK_UPSTREAM_JOB)) == [TIMER]
+    history.fire(history.last_timer(), late=600)  # past the 10-minute deadline
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, "upstream_unavailable")
+
+
+def test_the_deadline_while_the_upstream_works_is_a_timeout() -> None:
+    history = created()
+    history.fire(history.last_timer(), late=600)
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, "timeout")
+
+
+def test_delete_failing_after_its_retries_still_ends_the_orchestration() -> None:
+    history = created()
+    history.episode(1).raise_event(CANCEL_EVENT)
+    assert describe(history.step()) == [activity.FAIL_JOB]
+    history.episode(1).complete(history.task(activity.FAIL_JOB))
+    assert describe(history.step()) == [activity.DELETE_UPSTREAM_JOB]
+    assert exhaust_retries(history, activity.DELETE_UPSTREAM_JOB) == []
+    assert_failed(history, "cancelled")
+
+
+def test_release_failing_after_its_retries_still_fails_the_job() -> None:
+    history = reserved()
+    assert describe(exhaust_retries(history, activity.CREATE_UPSTREAM_JOB)) == [activity.RELEASE_QUOTA_SLOT]
+    new = exhaust_retries(history, activity.RELEASE_QUOTA_SLOT)
+    assert describe(run_out(history, new)) == [activity.FAIL_JOB]
+    assert_failed(history, "upstream_unavailable")
+
+
+def test_fail_job_failing_after_its_retries_still_ends_with_a_failed_output() -> None:
+    history = polling()
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), finished_upstream("failed"))
+    assert describe(history.step()) == [activity.FAIL_JOB]
+    new = exhaust_retries(history, activity.FAIL_JOB)
+    assert describe(run_out(history, new)) == [activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, "video_generation_failed", recorded=False)
+
+
+def test_a_malformed_activity_result_is_an_internal_error_not_a_stuck_job() -> None:
+    history = reserved()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), {"unexpected": True})
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert_failed(history, "internal_error")
+
+
+# -- throttling --------------------------------------------------------------------------------
+
+
+def test_a_429_during_the_copy_is_waited_out_on_a_timer() -> None:
+    history = copying()
+    store = history.task(activity.STORE_VIDEO_ASSETS)
+    history.episode(1).complete(store, StoreOutcome.throttled(7).to_dict())
+    new = history.step()
+    assert describe(new) == [TIMER]
+    assert new[0].fire_at == timestamp(history.now + timedelta(seconds=7))
+    history.fire(history.last_timer())
+    assert describe(history.step()) == [activity.STORE_VIDEO_ASSETS]
+    history.episode(1).complete(history.task(activity.STORE_VIDEO_ASSETS), STORED)
+    history.step()
+    assert history.last is not None
+    assert history.last.output["status"] == "completed"
+
+
+def test_a_permanent_refusal_of_the_content_fails_the_job() -> None:
+    history = copying()
+    outcome = StoreOutcome.failed(rejection_code(404, "video_expired", keep_upstream_code=False))
+    history.episode(1).complete(history.task(activity.STORE_VIDEO_ASSETS), outcome.to_dict())
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, "upstream_job_not_found")
+
+
+# -- what apps read ---------------------------------------------------------------------------
+
+
+def test_failure_messages_are_sentences_for_apps() -> None:
+    for code, message in FAILURE_MESSAGES.items():
+        assert message.endswith("."), code
+        assert message[0].isupper(), code
+        assert "_" not in message, code  # no function, activity or code names
+        assert "Error" not in message, code
+    assert failure_message("some_upstream_code") == "The video could not be generated."
+    assert "Activity" not in failure_message(TRANSIENT)
