@@ -1,4 +1,7 @@
-"""Writing videos: create, remix, and cancel or delete. These start or signal orchestrations."""
+"""Writing videos: create, remix, and cancel or delete. These start or signal orchestrations.
+
+The handlers are async (the durable client is); everything that blocks runs in a thread.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from api.forms import read_fields
 from api.http import api_errors, json_response
 from api.intake import create_submission, remix_submission
 from api.video_views import get_owned_job, poll_after_seconds
+from gateway.apps import App
 from gateway.clients import get_job_store, get_submissions, get_video_assets
 from gateway.errors import Conflict, ServiceUnavailable
 from gateway.jobs import Job
@@ -36,11 +40,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     settings = get_settings()
     app = await asyncio.to_thread(authenticate_app, req)
-    fields = read_fields(req)
-    submission = await asyncio.to_thread(
-        create_submission, fields, settings, req.headers.get(IDEMPOTENCY_HEADER)
-    )
-    accepted = await asyncio.to_thread(get_submissions().accept, app, submission)
+    submission = await asyncio.to_thread(_create_intake, req, settings)
+    accepted = await asyncio.to_thread(_accept, app, submission)
     return await _started(client, accepted, submission, settings)
 
 
@@ -50,15 +51,8 @@ async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
 async def remix_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     settings = get_settings()
     app = await asyncio.to_thread(authenticate_app, req)
-    source = await asyncio.to_thread(get_owned_job, app, req.route_params["video_id"])
-    fields = read_fields(req)
-    if source.status != "completed" or source.upstream_id is None:
-        raise Conflict(
-            f"Video '{source.id}' can be remixed once it is completed; its status is '{source.status}'.",
-            code="video_not_ready",
-        )
-    submission = remix_submission(fields, source, settings, req.headers.get(IDEMPOTENCY_HEADER))
-    accepted = await asyncio.to_thread(get_submissions().accept, app, submission)
+    submission = await asyncio.to_thread(_remix_intake, req, app, settings)
+    accepted = await asyncio.to_thread(_accept, app, submission)
     return await _started(client, accepted, submission, settings)
 
 
@@ -115,8 +109,35 @@ async def _start_generation(
     except Exception as error:
         # Without an orchestration the job would sit queued forever: undo it, slot included.
         log.exception("could not start the orchestration for %s", job.id)
-        await asyncio.to_thread(get_submissions().withdraw, job, submission.idempotency_key)
+        await asyncio.to_thread(_withdraw, job, submission)
         raise ServiceUnavailable("The video could not be queued; try again shortly.") from error
+
+
+# Blocking work of the handlers above, run in threads: reading and parsing the body, storage,
+# and the DNS look-ups of webhook and image URLs must never hold up the event loop.
+
+
+def _create_intake(req: func.HttpRequest, settings: Settings) -> Submission:
+    return create_submission(read_fields(req), settings, req.headers.get(IDEMPOTENCY_HEADER))
+
+
+def _remix_intake(req: func.HttpRequest, app: App, settings: Settings) -> Submission:
+    source = get_owned_job(app, req.route_params["video_id"])
+    fields = read_fields(req)
+    if source.status != "completed" or source.upstream_id is None:
+        raise Conflict(
+            f"Video '{source.id}' can be remixed once it is completed; its status is '{source.status}'.",
+            code="video_not_ready",
+        )
+    return remix_submission(fields, source, settings, req.headers.get(IDEMPOTENCY_HEADER))
+
+
+def _accept(app: App, submission: Submission) -> Accepted:
+    return get_submissions().accept(app, submission)
+
+
+def _withdraw(job: Job, submission: Submission) -> None:
+    get_submissions().withdraw(job, submission.idempotency_key)
 
 
 def _mark_cancelled(job: Job) -> None:
