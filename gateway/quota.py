@@ -22,6 +22,7 @@ from gateway.tables import Tables
 QUOTA_TABLE = "quota"
 WINDOWS: dict[str, int] = {"hour": 3600, "day": 86400}
 _ROW = "usage"
+Entries = list[tuple[float, str]]  # (unix time taken, ticket) of each admission in the last day
 
 
 @dataclass(frozen=True)
@@ -74,46 +75,32 @@ class QuotaStore:
         self._table = tables.get(QUOTA_TABLE)
 
     def admit(self, app_id: str, limits: Limits, ticket: str, now: float) -> Admission:
-        """Take one slot for `ticket` (a job id) if both windows allow it.
+        """Take one slot for `ticket` (a job id) if both windows allow it (see `decide`).
 
         Taking the same ticket twice takes one slot: a retried request is not counted again.
         """
         while True:
             entries, etag = self._read(app_id, now)
-            if any(entry_ticket == ticket for _, entry_ticket in entries):
-                return Admission(admitted=True, usage=_usage(entries, limits, now))
-            for window, seconds in WINDOWS.items():
-                in_window = sorted(at for at, _ in entries if at > now - seconds)
-                if len(in_window) >= limits.of(window):
-                    # The slot that frees first is the one taken longest ago in this window;
-                    # when the limit was lowered, count from the entry that brings us under it.
-                    freeing = in_window[len(in_window) - limits.of(window)] if limits.of(window) else None
-                    wait = seconds if freeing is None else math.ceil(freeing + seconds - now)
-                    return Admission(
-                        admitted=False,
-                        usage=_usage(entries, limits, now),
-                        window=window,
-                        retry_after=min(max(wait, 1), seconds),
-                    )
-            entries.append((now, ticket))
-            if self._write(app_id, entries, etag):
-                return Admission(admitted=True, usage=_usage(entries, limits, now))
+            admission = decide(entries, limits, ticket, now)
+            if not admission.admitted or holds(entries, ticket):
+                return admission
+            if self._write(app_id, [*entries, (now, ticket)], etag):
+                return admission
 
     def release(self, app_id: str, ticket: str, now: float) -> bool:
         """Give back the slot taken for `ticket`; False when it held none (idempotent)."""
         while True:
             entries, etag = self._read(app_id, now)
-            kept = [entry for entry in entries if entry[1] != ticket]
-            if len(kept) == len(entries):
+            if not holds(entries, ticket):
                 return False
-            if self._write(app_id, kept, etag):
+            if self._write(app_id, [entry for entry in entries if entry[1] != ticket], etag):
                 return True
 
     def usage(self, app_id: str, limits: Limits, now: float) -> Usage:
         entries, _ = self._read(app_id, now)
-        return _usage(entries, limits, now)
+        return usage_of(entries, limits, now)
 
-    def _read(self, app_id: str, now: float) -> tuple[list[tuple[float, str]], str | None]:
+    def _read(self, app_id: str, now: float) -> tuple[Entries, str | None]:
         try:
             entity = self._table.get_entity(app_id, _ROW)
         except ResourceNotFoundError:
@@ -123,7 +110,7 @@ class QuotaStore:
         fresh = [entry for entry in entries if entry[0] > now - WINDOWS["day"]]
         return fresh, entity.metadata["etag"]
 
-    def _write(self, app_id: str, entries: list[tuple[float, str]], etag: str | None) -> bool:
+    def _write(self, app_id: str, entries: Entries, etag: str | None) -> bool:
         entity: dict[str, Any] = {
             "PartitionKey": app_id,
             "RowKey": _ROW,
@@ -141,7 +128,38 @@ class QuotaStore:
         return True
 
 
-def _usage(entries: list[tuple[float, str]], limits: Limits, now: float) -> Usage:
+def holds(entries: Entries, ticket: str) -> bool:
+    """Whether `ticket` already holds a slot."""
+    return any(entry_ticket == ticket for _, entry_ticket in entries)
+
+
+def decide(entries: Entries, limits: Limits, ticket: str, now: float) -> Admission:
+    """Whether `ticket` may have a slot, given the admissions `entries`, at `now`. Pure.
+
+    A ticket that holds a slot keeps it. Otherwise both rolling windows must have room; a refusal
+    names the first full window and when its next slot frees (whole seconds, at least 1, at most
+    the window). When admitted, the usage counts the new slot.
+    """
+    if holds(entries, ticket):
+        return Admission(admitted=True, usage=usage_of(entries, limits, now))
+    for window, seconds in WINDOWS.items():
+        in_window = sorted(at for at, _ in entries if at > now - seconds)
+        if len(in_window) >= limits.of(window):
+            # The slot that frees first is the one taken longest ago in this window;
+            # when the limit was lowered, count from the entry that brings us under it.
+            freeing = in_window[len(in_window) - limits.of(window)] if limits.of(window) else None
+            wait = seconds if freeing is None else math.ceil(freeing + seconds - now)
+            return Admission(
+                admitted=False,
+                usage=usage_of(entries, limits, now),
+                window=window,
+                retry_after=min(max(wait, 1), seconds),
+            )
+    return Admission(admitted=True, usage=usage_of([*entries, (now, ticket)], limits, now))
+
+
+def usage_of(entries: Entries, limits: Limits, now: float) -> Usage:
+    """Slots used per window at `now`, and when one more frees."""
     used: dict[str, int] = {}
     resets_at: dict[str, int | None] = {}
     for window, seconds in WINDOWS.items():

@@ -1,0 +1,112 @@
+"""Quota decisions (gateway/quota.py), pure: no storage, fixed clock.
+
+tests/gateway/test_quota.py checks the same store against Azurite, concurrency included; these
+pin each rule of the decision on its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.quota import Entries, Limits, Usage, decide, holds, usage_of
+
+NOW = 1_000_000.0
+HOUR, DAY = 3600, 86400
+LIMITS = Limits(hour=2, day=3)
+
+
+def taken(*ages: float) -> Entries:
+    """Admissions taken `ages` seconds ago, tickets t0, t1, ..."""
+    return [(NOW - age, f"t{index}") for index, age in enumerate(ages)]
+
+
+def test_room_in_both_windows_admits_and_counts_the_new_slot() -> None:
+    admission = decide(taken(100), LIMITS, "new", NOW)
+    assert admission.admitted
+    assert (admission.window, admission.retry_after) == (None, None)
+    assert admission.usage.used == {"hour": 2, "day": 2}
+    assert admission.usage.remaining("hour") == 0
+
+
+def test_a_full_hour_refuses_until_its_oldest_slot_frees() -> None:
+    admission = decide(taken(1000, 10), LIMITS, "new", NOW)
+    assert not admission.admitted
+    assert admission.window == "hour"
+    assert admission.retry_after == HOUR - 1000  # the slot taken 1000 s ago frees first
+    assert admission.usage.used == {"hour": 2, "day": 2}  # a refusal takes nothing
+
+
+def test_a_full_day_refuses_even_with_room_in_the_hour() -> None:
+    admission = decide(taken(50_000, 40_000, 30_000), LIMITS, "new", NOW)
+    assert not admission.admitted
+    assert admission.window == "day"
+    assert admission.retry_after == DAY - 50_000
+
+
+def test_the_hour_is_checked_before_the_day() -> None:
+    admission = decide(taken(20_000, 100, 50), LIMITS, "new", NOW)
+    assert (admission.admitted, admission.window) == (False, "hour")
+
+
+def test_a_ticket_holding_a_slot_is_admitted_again_without_a_second_slot() -> None:
+    entries = taken(1000, 10)  # the hour is full, and t1 is one of its slots
+    admission = decide(entries, LIMITS, "t1", NOW)
+    assert admission.admitted
+    assert admission.usage.used == {"hour": 2, "day": 2}
+    assert holds(entries, "t1")
+    assert not holds(entries, "t9")
+
+
+def test_slots_leave_the_window_when_it_has_passed() -> None:
+    # Exactly one window old is outside it: the window is (now - length, now].
+    admission = decide(taken(HOUR, HOUR + 5), LIMITS, "new", NOW)
+    assert admission.admitted
+    assert admission.usage.used == {"hour": 1, "day": 3}
+
+
+def test_a_lowered_limit_waits_for_the_slot_that_brings_use_under_it() -> None:
+    # Four slots in the hour against a limit of two: one more fits once only one is left, so
+    # three must free and the third oldest decides.
+    admission = decide(taken(3000, 2000, 1000, 10), Limits(hour=2, day=100), "new", NOW)
+    assert not admission.admitted
+    assert admission.retry_after == HOUR - 1000
+
+
+def test_a_zero_limit_refuses_for_a_whole_window() -> None:
+    admission = decide([], Limits(hour=0, day=10), "new", NOW)
+    assert (admission.admitted, admission.window, admission.retry_after) == (False, "hour", HOUR)
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(HOUR - 0.2, 1), (HOUR - 1.5, 2), (0.0, HOUR)],
+    ids=["about-to-free", "rounded-up", "just-taken"],
+)
+def test_retry_after_is_whole_seconds_never_zero_never_beyond_the_window(age: float, expected: int) -> None:
+    admission = decide([(NOW - age, "t0")], Limits(hour=1, day=10), "new", NOW)
+    assert admission.retry_after == expected
+
+
+def test_usage_reports_when_one_more_slot_frees() -> None:
+    usage = usage_of(taken(1000.5, 10, 20_000), LIMITS, NOW)
+    assert usage.used == {"hour": 2, "day": 3}
+    assert usage.resets_at == {"hour": int(NOW - 1000.5 + HOUR) + 1, "day": int(NOW - 20_000 + DAY)}
+    assert usage_of([], LIMITS, NOW).resets_at == {"hour": None, "day": None}
+
+
+def test_remaining_is_never_negative_and_the_headers_carry_both_windows() -> None:
+    usage = Usage(limits=Limits(hour=1, day=5), used={"hour": 3, "day": 3}, resets_at={"hour": 1, "day": 1})
+    assert usage.remaining("hour") == 0
+    assert usage.headers() == {
+        "x-ratelimit-limit-hour": "1",
+        "x-ratelimit-remaining-hour": "0",
+        "x-ratelimit-limit-day": "5",
+        "x-ratelimit-remaining-day": "2",
+    }
+
+
+def test_a_plan_without_limits_may_not_generate() -> None:
+    plans = {"free": None, "pro": {"hour": 5, "day": 20}}
+    assert Limits.for_plan(plans, "pro") == Limits(hour=5, day=20)
+    assert Limits.for_plan(plans, "free") is None
+    assert Limits.for_plan(plans, "business") is None  # a plan missing from PLAN_LIMITS too
