@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, cast
 
+import urllib3
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
@@ -129,15 +130,19 @@ def copy_upstream_asset(
 ) -> int:
     """Stream one upstream asset into a blob, chunk by chunk; returns the bytes copied.
 
-    A stream that ends short of its announced length is a transient upstream failure, and the
-    truncated blob is deleted: a blob is either the whole asset or absent.
+    A stream that breaks off, or ends short of its announced length, is a transient upstream
+    failure (UpstreamTransientError) and leaves no blob: a blob is the whole asset or absent.
     """
-    with sora.stream_content(upstream_id, variant) as response:
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length else None
-        written = assets.upload_stream(
-            blob_name, cast(IO[bytes], response.raw), length=expected, content_type=content_type
-        )
+    try:
+        with sora.stream_content(upstream_id, variant) as response:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length else None
+            written = assets.upload_stream(
+                blob_name, cast(IO[bytes], response.raw), length=expected, content_type=content_type
+            )
+    except urllib3.exceptions.HTTPError as error:  # read from the raw stream: not wrapped by requests
+        assets.delete_all(blob_name)
+        raise UpstreamTransientError(f"{variant} of {upstream_id}: {type(error).__name__}") from error
     if expected is not None and written != expected:
         assets.delete_all(blob_name)
         raise UpstreamTransientError(f"{variant} of {upstream_id}: {written} of {expected} bytes arrived")

@@ -1,14 +1,20 @@
-"""Uploads go in blocks, never as one whole-video PUT; against Azurite."""
+"""Uploads go in blocks, never as one whole-video PUT, and a copy is whole or absent; against Azurite."""
 
 from __future__ import annotations
 
 import io
 import os
+import time
 from datetime import timedelta
 
+import pytest
 from azure.storage.blob import BlobClient
 
-from gateway.blobs import BLOCK_SIZE, VideoAssets
+from gateway.blobs import BLOCK_SIZE, VideoAssets, copy_upstream_asset
+from gateway.errors import UpstreamTransientError
+from gateway.sora import SoraClient
+from sorasim import SimulatorConfig, SoraSimulator
+from tests.pipeline.upstream_proxy import VIDEO_CONTENT, Rule, UpstreamProxy
 
 
 class OneWayStream(io.RawIOBase):
@@ -39,3 +45,26 @@ def test_a_video_under_the_sdks_single_put_size_is_still_sent_in_blocks(video_as
     assert len(committed) == 6
     assert max(block.size for block in committed) <= BLOCK_SIZE
     assert blob.download_blob().readall() == payload
+
+
+def test_a_copy_cut_off_half_way_leaves_no_blob(video_assets: VideoAssets) -> None:
+    key = "blob-test-key"
+    with (
+        SoraSimulator(SimulatorConfig(job_seconds=0.5, api_key=key)) as simulator,
+        UpstreamProxy(simulator.url) as proxy,
+    ):
+        sora = SoraClient(proxy.url, api_key=key, timeout=(2.0, 5.0))
+        video = sora.create_video(model="sora-2", prompt="A heron", seconds="4", size="720x1280")
+        deadline = time.monotonic() + 20
+        while sora.get_video(video.id).status != "completed":
+            assert time.monotonic() < deadline, "the simulated job never completed"
+            time.sleep(0.2)
+        proxy.add(Rule("GET", VIDEO_CONTENT, cut=True, times=1))
+
+        with pytest.raises(UpstreamTransientError):
+            copy_upstream_asset(sora, video_assets, video.id, "video", "app/job/video.mp4", "video/mp4")
+        assert not video_assets.exists("app/job/video.mp4")
+
+        written = copy_upstream_asset(sora, video_assets, video.id, "video", "app/job/video.mp4", "video/mp4")
+    assert written > 0
+    assert video_assets.exists("app/job/video.mp4")

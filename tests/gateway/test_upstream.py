@@ -12,6 +12,7 @@ from gateway.blobs import VideoAssets
 from gateway.creation import UpstreamCreator
 from gateway.errors import UpstreamRejectedError, UpstreamThrottled, UpstreamTransientError
 from gateway.jobs import Job, JobStore, new_job_id
+from gateway.messages import failure_message, rejection_code
 from gateway.sora import SoraClient
 from gateway.tables import Tables
 from sorasim import SimulatorConfig, SoraSimulator
@@ -135,3 +136,24 @@ def test_recorded_upstream_id_is_reused(
     assert recorded is not None
     assert creator.ensure_created(recorded, "sora-2").id == video.id
     assert simulator.stats()["jobs_created"] == 1
+
+
+def test_permanent_answers_become_the_jobs_codes(sora: SoraClient, simulator: SoraSimulator) -> None:
+    """What a status check, a copy or a create turns a permanent upstream answer into."""
+    with pytest.raises(UpstreamRejectedError) as denied:
+        SoraClient(simulator.url, api_key="not-the-key", timeout=(2.0, 5.0)).get_video("video_any")
+    assert denied.value.status == 401
+    assert rejection_code(401, denied.value.code, keep_upstream_code=False) == "upstream_access_denied"
+    assert rejection_code(403, "permission_denied", keep_upstream_code=True) == "upstream_access_denied"
+
+    with pytest.raises(UpstreamRejectedError) as missing:
+        sora.get_video("video_missing")
+    code = rejection_code(missing.value.status, missing.value.code, keep_upstream_code=False)
+    assert code == "upstream_job_not_found"
+
+    with pytest.raises(UpstreamRejectedError) as refused:
+        sora.create_video(model="sora-2", prompt="no #sim:blocked", seconds="4", size="720x1280")
+    code = rejection_code(refused.value.status, refused.value.code, keep_upstream_code=True)
+    assert code == "content_policy_violation"
+    for code in ("upstream_access_denied", "upstream_job_not_found", "content_policy_violation"):
+        assert failure_message(code) != failure_message("an_unknown_code")  # each has its own sentence
