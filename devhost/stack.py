@@ -54,7 +54,10 @@ class LocalStack:
             raise
 
     def _start(self) -> None:
-        # The worker indexes the app before anything runs; a refused function stops it all here.
+        # The app runs in this process and reads its settings from the environment, as on Azure,
+        # where app settings are in place before the worker indexes the app. A function the
+        # worker refuses, or a setting the app refuses while loading, stops it all here.
+        os.environ.update(self.values)
         index_app(self.app_script)
         self._azurite = Azurite(
             self.project_dir, self.state_dir / "azurite", in_memory=self.azurite_in_memory
@@ -63,8 +66,7 @@ class LocalStack:
         self.values["AzureWebJobsStorage"] = self._azurite.connection_string
         if flag(self.values, "DEVHOST_SIMULATOR", True):
             self._start_simulator()
-        # The app runs in this process and reads its settings from the environment, as on Azure.
-        os.environ.update(self.values)
+        os.environ.update(self.values)  # now with the storage and upstream endpoints
         self._seed_dev_app()
         self._start_host()
 
