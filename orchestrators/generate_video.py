@@ -229,8 +229,7 @@ class _JobFlow:
                 raise _Stop(CANCELLED)
             if outcome.status != "throttled":
                 raise _Stop(outcome.error_code or UPSTREAM_ERROR)
-            self._stop_if_cancelled()
-            yield from self._wait_until(self._after(outcome.retry_after or 1.0))
+            yield from self._wait_until(self._after(outcome.retry_after or 1.0))  # hears a cancel too
 
     # -- activities, waits and cancel ----------------------------------------------------
 
