@@ -1,4 +1,9 @@
-"""A throwaway certificate authority and server certificates for TLS tests on loopback."""
+"""A throwaway certificate authority and server certificates for TLS tests on loopback.
+
+From Python 3.13 on, default TLS contexts verify strictly (VERIFY_X509_STRICT, RFC 5280): a CA
+needs key usage and a subject key identifier, and a server certificate an authority key
+identifier. These certificates carry them, as any real CA's do.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ class TestCA:
         certificate = (
             _builder(name, name, key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_key_usage(cert_sign=True), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
         bundle = directory / "ca.pem"
@@ -42,6 +49,12 @@ class TestCA:
             _builder(subject, self.certificate.subject, key.public_key())
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(cert_sign=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         cert_path = directory / f"{dns_name}.pem"
@@ -57,6 +70,20 @@ class TestCA:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_path, key_path)
         return context
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _builder(
