@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +22,10 @@ import requests
 from azure.data.tables import TableServiceClient
 
 from devhost.azurite import Azurite
+from devhost.config import load_values
 from devhost.net import free_port, wait_for_http
 from gateway.blobs import VideoAssets, blob_service
+from gateway.jobs import JobStore
 from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
 from gateway.tables import Tables
 from sorasim import SoraSimulator
@@ -105,6 +109,27 @@ class RunningStack:
             self.process.wait()
         self.process = None
 
+    def unfinished_jobs(self) -> list[str]:
+        """Ids of the stack's jobs whose record is not final yet (queued or in progress)."""
+        service = TableServiceClient.from_connection_string(self.storage_connection_string)
+        prefix = load_values(PROJECT_DIR, self.env).get("TABLE_PREFIX", "")  # as the stack reads it
+        jobs = JobStore(Tables(service, prefix=prefix))
+        return sorted(job.id for job in jobs.unfinished_jobs_created_before(time.time() + 60))
+
+    def stop_after_every_job_ends(self, timeout: float = 120.0) -> None:
+        """Stop once every job has a final record; fail if one never gets there.
+
+        No job may be left unfinished: whatever a test did to it (cancel, outage, deadline), its
+        orchestration must bring its record to `completed` or `failed` on its own.
+        """
+        deadline = time.monotonic() + timeout
+        unfinished = self.unfinished_jobs()
+        while unfinished and time.monotonic() < deadline:
+            time.sleep(1.0)
+            unfinished = self.unfinished_jobs()
+        self.stop()
+        assert unfinished == [], f"jobs left unfinished after {timeout:.0f} s: {unfinished}"
+
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -163,14 +188,26 @@ def launch_stack(state_dir: Path, simulator: SoraSimulator | None = None, **over
     return stack
 
 
+@contextlib.contextmanager
+def stack_until_jobs_end(
+    state_dir: Path, simulator: SoraSimulator | None = None, **overrides: str
+) -> Iterator[RunningStack]:
+    """A stack for a fixture: at the end it waits for every job to end, then stops, and fails
+    if one never did (see RunningStack.stop_after_every_job_ends)."""
+    running = launch_stack(state_dir, simulator, **overrides)
+    try:
+        yield running
+    except BaseException:
+        running.stop()
+        raise
+    running.stop_after_every_job_ends()
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """One local stack shared by the tests that only read or add their own data."""
-    running = launch_stack(tmp_path_factory.mktemp("stack"))
-    try:
+    with stack_until_jobs_end(tmp_path_factory.mktemp("stack")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="session")

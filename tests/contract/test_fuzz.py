@@ -23,7 +23,7 @@ import schemathesis
 from schemathesis import checks
 
 from api.openapi import openapi_document
-from tests.conftest import RunningStack, launch_stack
+from tests.conftest import RunningStack, stack_until_jobs_end
 from tests.contract.document import DOCUMENT, assert_matches_document
 from tests.contract.support import bearer, create
 
@@ -111,8 +111,7 @@ def _loopback(url: str) -> str:
 
 @pytest.fixture(scope="module")
 def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
-    stack = launch_stack(tmp_path_factory.mktemp("fuzz-stack"), PLAN_LIMITS=UNLIMITED)
-    try:
+    with stack_until_jobs_end(tmp_path_factory.mktemp("fuzz-stack"), PLAN_LIMITS=UNLIMITED) as stack:
         client = stack.client
         app = client.create_app("pro", name="fuzz")
         managed = client.create_app("pro", name="fuzz managed")
@@ -123,8 +122,6 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
             client.wait_for(app.api_key, video_id, ("completed",))
         # One completed and one in flight (or just finished) to delete.
         yield FuzzTarget(stack, app.api_key, managed.id, ids[0], ids[1:])
-    finally:
-        stack.stop()
 
 
 @SCHEMA.parametrize()

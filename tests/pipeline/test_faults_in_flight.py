@@ -15,7 +15,7 @@ import requests
 from gateway.blobs import VideoAssets, blob_service
 from gateway.messages import failure_message
 from sorasim import SimulatorConfig, SoraSimulator
-from tests.conftest import RunningStack, launch_stack
+from tests.conftest import RunningStack, stack_until_jobs_end
 from tests.pipeline.test_outcomes import wait_until
 from tests.pipeline.upstream_proxy import (
     DELETE_VIDEO,
@@ -46,18 +46,15 @@ def proxy(simulator: SoraSimulator) -> Iterator[UpstreamProxy]:
 def proxied_stack(
     tmp_path_factory: pytest.TempPathFactory, simulator: SoraSimulator, proxy: UpstreamProxy
 ) -> Iterator[RunningStack]:
-    running = launch_stack(
+    with stack_until_jobs_end(
         tmp_path_factory.mktemp("proxied"),
         DEVHOST_SIMULATOR="false",
         AZURE_OPENAI_ENDPOINT=proxy.url,
         IDENTITY_ENDPOINT=simulator.token_endpoint,
         IDENTITY_HEADER=simulator.identity_header,
         AZURE_TOKEN_CREDENTIALS="ManagedIdentityCredential",
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from tests.conftest import RunningStack, launch_stack
+from tests.conftest import RunningStack, stack_until_jobs_end
 
 T = TypeVar("T")
 
@@ -67,13 +67,10 @@ def test_deleting_a_finished_video_removes_it_and_its_blobs(stack: RunningStack)
 @pytest.fixture(scope="module")
 def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """Upstream jobs that take a minute against a gateway deadline of 6 s."""
-    running = launch_stack(
+    with stack_until_jobs_end(
         tmp_path_factory.mktemp("slow"), SORA_SIM_JOB_SECONDS="60", JOB_TIMEOUT_MINUTES="0.1"
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_deadline_fails_the_job_with_timeout_and_deletes_the_upstream_job(slow_stack: RunningStack) -> None:
@@ -89,11 +86,8 @@ def test_deadline_fails_the_job_with_timeout_and_deletes_the_upstream_job(slow_s
 @pytest.fixture(scope="module")
 def paced_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """Upstream creations paced to one every 3 seconds."""
-    running = launch_stack(tmp_path_factory.mktemp("paced"), UPSTREAM_CREATES_PER_MINUTE="20")
-    try:
+    with stack_until_jobs_end(tmp_path_factory.mktemp("paced"), UPSTREAM_CREATES_PER_MINUTE="20") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_cancel_while_queued_for_an_upstream_slot_creates_nothing(paced_stack: RunningStack) -> None:

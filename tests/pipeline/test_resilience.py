@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sorasim import SimulatorConfig, SoraSimulator
-from tests.conftest import RunningStack, launch_stack
+from tests.conftest import RunningStack, launch_stack, stack_until_jobs_end
 
 BURST_APPS = 3
 PER_APP = 4
@@ -20,17 +20,14 @@ PER_APP = 4
 def faulty_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """30% of upstream requests fail transiently, and the upstream allows 20 creations a
     minute while the gateway paces to 30: its own 429s must be waited out too."""
-    running = launch_stack(
+    with stack_until_jobs_end(
         tmp_path_factory.mktemp("faulty"),
         SORA_SIM_FAULT_RATE="0.3",
         SORA_SIM_SEED="1234",
         SORA_SIM_CREATES_PER_MINUTE="20",
         UPSTREAM_CREATES_PER_MINUTE="30",
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_a_burst_under_faults_all_completes_with_one_upstream_job_each(faulty_stack: RunningStack) -> None:
