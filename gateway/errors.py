@@ -87,7 +87,7 @@ class ServiceUnavailable(ApiError):
 
 
 class UpstreamError(GatewayError):
-    """The Sora upstream did not do what was asked."""
+    """The video provider did not do what was asked."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -113,3 +113,9 @@ class UpstreamRejectedError(UpstreamError):
     def __init__(self, message: str, *, code: str, status: int | None = None) -> None:
         super().__init__(message, status=status)
         self.code = code
+
+
+class UpstreamAmbiguousError(UpstreamError):
+    """A create that may have reached the provider (the answer was lost) on a provider that can
+    neither list its jobs nor take an idempotency key. Retrying could make a second upstream job,
+    so the job fails instead, with its slot given back (see gateway.creation)."""

@@ -1,0 +1,1 @@
+"""Video providers behind one port (`gateway.providers.port`), one adapter module each."""
