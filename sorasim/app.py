@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sorasim.aimlapi import AimlApi
 from sorasim.control import ControlEndpoints
 from sorasim.gate import json_errors, videos_gate
+from sorasim.geminigen import GeminiGenApi
 from sorasim.identity import IdentityEndpoint
 from sorasim.state import SimulatorState
 from sorasim.videos import VideosApi
@@ -19,4 +21,6 @@ def build_app(state: SimulatorState, identity_header: str) -> web.Application:
     VideosApi(state).add_routes(app)
     IdentityEndpoint(state, identity_header).add_routes(app)
     ControlEndpoints(state).add_routes(app)
+    GeminiGenApi(state).add_routes(app)
+    AimlApi(state).add_routes(app)
     return app

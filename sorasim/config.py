@@ -43,6 +43,10 @@ class SimulatorConfig:
     """Seed for fault injection, for reproducible fault sequences."""
     fault_kinds: str = ",".join(ALL_FAULT_KINDS)
     """Which faults to inject (comma-separated): an outage is 500/503/dropped without 429s."""
+    aimlapi_key: str = "sim-aimlapi-key"
+    """Bearer key the AI/ML API protocol (`/v2/video/generations`, sorasim.aimlapi) accepts."""
+    geminigen_key: str = "sim-geminigen-key"
+    """The `x-api-key` the GeminiGen protocol (`/uapi/v1/*`, sorasim.geminigen) accepts."""
 
     @property
     def fault_kind_list(self) -> tuple[str, ...]:

@@ -1,0 +1,331 @@
+"""Adapter for the AI/ML API (api.aimlapi.com) video generations, behind the provider port.
+
+Documented facts relied on (AI/ML API docs: video-models schemas, universal-video-fetch,
+errors-and-messages):
+
+- Create is `POST {base}/v2/video/generations` with a JSON body `{model, prompt, duration (int),
+  aspect_ratio ("16:9" | "9:16"), resolution ("720p" | "1080p")}`, plus `image_url` for the
+  image-to-video models; auth is `Authorization: Bearer <key>`.
+- The create answer is the same object as a poll, usually `status: "queued"`. Its id is `id`
+  (older examples: `generation_id`); ids are opaque and contain `:` and `/`, so they go in the
+  query string URL-encoded.
+- Poll is `GET {base}/v2/video/generations?generation_id=<id>`, answering `{id, status, video:
+  {url} | null, error: {name, message} | null, meta}` with `status` in `queued`, `generating`,
+  `completed`, `error` (some models say `succeeded`/`failed`). There is no progress field, so
+  `ProviderVideo.progress` is always None; any other status counts as running.
+- The video is `video.url` on the provider's CDN, linked without a key: it is fetched with no
+  credentials at all (the key only ever goes to the API's own requests, never to the CDN host).
+- Errors are `{message, path, requestId, statusCode, timestamp}`: 400 "Body validation error!",
+  401 missing or bad key, 403 out of credits, 404, 429 "Too Many Requests" (maybe without
+  Retry-After), 500/502/503/504 server-side. Content refusals are not create errors: the
+  generation ends later in `status: "error"`; no refusal code is documented.
+- No cancel, delete, list or idempotency-key endpoints exist for these generations.
+
+Choices made here (not documented by the provider):
+
+- A reference image is sent inline as a base64 `data:` URL in `image_url` (the gateway holds
+  the bytes, not a public URL). The docs say Sora i2v takes a URL or base64; that Veo i2v takes
+  a `data:` URL is unverified.
+- Codes of `UpstreamRejectedError`: 401 and 403 → `upstream_access_denied` (the gateway's own
+  key or credit, never the caller's fault), 400 → `invalid_request`, 404 → `not_found`, other
+  4xx → `upstream_<status>`. A generation in `status: "error"` becomes `failed` with
+  `error.name` as its code, or `video_generation_failed` when there is none.
+- Because the provider can neither list jobs nor take an idempotency key, a create whose answer
+  was lost (connection dropped or reset after connecting, read timeout, any 5xx, an unreadable
+  200) raises `UpstreamAmbiguousError`: it may have made a job. Only failures that prove the
+  request never got there are `UpstreamTransientError`: a connect timeout, a refused or
+  unresolvable connection; a 429 is `UpstreamThrottled`. No 5xx is documented as "not accepted",
+  so none is treated as one. Polls and downloads are read-only, so all such failures are
+  transient there.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+from requests.auth import AuthBase
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from gateway.errors import (
+    UpstreamAmbiguousError,
+    UpstreamRejectedError,
+    UpstreamThrottled,
+    UpstreamTransientError,
+)
+from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
+
+GENERATIONS_PATH = "/v2/video/generations"
+CAPABILITIES = Capabilities(image_input=True, remix=False, delete=False, find_recent=False, thumbnail=False)
+ACCESS_DENIED = "upstream_access_denied"
+GENERATION_FAILED = "video_generation_failed"
+CHUNK_BYTES = 256 * 1024
+DONE_STATUSES = frozenset({"completed", "succeeded"})
+FAILED_STATUSES = frozenset({"error", "failed"})
+QUEUED_STATUSES = frozenset({"queued", "waiting"})
+
+log = logging.getLogger(__name__)
+
+
+class _NoCredentials(AuthBase):
+    """For CDN downloads: no Authorization header, whatever the session or a .netrc would add."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.pop("Authorization", None)
+        return request
+
+
+class AimlApiProvider:
+    """One AI/ML API account: its base URL and API key, with one HTTP session."""
+
+    def __init__(
+        self,
+        account: ProviderAccount,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (5.0, 30.0),
+    ) -> None:
+        if not account.api_key:
+            raise ValueError(f"provider account {account.name!r} (aimlapi) needs an api key")
+        self._account = account
+        self._key: str = account.api_key
+        self._base = account.base_url.rstrip("/")
+        self._session = session or requests.Session()
+        self._timeout = timeout
+
+    @property
+    def name(self) -> str:
+        return self._account.name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CAPABILITIES
+
+    # -- the port ----------------------------------------------------------------------------
+
+    def create(self, request: VideoRequest) -> ProviderVideo:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "prompt": request.prompt,
+            "duration": request.seconds,
+            "aspect_ratio": request.aspect_ratio,
+            "resolution": request.resolution,
+        }
+        if request.reference is not None:
+            encoded = base64.b64encode(request.reference.content).decode("ascii")
+            body["image_url"] = f"data:{request.reference.content_type};base64,{encoded}"
+        response = self._create_request(body)
+        try:
+            return self._video(response.json())
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            # Accepted, perhaps, but the id is lost: asking again could make a second job.
+            raise UpstreamAmbiguousError(
+                f"POST {GENERATIONS_PATH}: answer without a readable generation id ({type(error).__name__})",
+                status=response.status_code,
+            ) from error
+        finally:
+            response.close()
+
+    def get(self, video_id: str) -> ProviderVideo:
+        response = self._read_request(GENERATIONS_PATH, params={"generation_id": video_id})
+        try:
+            return self._video(response.json())
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise UpstreamTransientError(
+                f"GET {GENERATIONS_PATH}: unreadable answer ({type(error).__name__})",
+                status=response.status_code,
+            ) from error
+        finally:
+            response.close()
+
+    @contextmanager
+    def open_asset(self, video_id: str, variant: str = "video") -> Iterator[Iterator[bytes]]:
+        """The finished MP4 from the provider's CDN, in chunks; only the "video" variant exists."""
+        if variant != "video":
+            raise ValueError(f"aimlapi serves no {variant!r} asset (see capabilities.thumbnail)")
+        url = self._video_url(video_id)
+        try:
+            # No key here: the CDN link works without one, and the key must never leave for it.
+            response = self._session.get(url, stream=True, timeout=self._timeout, auth=_NoCredentials())
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise UpstreamTransientError(f"video download: {type(error).__name__}") from error
+        try:
+            if response.status_code >= 400:
+                status = response.status_code
+                log.warning("aimlapi CDN answered %s for %s", status, video_id)
+                if status == 429 or status >= 500:
+                    raise UpstreamTransientError(f"video download: {status}", status=status)
+                raise UpstreamRejectedError(
+                    f"The video file is not available ({status}).", code="video_unavailable", status=status
+                )
+            yield _chunks(response)
+        finally:
+            response.close()
+
+    def delete(self, video_id: str) -> bool:
+        raise NotImplementedError("aimlapi cannot delete or cancel generations (capabilities.delete)")
+
+    def remix(self, video_id: str, prompt: str) -> ProviderVideo:
+        raise NotImplementedError("aimlapi has no remix (capabilities.remix)")
+
+    def recent(self, limit: int = 100) -> list[ProviderVideo]:
+        raise NotImplementedError("aimlapi cannot list generations (capabilities.find_recent)")
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _create_request(self, body: Mapping[str, Any]) -> requests.Response:
+        where = f"POST {GENERATIONS_PATH}"
+        try:
+            response = self._session.post(
+                self._base + GENERATIONS_PATH, json=body, headers=self._auth(), timeout=self._timeout
+            )
+        except requests.ConnectTimeout as error:
+            raise UpstreamTransientError(f"{where}: {type(error).__name__}") from error
+        except requests.ConnectionError as error:
+            if _never_connected(error):
+                raise UpstreamTransientError(f"{where}: could not connect") from error
+            raise UpstreamAmbiguousError(f"{where}: connection lost before the answer") from error
+        except requests.RequestException as error:  # read timeout and the like
+            raise UpstreamAmbiguousError(f"{where}: {type(error).__name__} before the answer") from error
+        if response.status_code < 400:
+            return response
+        try:
+            message = self._message(response)
+            status = response.status_code
+            log.warning("aimlapi %s answered %s", where, status)
+            if status >= 500:
+                raise UpstreamAmbiguousError(f"{where}: {status} {message}", status=status)
+            self._raise_for(response, where, message)
+        finally:
+            response.close()
+        raise AssertionError("unreachable")  # _raise_for always raises
+
+    def _read_request(self, path: str, *, params: Mapping[str, str]) -> requests.Response:
+        where = f"GET {path}"
+        try:
+            response = self._session.get(
+                self._base + path, params=params, headers=self._auth(), timeout=self._timeout
+            )
+        except requests.RequestException as error:
+            raise UpstreamTransientError(f"{where}: {type(error).__name__}") from error
+        if response.status_code < 400:
+            return response
+        try:
+            message = self._message(response)
+            log.warning("aimlapi %s answered %s", where, response.status_code)
+            if response.status_code >= 500:
+                raise UpstreamTransientError(
+                    f"{where}: {response.status_code} {message}",
+                    status=response.status_code,
+                    retry_after=_retry_after(response),
+                )
+            self._raise_for(response, where, message)
+        finally:
+            response.close()
+        raise AssertionError("unreachable")
+
+    def _raise_for(self, response: requests.Response, where: str, message: str) -> None:
+        status = response.status_code
+        if status == 429:
+            raise UpstreamThrottled(f"{where}: {message}", status=status, retry_after=_retry_after(response))
+        if status in (401, 403):
+            raise UpstreamRejectedError(message, code=ACCESS_DENIED, status=status)
+        code = {400: "invalid_request", 404: "not_found"}.get(status, f"upstream_{status}")
+        raise UpstreamRejectedError(message, code=code, status=status)
+
+    def _message(self, response: requests.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message = body.get("message") if isinstance(body, dict) else None
+        text = str(message) if message else (response.reason or f"HTTP {response.status_code}")
+        return self._scrub(text)
+
+    def _scrub(self, text: str) -> str:
+        """Whatever the provider says, the key is not repeated in a message."""
+        return text.replace(self._key, "***")
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"}
+
+    def _video(self, body: Mapping[str, Any]) -> ProviderVideo:
+        raw_id = body.get("id") or body.get("generation_id")
+        if not raw_id:
+            raise KeyError("id")
+        raw_status = str(body.get("status") or "queued").lower()
+        if raw_status in DONE_STATUSES:
+            status = "completed"
+        elif raw_status in FAILED_STATUSES:
+            status = "failed"
+        elif raw_status in QUEUED_STATUSES:
+            status = "queued"
+        else:
+            status = "in_progress"
+        error_code = error_message = None
+        if status == "failed":
+            error = body.get("error")
+            error = error if isinstance(error, dict) else {}
+            error_code = str(error.get("name") or GENERATION_FAILED)
+            error_message = self._scrub(str(error.get("message") or "The video generation failed."))
+        return ProviderVideo(
+            id=str(raw_id),
+            status=status,
+            progress=None,
+            error_code=error_code,
+            error_message=error_message,
+        )
+
+    def _video_url(self, video_id: str) -> str:
+        response = self._read_request(GENERATIONS_PATH, params={"generation_id": video_id})
+        try:
+            body = response.json()
+            video = self._video(body)
+            url = (body.get("video") or {}).get("url") if video.status == "completed" else None
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise UpstreamTransientError(f"GET {GENERATIONS_PATH}: unreadable answer") from error
+        finally:
+            response.close()
+        if video.status != "completed":
+            raise UpstreamRejectedError(
+                f"Generation is {video.status}, it has no video yet.", code="video_not_ready"
+            )
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise UpstreamRejectedError(
+                "The completed generation has no video URL.", code="video_unavailable"
+            )
+        return url
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    try:
+        yield from response.iter_content(CHUNK_BYTES)
+    except (requests.RequestException, OSError) as error:
+        raise UpstreamTransientError(f"video download interrupted: {type(error).__name__}") from error
+
+
+def _never_connected(error: requests.ConnectionError) -> bool:
+    """True when the connection itself failed (refused, unresolvable): nothing was sent."""
+    cause = error.args[0] if error.args else None
+    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def build(account: ProviderAccount) -> VideoProvider:
+    return AimlApiProvider(account)
