@@ -17,7 +17,7 @@ facts relied on, and how well each is sourced:
   `generated_video[0].video_url` (some clients fall back to `generate_result`) and
   `thumbnail_url` (clients, [weak]).
 - Results live on GeminiGen's CDN and are fetched WITHOUT the key (clients) - the key is never
-  sent anywhere but the API's own base URL.
+  sent anywhere but the API's own base URL, whose redirects are not followed (a 3xx is refused).
 - Errors: HTTP 4xx with `{"detail": {"error_code", "error_message" | "message"}}`; codes
   API_KEY_REQUIRED, API_KEY_NOT_FOUND (404 in one test double), NOT_ENOUGH_CREDIT (402),
   GEMINI_RATE_LIMIT, GEMINI_RAI_MEDIA_FILTERED (content safety), SYSTEM_ERROR, RATE_LIMIT_ERROR
@@ -178,7 +178,7 @@ class GeminiGenProvider:
         raise UpstreamRejectedError("GeminiGen cannot delete or cancel a job", code="unsupported_operation")
 
     def remix(self, video_id: str, prompt: str) -> ProviderVideo:
-        raise UpstreamRejectedError("GeminiGen cannot remix a video", code="unsupported_operation")
+        raise UpstreamRejectedError("GeminiGen cannot remix a video", code="remix_not_supported")
 
     def recent(self, limit: int = 100) -> list[ProviderVideo]:
         raise UpstreamRejectedError(
@@ -224,11 +224,14 @@ class GeminiGenProvider:
                 f"{self._base}/{path}",
                 headers={"x-api-key": self._api_key, "accept": "application/json"},
                 timeout=self._timeout,
+                # requests drops only `Authorization` on a redirect to another host: x-api-key
+                # would follow it, so the API is never followed anywhere.
+                allow_redirects=False,
                 **kwargs,
             )
         except requests.RequestException as error:
             raise _transport_error(method, path, error, creating) from error
-        if response.status_code < 400:
+        if response.status_code < 300:
             return response
         try:
             raise _answer_error(response, method, path, creating)

@@ -22,6 +22,7 @@ What these tests cannot show: that the real service behaves like the simulator.
 
 from __future__ import annotations
 
+import http.server
 import socket
 import struct
 import threading
@@ -508,3 +509,47 @@ def test_create_answer_has_the_documented_fields(sim: SoraSimulator) -> None:
         timeout=10,
     )
     assert listing.json()["result"][0]["uuid"] == body["uuid"]
+
+
+def test_api_redirect_is_not_followed_with_the_key(sim: SoraSimulator) -> None:
+    """requests keeps custom headers across a redirect to another host: x-api-key must not."""
+    reached: list[dict[str, str]] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            reached.append(dict(self.headers))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.HTTPServer(("127.0.0.1", 0), Elsewhere) as elsewhere:
+        target = f"http://127.0.0.1:{elsewhere.server_address[1]}"
+
+        class Redirecting(Elsewhere):
+            def do_GET(self) -> None:
+                self.send_response(307)
+                self.send_header("Location", target + self.path)
+                self.end_headers()
+
+        with http.server.HTTPServer(("127.0.0.1", 0), Redirecting) as redirecting:
+            threads = [
+                threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+                for server in (elsewhere, redirecting)
+            ]
+            for thread in threads:
+                thread.start()
+            base = f"http://127.0.0.1:{redirecting.server_address[1]}/uapi/v1"
+            adapter = GeminiGenProvider(
+                ProviderAccount(name="g", kind="geminigen", base_url=base, api_key=KEY)
+            )
+            try:
+                with pytest.raises(UpstreamRejectedError) as caught:
+                    adapter.get(str(uuid.uuid4()))
+            finally:
+                adapter.close()
+                redirecting.shutdown()
+                elsewhere.shutdown()
+    assert caught.value.status == 307
+    assert reached == []
