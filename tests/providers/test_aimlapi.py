@@ -14,6 +14,10 @@ errors-and-messages), as the simulator reproduces them:
   401 bad key, 429 "Too Many Requests" without Retry-After, 5xx;
 - no list, delete or idempotency endpoints: a create whose answer is lost is ambiguous.
 
+Documented variants the simulator does not produce (`generation_id` instead of `id`,
+`succeeded`/`failed`/`waiting`, 403 out of credits, 502/504, a 200 without an id) are checked
+against a scripted loopback server at the end.
+
 Not verifiable here: the real service's refusal names, whether Veo i2v takes a `data:` URL,
 what the real CDN does with an Authorization header (the simulated one refuses it so a leak shows).
 """
@@ -21,6 +25,8 @@ what the real CDN does with an Authorization header (the simulated one refuses i
 from __future__ import annotations
 
 import base64
+import http.server
+import json
 import socket
 import struct
 import threading
@@ -439,3 +445,114 @@ def test_a_data_url_reference_is_checked_by_the_simulator(sim: SoraSimulator) ->
         assert response.status_code == status, response.text
         if status == 400:
             assert set(response.json()) == {"message", "path", "requestId", "statusCode", "timestamp"}
+
+
+# -- documented variants the simulator does not produce, from a scripted loopback server -----
+
+
+class ScriptedServer:
+    """A loopback HTTP server answering each request with the next scripted (status, body)."""
+
+    def __init__(self, answers: list[tuple[int, Any]]) -> None:
+        self.answers = list(answers)
+        self.requests: list[tuple[str, str]] = []
+        script = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                script.requests.append((self.command, self.path))
+                status, body = script.answers.pop(0)
+                payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _answer
+            do_POST = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_older_field_names_and_status_words_are_understood() -> None:
+    with ScriptedServer(
+        [
+            (200, {"generation_id": "349865017168125:minimax/hailuo-2.3", "status": "waiting"}),
+            (200, {"id": "349865017168125:minimax/hailuo-2.3", "status": "active", "video": None}),
+            (200, {"id": "349865017168125:minimax/hailuo-2.3", "status": "succeeded", "video": {"url": "x"}}),
+            (200, {"id": "349865017168125:minimax/hailuo-2.3", "status": "failed", "error": None}),
+        ]
+    ) as server:
+        adapter = AimlApiProvider(account(server.url))
+        try:
+            created = adapter.create(veo("older names"))
+            assert (created.id, created.status) == ("349865017168125:minimax/hailuo-2.3", "queued")
+            assert adapter.get(created.id).status == "in_progress"
+            assert adapter.get(created.id).status == "completed"
+            failed = adapter.get(created.id)
+            assert (failed.status, failed.error_code) == ("failed", "video_generation_failed")
+        finally:
+            adapter.close()
+    assert server.requests[1] == (
+        "GET",
+        "/v2/video/generations?generation_id=349865017168125%3Aminimax%2Fhailuo-2.3",
+    )
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    return {
+        "message": message,
+        "path": "/v2/video/generations",
+        "requestId": "798b860e-98c2-4e8e-8c50-550bcfc2eccc",
+        "statusCode": str(status),
+        "timestamp": "2026-11-26T07:13:27.813Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error_class", "code"),
+    [
+        (403, error_body(403, "You've run out of credits."), UpstreamRejectedError, "upstream_access_denied"),
+        (429, error_body(429, "Too Many Requests"), UpstreamThrottled, None),
+        (502, error_body(502, "Bad Gateway"), UpstreamAmbiguousError, None),
+        (504, b"<html>gateway timeout</html>", UpstreamAmbiguousError, None),
+        (200, b"not json", UpstreamAmbiguousError, None),
+        (200, {"status": "queued"}, UpstreamAmbiguousError, None),  # accepted, but no id to follow
+    ],
+)
+def test_create_answers_are_classified(
+    status: int, body: Any, error_class: type[UpstreamError], code: str | None
+) -> None:
+    with ScriptedServer([(status, body)]) as server:
+        adapter = AimlApiProvider(account(server.url))
+        try:
+            with pytest.raises(error_class) as raised:
+                adapter.create(veo("classified"))
+        finally:
+            adapter.close()
+    if code is not None:
+        assert isinstance(raised.value, UpstreamRejectedError)
+        assert raised.value.code == code
+        assert raised.value.message == body["message"]
+    if error_class is UpstreamAmbiguousError:
+        assert not isinstance(raised.value, UpstreamTransientError)
