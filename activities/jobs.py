@@ -11,7 +11,7 @@ import azure.durable_functions as df
 
 from activities import names
 from gateway.blobs import VideoAssets, asset_blob_name, copy_upstream_asset
-from gateway.clients import get_job_store, get_quota_store, get_sora_client, get_video_assets
+from gateway.clients import get_job_store, get_provider, get_quota_store, get_video_assets
 from gateway.errors import UpstreamRejectedError, UpstreamThrottled
 from gateway.jobs import Job
 from gateway.messages import (
@@ -24,6 +24,7 @@ from gateway.messages import (
     failure_message,
     rejection_code,
 )
+from gateway.providers.port import VideoProvider
 from gateway.settings import get_settings
 
 bp = df.Blueprint()
@@ -53,8 +54,9 @@ def store_video_assets(payload: ActivityInput) -> dict[str, Any]:
         return StoreOutcome.cancelled().to_dict()
     video_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, VIDEO_ASSET)
     thumbnail_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, THUMBNAIL_ASSET)
+    provider = get_provider(current.provider)
     try:
-        written = _copy(assets, ref.upstream_id, "video", video_blob, "video/mp4")
+        written = copy_upstream_asset(provider, assets, ref.upstream_id, "video", video_blob, "video/mp4")
     except UpstreamThrottled as error:
         _discard(assets, video_blob)
         return StoreOutcome.throttled(error.retry_after).to_dict()
@@ -67,7 +69,9 @@ def store_video_assets(payload: ActivityInput) -> dict[str, Any]:
     except BaseException:
         _discard(assets, video_blob)  # never a partial video: the next attempt starts afresh
         raise
-    stored_thumbnail = _copy_thumbnail(assets, ref.upstream_id, thumbnail_blob)
+    stored_thumbnail = None
+    if provider.capabilities.thumbnail:
+        stored_thumbnail = _copy_thumbnail(provider, assets, ref.upstream_id, thumbnail_blob)
     now = int(time.time())
     retention = timedelta(days=get_settings().video_retention_days)
     stored = jobs.update_job(
@@ -94,15 +98,13 @@ def store_video_assets(payload: ActivityInput) -> dict[str, Any]:
     ).to_dict()
 
 
-def _copy(assets: VideoAssets, upstream_id: str, variant: str, blob_name: str, content_type: str) -> int:
-    return copy_upstream_asset(get_sora_client(), assets, upstream_id, variant, blob_name, content_type)
-
-
-def _copy_thumbnail(assets: VideoAssets, upstream_id: str, blob_name: str) -> str | None:
+def _copy_thumbnail(
+    provider: VideoProvider, assets: VideoAssets, upstream_id: str, blob_name: str
+) -> str | None:
     """The thumbnail's blob, or None: a thumbnail is a nicety, and whatever keeps it from being
     copied (a refusal, an outage, a 429) must not fail or hold up the video."""
     try:
-        _copy(assets, upstream_id, "thumbnail", blob_name, "image/jpeg")
+        copy_upstream_asset(provider, assets, upstream_id, "thumbnail", blob_name, "image/jpeg")
     except Exception as error:
         log.warning("no thumbnail for upstream %s: %s", upstream_id, type(error).__name__)
         _discard(assets, blob_name)

@@ -1,4 +1,5 @@
-"""Activities that talk to the Sora upstream and record what it said on the job.
+"""Activities that talk to a job's provider (the account it was bound to when accepted, through
+the provider port) and record what it said on the job.
 
 Throttling (429) is returned, not raised, so the orchestrator waits it out on a durable timer
 for as long as the upstream asks; other transient failures raise and are retried by Durable;
@@ -16,10 +17,11 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import names
-from gateway.clients import get_job_store, get_sora_client, get_upstream_creator, get_upstream_pacer
+from gateway.clients import get_job_store, get_provider, get_upstream_creator, get_upstream_pacer
 from gateway.creation import progress_fields
-from gateway.errors import UpstreamRejectedError, UpstreamThrottled
+from gateway.errors import UpstreamAmbiguousError, UpstreamRejectedError, UpstreamThrottled
 from gateway.messages import (
+    UPSTREAM_AMBIGUOUS,
     ActivityInput,
     CreateRequest,
     JobRef,
@@ -29,7 +31,7 @@ from gateway.messages import (
     rejection_code,
 )
 from gateway.polling import ProgressTrack
-from gateway.settings import get_settings
+from gateway.settings import DEFAULT_PROVIDER, get_settings
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ def reserve_upstream_slot(payload: ActivityInput) -> float:
         return time.time()  # gone or cancelled: no slot to take; create answers `cancelled`
     if job.start_at is not None:
         return job.start_at
-    start_at = get_upstream_pacer().reserve(time.time())
+    start_at = get_upstream_pacer().reserve(job.provider or DEFAULT_PROVIDER, time.time())
     jobs.update_job(ref.app_id, ref.job_id, start_at=start_at)
     return start_at
 
@@ -62,8 +64,13 @@ def create_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         # Deleted or cancelled before its turn: nothing to create.
         return UpstreamStatus.job_cancelled(None).to_dict()
     creator = get_upstream_creator()
+    # Jobs from before providers name no provider model: the deployment the settings give theirs.
+    provider_model = job.provider_model or get_settings().deployments.get(job.model, job.model)
     try:
-        video = creator.ensure_created(job, get_settings().deployments.get(job.model, job.model))
+        video = creator.ensure_created(job, provider_model)
+    except UpstreamAmbiguousError as error:
+        log.warning("job %s: %s; not retried", job.id, error.message)
+        return UpstreamStatus.refused(None, UPSTREAM_AMBIGUOUS).to_dict()
     except UpstreamRejectedError as error:
         log.info("upstream refused job %s: %s %s (%s)", job.id, error.status, error.code, error.message)
         return UpstreamStatus.refused(
@@ -73,7 +80,7 @@ def create_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         return UpstreamStatus.throttled(None, error.retry_after).to_dict()
     now = time.time()
     origin = float(video.created_at or now)
-    track = ProgressTrack(origin=origin).observe(now - origin, video.progress)
+    track = ProgressTrack(origin=origin).observe(now - origin, video.progress or 0)
     recorded = creator.record(job, video, policy.next_check_at(track))
     if recorded.finished:
         # Cancelled while the create was under way: the orchestrator deletes what was made.
@@ -92,7 +99,7 @@ def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         # Read first, so a check retried through an outage stops at its next attempt.
         return UpstreamStatus.job_cancelled(ref.upstream_id).to_dict()
     try:
-        video = get_sora_client().get_video(ref.upstream_id)
+        video = get_provider(job.provider).get(ref.upstream_id)
     except UpstreamThrottled as error:
         return UpstreamStatus.throttled(ref.upstream_id, error.retry_after).to_dict()
     except UpstreamRejectedError as error:
@@ -100,7 +107,7 @@ def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         log.warning("status of upstream %s refused: %s %s", ref.upstream_id, error.status, error.code)
         code = rejection_code(error.status, error.code, keep_upstream_code=False)
         return UpstreamStatus.refused(ref.upstream_id, code).to_dict()
-    track = check.track.observe(time.time() - check.track.origin, video.progress)
+    track = check.track.observe(time.time() - check.track.origin, video.progress or 0)
     updated = jobs.update_job(
         ref.job.app_id, ref.job.job_id, next_check_at=policy.next_check_at(track), **progress_fields(video)
     )
@@ -115,8 +122,13 @@ def delete_upstream_job(payload: ActivityInput) -> bool:
     """Delete the upstream job; False when it was gone already or the upstream refuses for good
     (retrying a 401/403 changes nothing). Transient failures raise and are retried."""
     ref = UpstreamJobRef.from_dict(payload)
+    # The record names the provider; it outlives the orchestration (only finished jobs are deleted).
+    job = get_job_store().get_job(ref.job.app_id, ref.job.job_id)
     try:
-        return get_sora_client().delete_video(ref.upstream_id)
+        provider = get_provider(job.provider if job is not None else None)
+        if not provider.capabilities.delete:
+            return False  # the provider's job expires on its own
+        return provider.delete(ref.upstream_id)
     except UpstreamRejectedError as error:
         log.warning("could not delete upstream %s: %s %s", ref.upstream_id, error.status, error.code)
         return False

@@ -12,7 +12,7 @@ from gateway.errors import InvalidRequest
 from gateway.idempotency import MAX_KEY_CHARS
 from gateway.images import MAX_IMAGE_BYTES, ReferenceImage, prepare_reference_image
 from gateway.jobs import Job
-from gateway.settings import Settings
+from gateway.settings import DEFAULT_PROVIDER, Settings
 from gateway.submissions import Submission
 from gateway.urls import check_public_url, decode_data_url, fetch_limited
 from gateway.validation import VideoSpec, metadata_of, parse_video_spec, prompt_of, user_of
@@ -22,18 +22,34 @@ REFERENCE = "input_reference"
 
 def create_submission(fields: RequestFields, settings: Settings, idempotency_key: str | None) -> Submission:
     spec = parse_video_spec(fields.values, settings)
+    model = settings.catalog[spec.model]
+    if not model.image_input and (REFERENCE in fields.files or fields.values.get(REFERENCE) is not None):
+        # Checked before the image is fetched or fitted, and before any quota is taken.
+        raise InvalidRequest(
+            f"Model '{model.id}' does not take an input image; send no 'input_reference', "
+            "or choose a model that takes one (GET /v1/models).",
+            code="invalid_value",
+            param=REFERENCE,
+        )
     return Submission(
         spec=spec,
         reference=_reference_image(fields, spec.size, settings),
         webhook_url=_webhook_url(fields.values.get("webhook_url"), settings),
         idempotency_key=_idempotency_key(idempotency_key),
+        provider=model.provider,
+        provider_model=model.provider_model,
     )
 
 
 def remix_submission(
     fields: RequestFields, source: Job, settings: Settings, idempotency_key: str | None
 ) -> Submission:
-    """A remix keeps its source's model, duration and size; only the prompt is new."""
+    """A remix keeps its source's model, duration, size and provider; only the prompt is new."""
+    model = settings.catalog.get(source.model)
+    if model is None or not model.remix:
+        raise InvalidRequest(
+            f"Videos of model '{source.model}' cannot be remixed.", code="invalid_value", param="video_id"
+        )
     spec = VideoSpec(
         prompt=prompt_of(fields.values, settings),
         model=source.model,
@@ -47,6 +63,9 @@ def remix_submission(
         remixed_from=source.id,
         webhook_url=_webhook_url(fields.values.get("webhook_url"), settings),
         idempotency_key=_idempotency_key(idempotency_key),
+        # Jobs from before providers ran on the default account, under the settings' deployment.
+        provider=source.provider or DEFAULT_PROVIDER,
+        provider_model=source.provider_model or settings.deployments.get(source.model, source.model),
     )
 
 

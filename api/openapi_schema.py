@@ -144,6 +144,9 @@ def _video() -> JsonObject:
                 )
             ),
             "estimated_cost": nullable(schema_ref("EstimatedCost")),
+            "provider": string(
+                "Extension: the provider account making the video; a job stays with the provider that accepted it."
+            ),
         },
         description="OpenAI's Video object plus the gateway's extensions.",
         allOf=_video_rules(),

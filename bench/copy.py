@@ -27,7 +27,8 @@ from azure.storage.blob import ContentSettings
 from devhost.azurite import Azurite
 from devhost.net import free_port, wait_for_http
 from gateway.blobs import UPLOAD_CONCURRENCY, VideoAssets, blob_service, copy_upstream_asset
-from gateway.sora import SoraClient
+from gateway.providers import azure_openai
+from gateway.providers.port import ProviderAccount, VideoRequest
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
@@ -93,9 +94,11 @@ def main() -> int:
         try:
             service = blob_service(azurite.connection_string)  # the gateway's upload settings, for both runs
             assets = VideoAssets(service, "bench")
-            sora = SoraClient(sim_url, api_key=API_KEY, timeout=(5.0, 120.0))
-            video = sora.create_video(model="sora-2", prompt="bench", seconds="4", size="720x1280")
-            while sora.get_video(video.id).status != "completed":
+            sora = azure_openai.build(
+                ProviderAccount("azure-openai", "azure-openai", sim_url, api_key=API_KEY)
+            )
+            video = sora.create(VideoRequest("sora-2", "bench", 4, "720x1280", "9:16", "720p"))
+            while sora.get(video.id).status != "completed":
                 time.sleep(0.5)
 
             def streaming() -> int:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, cast
 
-import urllib3
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
@@ -20,7 +19,7 @@ from azure.storage.blob import (
 )
 
 from gateway.errors import UpstreamTransientError
-from gateway.sora import SoraClient
+from gateway.providers.port import VideoProvider
 
 # Blocks small enough that memory stays bounded (block size x concurrency), large enough
 # that a 1 GiB video is a few hundred requests.
@@ -126,26 +125,30 @@ class VideoAssets:
 
 
 def copy_upstream_asset(
-    sora: SoraClient, assets: VideoAssets, upstream_id: str, variant: str, blob_name: str, content_type: str
+    provider: VideoProvider,
+    assets: VideoAssets,
+    upstream_id: str,
+    variant: str,
+    blob_name: str,
+    content_type: str,
 ) -> int:
-    """Stream one upstream asset into a blob, chunk by chunk; returns the bytes copied.
+    """Stream one asset of the provider's job into a blob, chunk by chunk; returns the bytes copied.
 
     A stream that breaks off, or ends short of its announced length, is a transient upstream
-    failure (UpstreamTransientError) and leaves no blob: a blob is the whole asset or absent.
+    failure (the adapter raises UpstreamTransientError) and leaves no blob: a blob is the whole
+    asset or absent.
     """
     try:
-        with sora.stream_content(upstream_id, variant) as response:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length else None
+        with provider.open_asset(upstream_id, variant) as chunks:
             written = assets.upload_stream(
-                blob_name, cast(IO[bytes], response.raw), length=expected, content_type=content_type
+                blob_name, cast(IO[bytes], _ChunkReader(chunks)), length=None, content_type=content_type
             )
-    except urllib3.exceptions.HTTPError as error:  # read from the raw stream: not wrapped by requests
+    except BaseException:
         assets.delete_all(blob_name)
-        raise UpstreamTransientError(f"{variant} of {upstream_id}: {type(error).__name__}") from error
-    if expected is not None and written != expected:
+        raise
+    if not written:
         assets.delete_all(blob_name)
-        raise UpstreamTransientError(f"{variant} of {upstream_id}: {written} of {expected} bytes arrived")
+        raise UpstreamTransientError(f"{variant} of {upstream_id}: no bytes arrived")
     return written
 
 
@@ -184,6 +187,26 @@ class _SasSigner:
                     now - CLOCK_SKEW, self._delegation_expiry
                 )
             return self._delegation_key
+
+
+class _ChunkReader:
+    """File-like view of an iterator of chunks, for the blob upload's reads."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
 
 
 class _CountingReader:

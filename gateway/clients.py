@@ -11,12 +11,10 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import requests
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient
-from requests.adapters import HTTPAdapter
 
 from gateway.apps import AppStore
 from gateway.blobs import VideoAssets, blob_service
@@ -24,9 +22,10 @@ from gateway.creation import UpstreamCreator
 from gateway.idempotency import IdempotencyStore
 from gateway.jobs import JobStore
 from gateway.pacing import Pace, UpstreamPacer
+from gateway.providers.port import VideoProvider
+from gateway.providers.registry import ProviderUnavailable, build_provider
 from gateway.quota import QuotaStore
-from gateway.settings import Settings, get_settings
-from gateway.sora import SoraClient
+from gateway.settings import DEFAULT_PROVIDER, get_settings
 from gateway.submissions import Submissions
 from gateway.tables import Tables
 from gateway.webhooks import WebhookSender
@@ -83,16 +82,35 @@ def get_blob_service() -> BlobServiceClient:
     return blob_service(account_url=storage.blob_service_uri, credential=_storage_credential())
 
 
-@_ProcessSingleton
-def get_sora_client() -> SoraClient:
-    settings: Settings = get_settings()
-    credential = None if settings.openai_api_key else get_credential()
-    return SoraClient(
-        settings.openai_endpoint,
-        credential=credential,
-        api_key=settings.openai_api_key,
-        session=_pooled_session(),
-    )
+class _Providers:
+    """One adapter per provider account, each built on its first use (an account no job uses
+    never connects, and an account whose adapter is missing fails only its own jobs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: dict[str, VideoProvider] = {}
+
+    def __call__(self, name: str | None) -> VideoProvider:
+        """The adapter of account `name`; None is the account of jobs recorded before providers."""
+        name = name or DEFAULT_PROVIDER
+        with self._lock:
+            provider = self._built.get(name)
+            if provider is None:
+                account = get_settings().providers.get(name)
+                if account is None:
+                    raise ProviderUnavailable(
+                        f"no provider account {name!r} is configured", code="provider_unavailable"
+                    )
+                provider = self._built[name] = build_provider(account)
+            return provider
+
+    def reset(self) -> list[VideoProvider]:
+        with self._lock:
+            built, self._built = list(self._built.values()), {}
+        return built
+
+
+get_provider = _Providers()
 
 
 def _storage_credential() -> TokenCredential:
@@ -101,14 +119,6 @@ def _storage_credential() -> TokenCredential:
         # AzureWebJobsStorage__clientId may name a different identity than the app's default one.
         return DefaultAzureCredential(managed_identity_client_id=client_id)
     return get_credential()
-
-
-def _pooled_session() -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
 
 
 @_ProcessSingleton
@@ -138,12 +148,14 @@ def get_quota_store() -> QuotaStore:
 
 @_ProcessSingleton
 def get_upstream_pacer() -> UpstreamPacer:
-    return UpstreamPacer(get_tables(), Pace(get_settings().upstream_creates_per_minute))
+    settings = get_settings()
+    paces = {name: Pace(per_minute) for name, per_minute in settings.provider_paces.items()}
+    return UpstreamPacer(get_tables(), paces, default=Pace(settings.upstream_creates_per_minute))
 
 
 @_ProcessSingleton
 def get_upstream_creator() -> UpstreamCreator:
-    return UpstreamCreator(get_job_store(), get_tables(), get_sora_client(), get_video_assets())
+    return UpstreamCreator(get_job_store(), get_tables(), get_provider, get_video_assets())
 
 
 @_ProcessSingleton
@@ -175,13 +187,14 @@ def close_clients() -> None:
         get_job_store,
         get_app_store,
         get_tables,
-        get_sora_client,
         get_blob_service,
         get_table_service,
         get_credential,
     )
-    for getter in getters:
-        closable = getter.reset()
+    closables: list[Any] = [getter.reset() for getter in getters[:-3]]
+    closables += get_provider.reset()
+    closables += [getter.reset() for getter in getters[-3:]]
+    for closable in closables:
         close = getattr(closable, "close", None)
         if callable(close):
             close()

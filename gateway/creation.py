@@ -1,23 +1,30 @@
 """Creating a job's upstream video exactly once, even when the create is retried or replayed.
 
-Before calling the upstream, the job records that a create started. A later attempt that finds
-that mark (the first attempt died between the upstream's answer and our write) looks for the
+Before calling the provider, the job records that a create started. A later attempt that finds
+that mark (the first attempt died between the provider's answer and our write) looks for the
 upstream job the first attempt made, by its parameters and time, and adopts it instead of
 creating a second one. An insert-only claim row stops two gateway jobs adopting the same one.
+
+A provider that cannot list its jobs (no `find_recent`) cannot be asked what the first attempt
+made, so such a mark means the job's outcome is unknown: it fails as `upstream_ambiguous` (with
+its slot given back) rather than risk a second upstream job. The mark is cleared when the
+provider answered for certain that it made nothing (a 429), so throttling stays harmless.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 
 from gateway.blobs import VideoAssets
-from gateway.errors import UpstreamRejectedError
+from gateway.catalog import shape_of
+from gateway.errors import UpstreamAmbiguousError, UpstreamRejectedError, UpstreamThrottled
 from gateway.jobs import Job, JobStore
-from gateway.sora import ReferenceFile, SoraClient, UpstreamVideo
+from gateway.providers.port import ProviderVideo, ReferenceFile, VideoProvider, VideoRequest
 from gateway.tables import Tables
 
 CLAIMS_TABLE = "upstreamclaims"
@@ -26,49 +33,63 @@ CLOCK_SLACK_SECONDS = 5
 log = logging.getLogger(__name__)
 
 
-def progress_fields(video: UpstreamVideo) -> dict[str, Any]:
+def progress_fields(video: ProviderVideo) -> dict[str, Any]:
     """Job fields for an upstream status. Only the orchestration makes a job final: "completed"
     is written once the assets are stored (a reader never sees a completed job without its
     video), "failed" by fail_job. Any other upstream status reads as in progress meanwhile."""
     status = video.status if video.status in ("queued", "in_progress") else "in_progress"
-    return {"status": status, "progress": min(video.progress, 99)}
+    return {"status": status, "progress": min(video.progress or 0, 99)}
 
 
 class UpstreamCreator:
-    def __init__(self, jobs: JobStore, tables: Tables, sora: SoraClient, assets: VideoAssets) -> None:
+    """Creates jobs at the provider account each job is bound to (`providers` by account name)."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        tables: Tables,
+        providers: Callable[[str | None], VideoProvider],
+        assets: VideoAssets,
+    ) -> None:
         self._jobs = jobs
         self._claims = tables.get(CLAIMS_TABLE)
-        self._sora = sora
+        self._providers = providers
         self._assets = assets
 
-    def ensure_created(self, job: Job, deployment: str) -> UpstreamVideo:
+    def ensure_created(self, job: Job, provider_model: str) -> ProviderVideo:
         """The job's upstream video, created now or found from an earlier attempt.
 
-        Raises the upstream's errors: transient ones for the caller to retry, rejections to record.
+        Raises the provider's errors: transient ones for the caller to retry, rejections to
+        record, UpstreamAmbiguousError when an earlier attempt may have made one that cannot be found.
         """
+        provider = self._providers(job.provider)
         if job.upstream_id:
-            return self._sora.get_video(job.upstream_id)
+            return provider.get(job.upstream_id)
         source = self._remix_source(job)
+        self._check_capabilities(job, provider, source)
         if job.create_started_at is not None:
-            adopted = self._find_earlier_attempt(job, deployment, source)
+            if not provider.capabilities.find_recent:
+                raise UpstreamAmbiguousError(
+                    f"an earlier create of job {job.id} may have reached {provider.name}, which cannot be asked"
+                )
+            adopted = self._find_earlier_attempt(provider, job, provider_model, source)
             if adopted is not None:
                 log.warning("job %s adopted upstream %s from an interrupted attempt", job.id, adopted.id)
                 return adopted
         job = self._jobs.update_job(job.app_id, job.id, create_started_at=time.time())
-        if source is not None:
-            video = self._sora.remix_video(source, prompt=job.prompt)
-        else:
-            video = self._sora.create_video(
-                model=deployment,
-                prompt=job.prompt,
-                seconds=job.seconds,
-                size=job.size,
-                input_reference=self._reference(job),
-            )
+        try:
+            if source is not None:
+                video = provider.remix(source, job.prompt)
+            else:
+                video = provider.create(self._request(job, provider_model))
+        except UpstreamThrottled:
+            # A 429 is a certain "nothing was made": the next attempt may create afresh.
+            self._jobs.update_job(job.app_id, job.id, create_started_at=None)
+            raise
         self._claim(video.id, job)
         return video
 
-    def record(self, job: Job, video: UpstreamVideo, next_check_at: float) -> Job:
+    def record(self, job: Job, video: ProviderVideo, next_check_at: float) -> Job:
         """Write the upstream job onto the record; returns the record (finished, unchanged, when
         the job was cancelled meanwhile)."""
         return self._jobs.update_job(
@@ -86,21 +107,43 @@ class UpstreamCreator:
             )
         return source.upstream_id
 
+    @staticmethod
+    def _check_capabilities(job: Job, provider: VideoProvider, source: str | None) -> None:
+        """The catalog promised these at intake; the provider's adapter has the last word."""
+        if source is not None and not provider.capabilities.remix:
+            raise UpstreamRejectedError(f"{provider.name} cannot remix", code="remix_not_supported")
+        if job.reference_blob is not None and not provider.capabilities.image_input:
+            raise UpstreamRejectedError(f"{provider.name} takes no image", code="image_input_not_supported")
+
+    def _request(self, job: Job, provider_model: str) -> VideoRequest:
+        aspect_ratio, resolution = shape_of(job.size)
+        return VideoRequest(
+            model=provider_model,
+            prompt=job.prompt,
+            seconds=int(job.seconds),
+            size=job.size,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            reference=self._reference(job),
+        )
+
     def _reference(self, job: Job) -> ReferenceFile | None:
         if job.reference_blob is None:
             return None
         content, content_type = self._assets.download_bytes(job.reference_blob)
         return ReferenceFile(job.reference_blob.rsplit("/", 1)[-1], content, content_type)
 
-    def _find_earlier_attempt(self, job: Job, deployment: str, source: str | None) -> UpstreamVideo | None:
+    def _find_earlier_attempt(
+        self, provider: VideoProvider, job: Job, provider_model: str, source: str | None
+    ) -> ProviderVideo | None:
         assert job.create_started_at is not None
         since = job.create_started_at - CLOCK_SLACK_SECONDS
         wanted = (job.prompt, job.seconds, job.size, source)
-        for candidate in self._sora.list_videos(limit=100):
+        for candidate in provider.recent(limit=100):
             if candidate.created_at is not None and candidate.created_at < since:
                 break  # newest first: everything further is older still
             found = (candidate.prompt, candidate.seconds, candidate.size, candidate.remixed_from_video_id)
-            if found != wanted or (source is None and candidate.model != deployment):
+            if found != wanted or (source is None and candidate.model != provider_model):
                 continue
             if self._claim(candidate.id, job):
                 return candidate

@@ -55,6 +55,10 @@ class Job:
     next_check_at: float | None = None  # when the pipeline looks at the upstream job next
     webhook_url: str | None = None
     reference_blob: str | None = None  # the fitted input image, for image-to-video
+    # The provider account and model that accepted the job: it finishes there whatever the
+    # catalog says later. None on jobs from before providers: the default Azure OpenAI account.
+    provider: str | None = None
+    provider_model: str | None = None
 
     @property
     def finished(self) -> bool:

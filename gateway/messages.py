@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.polling import PollPolicy, ProgressTrack
-from gateway.sora import UpstreamVideo
+from gateway.providers.port import ProviderVideo
 
 # How an activity's input parameter is annotated. Azure's Python worker accepts only a class as a
 # binding annotation: `dict[str, Any]` is not one (Python 3.11+), and one refused function stops
@@ -32,6 +32,11 @@ UPSTREAM_CANCELLED = "upstream_cancelled"
 UPSTREAM_ERROR = "upstream_error"
 VIDEO_GENERATION_FAILED = "video_generation_failed"
 CONTENT_POLICY_VIOLATION = "content_policy_violation"
+UPSTREAM_AMBIGUOUS = "upstream_ambiguous"
+PROVIDER_UNAVAILABLE = "provider_unavailable"
+# Failures before the provider accepted the job that are no fault of the request: the app
+# gets its slot back (a refusal of the request itself, e.g. content policy, keeps it).
+REFUNDED_CREATE_FAILURES = frozenset({UPSTREAM_ACCESS_DENIED, UPSTREAM_AMBIGUOUS, PROVIDER_UNAVAILABLE})
 
 # What an app reads in `error.message`, by code. Only these sentences are ever stored on a job:
 # never the upstream's text, an exception's or an activity's name.
@@ -48,6 +53,13 @@ FAILURE_MESSAGES: dict[str, str] = {
     VIDEO_GENERATION_FAILED: "The video service could not generate this video.",
     CONTENT_POLICY_VIOLATION: "The request was refused by the content policy. Change the prompt or image.",
     "remix_source_not_found": "The video to remix no longer exists.",
+    UPSTREAM_AMBIGUOUS: (
+        "The video service did not confirm whether it accepted this video, and it cannot be asked. "
+        "It was not retried, so you are not charged twice; please try again."
+    ),
+    PROVIDER_UNAVAILABLE: "The video service for this model is not available. Please contact the operator.",
+    "remix_not_supported": "The video service of this video cannot remix it.",
+    "image_input_not_supported": "The video service of this model does not take an input image.",
 }
 DEFAULT_FAILURE_MESSAGE = "The video could not be generated."
 ACTIVE_STATUSES = frozenset({"queued", "in_progress"})
@@ -122,11 +134,11 @@ class UpstreamStatus:
         return cls(upstream_id=upstream_id, status="failed", error_code=CANCELLED, cancelled=True)
 
     @classmethod
-    def of(cls, video: UpstreamVideo, track: ProgressTrack) -> UpstreamStatus:
+    def of(cls, video: ProviderVideo, track: ProgressTrack) -> UpstreamStatus:
         return cls(
             upstream_id=video.id,
             status=video.status,
-            progress=video.progress,
+            progress=video.progress or 0,
             error_code=video.error_code,
             error_message=video.error_message,
             track=track.to_dict(),

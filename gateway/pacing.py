@@ -1,13 +1,15 @@
 """Pacing of upstream job creations, shared by every app and every gateway instance.
 
-Azure's Sora quota is a few creations per minute per deployment. Rather than fire and get 429s,
-each accepted job reserves the next free creation time in one Table Storage row and waits for it
-on a durable timer. Reservations happen in acceptance order, so jobs start in that order.
+A provider's quota is a few creations per minute per account. Rather than fire and get 429s,
+each accepted job reserves the next free creation time in its provider account's Table Storage
+row and waits for it on a durable timer. Reservations happen in acceptance order, so the jobs of
+one account start in that order; accounts do not hold each other up.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from azure.core import MatchConditions
@@ -18,7 +20,6 @@ from gateway.tables import Tables
 
 PACING_TABLE = "pacing"
 _PARTITION = "upstream"
-_ROW = "schedule"
 
 
 @dataclass(frozen=True)
@@ -37,22 +38,31 @@ class Pace:
 
 
 class UpstreamPacer:
-    def __init__(self, tables: Tables, pace: Pace) -> None:
-        self._table = tables.get(PACING_TABLE)
-        self._pace = pace
+    """Reserves creation times, one schedule row per provider account (`paces` by account name;
+    an account not listed goes at `default`)."""
 
-    def reserve(self, now: float) -> float:
-        """The time at which the caller may create its upstream job (one conditional write)."""
-        if not self._pace.interval:
+    def __init__(self, tables: Tables, paces: Mapping[str, Pace], *, default: Pace) -> None:
+        self._table = tables.get(PACING_TABLE)
+        self._paces = dict(paces)
+        self._default = default
+
+    def pace(self, provider: str) -> Pace:
+        return self._paces.get(provider, self._default)
+
+    def reserve(self, provider: str, now: float) -> float:
+        """The time at which the caller may create its job at `provider` (one conditional write)."""
+        pace = self.pace(provider)
+        if not pace.interval:
             return now
+        row_key = f"schedule-{provider}"
         while True:
             try:
-                entity = self._table.get_entity(_PARTITION, _ROW)
+                entity = self._table.get_entity(_PARTITION, row_key)
             except ResourceNotFoundError:
                 entity = None
             next_free = float(entity["next_at"]) if entity else now
             start_at = max(now, next_free)
-            row = {"PartitionKey": _PARTITION, "RowKey": _ROW, "next_at": start_at + self._pace.interval}
+            row = {"PartitionKey": _PARTITION, "RowKey": row_key, "next_at": start_at + pace.interval}
             try:
                 if entity is None:
                     self._table.create_entity(row)

@@ -93,9 +93,10 @@ class RetentionSweeper:
 
 
 class UpstreamJobs(Protocol):
-    """The part of the Sora client reconciliation uses."""
+    """What reconciliation asks of the providers: delete a job's upstream job, at the provider
+    the job is bound to (False when it was gone, or that provider cannot delete)."""
 
-    def delete_video(self, video_id: str) -> bool: ...
+    def delete_upstream(self, job: Job) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class Reconciler:
         """Best effort: a job nobody will collect should not keep running upstream."""
         assert job.upstream_id is not None
         try:
-            return self._upstream.delete_video(job.upstream_id)
+            return self._upstream.delete_upstream(job)
         except Exception as error:
             log.warning("could not delete upstream job %s of video %s: %s", job.upstream_id, job.id, error)
             return False

@@ -19,7 +19,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.apps import PLANS
+from gateway.catalog import SECONDS as _SECONDS
+from gateway.catalog import SIZE as _SIZE
+from gateway.catalog import CatalogModel, amount, listed, parse_catalog
 from gateway.errors import SettingsError
+from gateway.providers.port import ProviderAccount
+from gateway.providers.registry import KINDS
 
 # Azurite's published development account; not a secret.
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -50,9 +55,18 @@ DEFAULT_PRICING: dict[str, dict[str, float]] = {
 }
 DEFAULT_DEPLOYMENTS = {"sora-2": "sora-2", "sora-2-pro": "sora-2-pro"}
 QUOTA_WINDOWS = ("hour", "day")
-
-_SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
-_SECONDS = re.compile(r"[1-9][0-9]{0,3}")
+# The account PROVIDERS has by default, and the one a job recorded before providers existed used.
+DEFAULT_PROVIDER = "azure-openai"
+# The per-model settings from before the catalog; MODEL_CATALOG replaces all of them at once.
+LEGACY_MODEL_SETTINGS = (
+    "MODEL_OPTIONS",
+    "ALLOWED_MODELS",
+    "ALLOWED_SIZES",
+    "ALLOWED_SECONDS",
+    "PRICING",
+    "SORA_DEPLOYMENTS",
+)
+_PROVIDER_FIELDS = frozenset({"kind", "base_url", "key_setting", "options", "creates_per_minute"})
 # Azure Storage: container names are 3-63 lowercase letters, digits and single hyphens; table
 # names are letters and digits, starting with a letter (the prefix goes in front of each).
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
@@ -80,10 +94,12 @@ class StorageSettings:
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
-    openai_endpoint: str
-    openai_api_key: str | None
+    # Provider accounts by name (PROVIDERS), and each one's creations per minute.
+    providers: Mapping[str, ProviderAccount]
+    provider_paces: Mapping[str, int]
+    # The models offered, by public id, in the order listed.
+    catalog: Mapping[str, CatalogModel]
     azure_client_id: str | None
-    deployments: Mapping[str, str]
     admin_api_key: str | None
     videos_container: str
     sas_ttl_minutes: int
@@ -92,25 +108,43 @@ class Settings:
     poll_min_seconds: float
     poll_max_seconds: float
     max_prompt_chars: int
-    allowed_models: tuple[str, ...]
-    allowed_seconds: tuple[str, ...]  # every duration some allowed model takes
-    allowed_sizes: tuple[str, ...]  # every size some allowed model makes
     plan_limits: Mapping[str, Mapping[str, int] | None]
-    pricing: Mapping[str, Mapping[str, float]]
-    upstream_creates_per_minute: int
+    upstream_creates_per_minute: int  # the pace of an account that does not set its own
     allow_local_urls: bool
     webhook_retry_seconds: tuple[float, ...]
-    # Per allowed model, what it accepts: MODEL_OPTIONS narrowed by ALLOWED_SIZES / ALLOWED_SECONDS.
-    models: Mapping[str, ModelOptions]
     table_prefix: str = field(default="")
+
+    # Views of the catalog, by public model id.
+    @property
+    def allowed_models(self) -> tuple[str, ...]:
+        return tuple(self.catalog)
+
+    @property
+    def models(self) -> dict[str, ModelOptions]:
+        return {model.id: ModelOptions(model.sizes, model.seconds) for model in self.catalog.values()}
+
+    @property
+    def allowed_sizes(self) -> tuple[str, ...]:
+        return _union(model.sizes for model in self.catalog.values())
+
+    @property
+    def allowed_seconds(self) -> tuple[str, ...]:
+        return _union(model.seconds for model in self.catalog.values())
+
+    @property
+    def pricing(self) -> dict[str, Mapping[str, float]]:
+        return {model.id: model.prices for model in self.catalog.values()}
+
+    @property
+    def deployments(self) -> dict[str, str]:
+        return {model.id: model.provider_model for model in self.catalog.values()}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and check every setting; a setting that cannot work raises `SettingsError` naming it."""
         env = _Env(os.environ if environ is None else environ)
-        catalogue = _model_catalogue(env)
-        allowed_models = _allowed_models(env, catalogue)
-        models = _narrowed_models(env, catalogue, allowed_models)
+        pace = env.integer("UPSTREAM_CREATES_PER_MINUTE", 2, minimum=0)
+        providers, paces = _providers(env, pace)
         poll_min = env.number("POLL_MIN_SECONDS", 3.0, minimum=0.1)
         poll_max = env.number("POLL_MAX_SECONDS", 60.0, minimum=0.1)
         if poll_min > poll_max:
@@ -119,10 +153,10 @@ class Settings:
             )
         return cls(
             storage=_storage_settings(env),
-            openai_endpoint=_endpoint(env, "AZURE_OPENAI_ENDPOINT"),
-            openai_api_key=env.optional("AZURE_OPENAI_API_KEY"),
+            providers=providers,
+            provider_paces=paces,
+            catalog=_catalog(env, providers),
             azure_client_id=env.optional("AZURE_CLIENT_ID"),
-            deployments=_deployments(env, catalogue),
             admin_api_key=env.optional("ADMIN_API_KEY"),
             videos_container=env.matching("VIDEOS_CONTAINER", "videos", _CONTAINER, "a blob container name"),
             sas_ttl_minutes=env.integer("SAS_TTL_MINUTES", 60, minimum=1),
@@ -131,18 +165,13 @@ class Settings:
             poll_min_seconds=poll_min,
             poll_max_seconds=poll_max,
             max_prompt_chars=env.integer("MAX_PROMPT_CHARS", 4000, minimum=1),
-            allowed_models=allowed_models,
-            allowed_seconds=_union(options.seconds for options in models.values()),
-            allowed_sizes=_union(options.sizes for options in models.values()),
             plan_limits=_plan_limits(env),
-            pricing=_pricing(env, catalogue),
-            upstream_creates_per_minute=env.integer("UPSTREAM_CREATES_PER_MINUTE", 2, minimum=0),
+            upstream_creates_per_minute=pace,
             allow_local_urls=env.flag("ALLOW_LOCAL_URLS", False),
             webhook_retry_seconds=env.delays("WEBHOOK_RETRY_SECONDS", (30.0, 60.0, 120.0, 300.0, 600.0)),
             table_prefix=env.matching(
                 "TABLE_PREFIX", "", _TABLE_PREFIX, "letters and digits, starting with a letter"
             ),
-            models=models,
         )
 
 
@@ -207,6 +236,133 @@ def _endpoint(env: _Env, key: str) -> str:
     return value
 
 
+def _providers(env: _Env, default_pace: int) -> tuple[dict[str, ProviderAccount], dict[str, int]]:
+    """PROVIDERS: account name -> {"kind", "base_url", "key_setting", "options", "creates_per_minute"}.
+
+    Unset, it is one Azure OpenAI account at AZURE_OPENAI_ENDPOINT (key: AZURE_OPENAI_API_KEY, or
+    Entra ID when that is unset), as before providers were configurable."""
+    key = "PROVIDERS"
+    if env.optional(key) is None:
+        account = ProviderAccount(
+            name=DEFAULT_PROVIDER,
+            kind="azure-openai",
+            base_url=_endpoint(env, "AZURE_OPENAI_ENDPOINT"),
+            api_key=env.optional("AZURE_OPENAI_API_KEY"),
+        )
+        return {DEFAULT_PROVIDER: account}, {DEFAULT_PROVIDER: default_pace}
+    table = _object(key, env.json(key, None), 'account name -> {"kind": ..., "base_url": ..., ...}')
+    if not table:
+        raise SettingsError(f"setting {key} must name at least one provider account")
+    accounts: dict[str, ProviderAccount] = {}
+    paces: dict[str, int] = {}
+    for name, entry in table.items():
+        where = f"setting {key}: account {name!r}"
+        described = _object(key, entry, f"an object for account {name!r}")
+        unknown = sorted(set(described) - _PROVIDER_FIELDS)
+        if not name.strip() or unknown:
+            raise SettingsError(f"{where} has unknown fields {unknown}; expected {sorted(_PROVIDER_FIELDS)}")
+        kind = described.get("kind")
+        if kind not in KINDS:
+            raise SettingsError(f"{where} has kind {kind!r}; the kinds are {', '.join(KINDS)}")
+        base_url = described.get("base_url")
+        if not isinstance(base_url, str) or not base_url.strip():
+            raise SettingsError(f"{where} needs a base_url")
+        parts = urlsplit(base_url.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise SettingsError(f"{where}: base_url must be an http(s) URL, got {base_url!r}")
+        accounts[name] = ProviderAccount(
+            name=name,
+            kind=kind,
+            base_url=base_url.strip().rstrip("/"),
+            api_key=_provider_key(env, where, described.get("key_setting")),
+            options=_provider_options(where, described.get("options")),
+        )
+        pace = described.get("creates_per_minute", default_pace)
+        paces[name] = _count(key, f"account {name!r} creates_per_minute", pace)
+    return accounts, paces
+
+
+def _provider_key(env: _Env, where: str, key_setting: Any) -> str | None:
+    """The account's key, read from the setting it names (never the key itself in PROVIDERS, so
+    the key can live in Key Vault and PROVIDERS stays printable)."""
+    if key_setting is None:
+        return None
+    if not isinstance(key_setting, str) or not key_setting.strip():
+        raise SettingsError(f"{where}: key_setting must name a setting")
+    value = env.optional(key_setting.strip())
+    if value is None:
+        raise SettingsError(f"missing setting {key_setting.strip()} (the key of {where.split(': ', 1)[1]})")
+    return value
+
+
+def _provider_options(where: str, options: Any) -> dict[str, str]:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise SettingsError(f"{where}: options must be an object of strings")
+    values: dict[str, str] = {}
+    for name, value in options.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, str | int | float):
+            raise SettingsError(f"{where}: option {name!r} must be a string, number or true/false")
+        values[name] = str(value)
+    return values
+
+
+def _catalog(env: _Env, providers: Mapping[str, ProviderAccount]) -> dict[str, CatalogModel]:
+    """MODEL_CATALOG or MODEL_CATALOG_FILE; without either, the models of the older settings."""
+    inline, path = env.optional("MODEL_CATALOG"), env.optional("MODEL_CATALOG_FILE")
+    if inline is None and path is None:
+        return _legacy_catalog(env, providers)
+    if inline is not None and path is not None:
+        raise SettingsError("setting MODEL_CATALOG_FILE cannot be combined with MODEL_CATALOG; set one")
+    key = "MODEL_CATALOG" if inline is not None else "MODEL_CATALOG_FILE"
+    legacy = [name for name in LEGACY_MODEL_SETTINGS if env.optional(name) is not None]
+    if legacy:
+        raise SettingsError(
+            f"setting {legacy[0]} cannot be combined with {key}, which describes every model; remove it"
+        )
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as file:
+                inline = file.read()
+        except OSError as error:
+            raise SettingsError(f"setting {key}: cannot read {path!r}: {error.strerror}") from error
+    try:
+        document = json.loads(inline or "")
+    except ValueError as error:
+        raise SettingsError(f"setting {key} must be JSON: {error}") from error
+    return parse_catalog(key, document, providers)
+
+
+def _legacy_catalog(env: _Env, providers: Mapping[str, ProviderAccount]) -> dict[str, CatalogModel]:
+    """The catalog the per-model settings describe: every model on the default account, with
+    image input and remix (as Azure OpenAI's Sora had)."""
+    catalogue = _model_catalogue(env)
+    models = _narrowed_models(env, catalogue, _allowed_models(env, catalogue))
+    if DEFAULT_PROVIDER not in providers:
+        raise SettingsError(
+            f"missing setting MODEL_CATALOG: PROVIDERS has no {DEFAULT_PROVIDER!r} account for the "
+            "models of MODEL_OPTIONS"
+        )
+    deployments = _deployments(env, catalogue)
+    pricing = _pricing(env, catalogue)
+    return {
+        model: CatalogModel(
+            id=model,
+            provider=DEFAULT_PROVIDER,
+            provider_model=deployments.get(model, model),
+            sizes=options.sizes,
+            seconds=options.seconds,
+            image_input=True,
+            remix=True,
+            prices={size: price for size, price in pricing.get(model, {}).items() if size in options.sizes},
+        )
+        for model, options in models.items()
+    }
+
+
 def _model_catalogue(env: _Env) -> dict[str, ModelOptions]:
     """MODEL_OPTIONS: every model the gateway knows, with the sizes and seconds it accepts."""
     key = "MODEL_OPTIONS"
@@ -224,8 +380,12 @@ def _model_catalogue(env: _Env) -> dict[str, ModelOptions]:
                 f"setting {key}: model {model!r} has unknown fields {unknown}; expected sizes and seconds"
             )
         catalogue[model] = ModelOptions(
-            sizes=_listed(key, f"{model!r} sizes", described.get("sizes"), _SIZE, "sizes like 1280x720"),
-            seconds=_listed(key, f"{model!r} seconds", described.get("seconds"), _SECONDS, "whole seconds"),
+            sizes=listed(
+                f"setting {key}: {model!r} sizes", described.get("sizes"), _SIZE, "sizes like 1280x720"
+            ),
+            seconds=listed(
+                f"setting {key}: {model!r} seconds", described.get("seconds"), _SECONDS, "whole seconds"
+            ),
         )
     return catalogue
 
@@ -320,7 +480,7 @@ def _pricing(env: _Env, catalogue: Mapping[str, ModelOptions]) -> dict[str, dict
                     f"setting {key} prices {model} at {size!r}, a size it does not make "
                     f"(it makes {', '.join(options.sizes)})"
                 )
-            per_size[size] = _amount(key, f"{model} at {size}", price)
+            per_size[size] = amount(f"setting {key}", f"the price of {model} at {size}", price)
         pricing[model] = per_size
     return pricing
 
@@ -357,27 +517,6 @@ def _known_model(key: str, model: str, catalogue: Mapping[str, ModelOptions]) ->
             f"(it describes {', '.join(catalogue)})"
         )
     return catalogue[model]
-
-
-def _listed(key: str, what: str, value: Any, pattern: re.Pattern[str], form: str) -> tuple[str, ...]:
-    """A non-empty JSON list of strings (or whole numbers) that each match `pattern`."""
-    if not isinstance(value, list) or not value:
-        raise SettingsError(f"setting {key}: {what} must be a non-empty list of {form}")
-    items: list[str] = []
-    for item in value:
-        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
-        if not isinstance(text, str) or not pattern.fullmatch(text.strip()):
-            raise SettingsError(f"setting {key}: {what} lists {item!r}; expected {form}")
-        items.append(text.strip())
-    return _unique(items)
-
-
-def _amount(key: str, what: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-        raise SettingsError(
-            f"setting {key}: the price of {what} must be a number of at least 0, got {value!r}"
-        )
-    return float(value)
 
 
 def _count(key: str, what: str, value: Any) -> int:

@@ -34,6 +34,10 @@ class Submission:
     reference: ReferenceImage | None = None
     webhook_url: str | None = None
     idempotency_key: str | None = None
+    # Where the job will be made: the catalog's provider account and model for a new video, the
+    # source's for a remix. Not part of the fingerprint: the request is the same request.
+    provider: str | None = None
+    provider_model: str | None = None
 
     def fingerprint(self) -> str:
         """What makes two requests "the same body" for Idempotency-Key."""
@@ -131,6 +135,8 @@ class Submissions:
             remixed_from_video_id=submission.remixed_from,
             webhook_url=submission.webhook_url,
             reference_blob=reference_blob,
+            provider=submission.provider,
+            provider_model=submission.provider_model,
         )
 
     def _admit(self, app: App, limits: Limits, job: Job, now: float) -> Usage:

@@ -11,7 +11,7 @@ from gateway.blobs import VideoAssets
 from gateway.clients import get_video_assets
 from gateway.jobs import Job
 from gateway.pacing import Pace
-from gateway.settings import Settings, get_settings
+from gateway.settings import DEFAULT_PROVIDER, Settings, get_settings
 
 
 def render_video(job: Job, settings: Settings | None = None) -> dict[str, Any]:
@@ -25,7 +25,11 @@ def render_video(job: Job, settings: Settings | None = None) -> dict[str, Any]:
         sas_ttl=timedelta(minutes=settings.sas_ttl_minutes),
         pricing=settings.pricing,
         now=now,
-        queue_position=Pace(settings.upstream_creates_per_minute).queue_position(job.start_at, now)
+        queue_position=Pace(
+            settings.provider_paces.get(
+                job.provider or DEFAULT_PROVIDER, settings.upstream_creates_per_minute
+            )
+        ).queue_position(job.start_at, now)
         if waiting
         else None,
     )
@@ -77,4 +81,5 @@ def video_object(
         "metadata": dict(job.metadata),
         "queue_position": queue_position if job.status == "queued" else None,
         "estimated_cost": estimated_cost(pricing, job.model, job.size, job.seconds),
+        "provider": job.provider or DEFAULT_PROVIDER,
     }

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 import azure.durable_functions as df
 import azure.functions as func
 
-from gateway.clients import get_job_store, get_quota_store, get_sora_client, get_video_assets
+from gateway.clients import get_job_store, get_provider, get_quota_store, get_video_assets
+from gateway.jobs import Job
 from gateway.retention import ORCHESTRATION_ENDED, Reconciler, RetentionSweeper, settlement_for
 from gateway.settings import get_settings
 
@@ -36,8 +37,17 @@ HISTORY_START = datetime(2020, 1, 1, tzinfo=UTC)
 async def sweep_expired_videos(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     retention_days = get_settings().video_retention_days
     sweeper = RetentionSweeper(get_job_store(), get_video_assets(), retention_days)
-    reconciler = Reconciler(get_job_store(), get_quota_store(), get_sora_client())
+    reconciler = Reconciler(get_job_store(), get_quota_store(), _BoundProviders())
     await run_sweep(client, reconciler, sweeper, time.time(), history_days=retention_days)
+
+
+class _BoundProviders:
+    """Deletes at the provider each job is bound to, when that provider deletes at all."""
+
+    def delete_upstream(self, job: Job) -> bool:
+        assert job.upstream_id is not None
+        provider = get_provider(job.provider)
+        return provider.capabilities.delete and provider.delete(job.upstream_id)
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from activities import names as activity
 from gateway.messages import (
     CANCELLED,
     INTERNAL_ERROR,
+    REFUNDED_CREATE_FAILURES,
     STORAGE_UNAVAILABLE,
     TIMEOUT,
-    UPSTREAM_ACCESS_DENIED,
     UPSTREAM_CANCELLED,
     UPSTREAM_ERROR,
     UPSTREAM_UNAVAILABLE,
@@ -183,9 +183,10 @@ class _JobFlow:
                 continue
             if self._upstream is None:
                 # Refused. The slot goes back only when the refusal was about the gateway's own
-                # access; a refusal of the request itself (content policy, ...) keeps it.
+                # access, or the provider's answer was lost and the create is not retried
+                # (upstream_ambiguous); a refusal of the request itself (content policy, ...) keeps it.
                 code = status.error_code or UPSTREAM_ERROR
-                raise _Stop(code, refund=code == UPSTREAM_ACCESS_DENIED)
+                raise _Stop(code, refund=code in REFUNDED_CREATE_FAILURES)
             return status
 
     def _poll_until_finished(self, status: UpstreamStatus) -> Orchestration:

@@ -125,13 +125,16 @@ def _answer_with_fault(request: web.Request, fault: Fault, state: SimulatorState
 
 
 def _authorize(request: web.Request, state: SimulatorState) -> None:
-    """Accept a valid bearer token, or the configured api-key; otherwise raise a 401."""
+    """Accept a valid bearer token, or the configured api-key (in `api-key`, or as the bearer
+    token as OpenAI takes it); otherwise raise a 401."""
     configured_key = state.config.api_key
     sent_key = request.headers.get("api-key")
     if configured_key is not None and sent_key is not None and _same_secret(sent_key, configured_key):
         return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
+    if configured_key is not None and scheme.lower() == "bearer" and _same_secret(token, configured_key):
+        return  # OpenAI's own form of an API key, for OpenAI-compatible clients
     if scheme.lower() != "bearer" or not token:
         if sent_key is not None:
             raise _unauthorized("Incorrect API key provided in the api-key header.", "invalid_api_key")

@@ -46,8 +46,9 @@ class RecordingUpstream:
     def __init__(self) -> None:
         self.deleted: list[str] = []
 
-    def delete_video(self, video_id: str) -> bool:
-        self.deleted.append(video_id)
+    def delete_upstream(self, job: Job) -> bool:
+        assert job.upstream_id is not None
+        self.deleted.append(job.upstream_id)
         return True
 
 

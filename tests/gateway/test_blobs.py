@@ -12,7 +12,8 @@ from azure.storage.blob import BlobClient
 
 from gateway.blobs import BLOCK_SIZE, VideoAssets, copy_upstream_asset
 from gateway.errors import UpstreamTransientError
-from gateway.sora import SoraClient
+from gateway.providers import azure_openai
+from gateway.providers.port import ProviderAccount, VideoRequest
 from sorasim import SimulatorConfig, SoraSimulator
 from tests.pipeline.upstream_proxy import VIDEO_CONTENT, Rule, UpstreamProxy
 
@@ -53,10 +54,10 @@ def test_a_copy_cut_off_half_way_leaves_no_blob(video_assets: VideoAssets) -> No
         SoraSimulator(SimulatorConfig(job_seconds=0.5, api_key=key)) as simulator,
         UpstreamProxy(simulator.url) as proxy,
     ):
-        sora = SoraClient(proxy.url, api_key=key, timeout=(2.0, 5.0))
-        video = sora.create_video(model="sora-2", prompt="A heron", seconds="4", size="720x1280")
+        sora = azure_openai.build(ProviderAccount("azure-openai", "azure-openai", proxy.url, api_key=key))
+        video = sora.create(VideoRequest("sora-2", "A heron", 4, "720x1280", "9:16", "720p"))
         deadline = time.monotonic() + 20
-        while sora.get_video(video.id).status != "completed":
+        while sora.get(video.id).status != "completed":
             assert time.monotonic() < deadline, "the simulated job never completed"
             time.sleep(0.2)
         proxy.add(Rule("GET", VIDEO_CONTENT, cut=True, times=1))

@@ -115,8 +115,9 @@ class RecordingUpstream:
         self.deleted: list[str] = []
         self.error = error
 
-    def delete_video(self, video_id: str) -> bool:
-        self.deleted.append(video_id)
+    def delete_upstream(self, job: Job) -> bool:
+        assert job.upstream_id is not None
+        self.deleted.append(job.upstream_id)
         if self.error is not None:
             raise self.error
         return True

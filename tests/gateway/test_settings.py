@@ -23,7 +23,14 @@ MINIMAL = {
 def test_defaults_match_the_contract() -> None:
     settings = Settings.from_env(MINIMAL)
     assert settings.storage.connection_string == AZURITE_CONNECTION_STRING
-    assert settings.openai_endpoint == "https://x.openai.azure.com"
+    # No PROVIDERS: one Azure OpenAI account at AZURE_OPENAI_ENDPOINT, with Entra ID (no key).
+    (account,) = settings.providers.values()
+    assert (account.name, account.kind, account.base_url, account.api_key) == (
+        "azure-openai",
+        "azure-openai",
+        "https://x.openai.azure.com",
+        None,
+    )
     assert settings.plan_limits == {
         "free": None,
         "pro": {"hour": 5, "day": 20},

@@ -39,6 +39,9 @@ OPTIONAL_SETTINGS: dict[str, str] = {
     "AzureWebJobsStorage": "a connection string (Azurite); in Azure the identity-based AzureWebJobsStorage__* settings replace it",
     "AZURE_OPENAI_API_KEY": "key authentication; in Azure the identity calls Azure OpenAI with Entra ID tokens",
     "TABLE_PREFIX": "several gateways in one storage account; each deployment has its own account",
+    "PROVIDERS": "provider accounts; unset, the one Azure OpenAI account at AZURE_OPENAI_ENDPOINT",
+    "MODEL_CATALOG": "the model catalog; unset, derived from MODEL_OPTIONS, PRICING and SORA_DEPLOYMENTS",
+    "MODEL_CATALOG_FILE": "the model catalog in a file, instead of MODEL_CATALOG",
 }
 
 # Local runs only (local.settings.json); never set in Azure. A trailing * is a prefix.

@@ -1,0 +1,142 @@
+"""The model catalog: which public model ids the gateway offers, and for each, which provider
+account makes it, under what name, in which sizes and durations, with which extras and prices.
+
+Read from MODEL_CATALOG (a JSON list) or MODEL_CATALOG_FILE (the path of one); without either,
+derived from the older per-model settings (MODEL_OPTIONS, PRICING, SORA_DEPLOYMENTS, ALLOWED_*),
+every model then on the default Azure OpenAI account, so existing deployments keep working.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import SettingsError
+
+SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+SECONDS = re.compile(r"[1-9][0-9]{0,3}")
+_FIELDS = frozenset(
+    {"id", "provider", "provider_model", "sizes", "seconds", "image_input", "remix", "price_per_second"}
+)
+# The usual names of shapes; anything else is named by its reduced ratio.
+_RATIOS = {(16, 9): "16:9", (9, 16): "9:16", (1, 1): "1:1", (4, 3): "4:3", (3, 4): "3:4"}
+# Sora's "large" sizes (1792x1024) are its 1080p-class shapes.
+_RESOLUTIONS = {480: "480p", 720: "720p", 1024: "1080p", 1080: "1080p", 2160: "4k"}
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    id: str  # the public model id apps send
+    provider: str  # the provider account (a PROVIDERS name)
+    provider_model: str  # the provider's own model name or deployment
+    sizes: tuple[str, ...]
+    seconds: tuple[str, ...]
+    image_input: bool
+    remix: bool
+    prices: Mapping[str, float]  # USD per second by size; a size without a price has no estimate
+
+    def price_per_second(self) -> float | dict[str, float] | None:
+        """As the catalog states it: one number when every size costs the same."""
+        values = set(self.prices.values())
+        if len(values) == 1 and set(self.prices) == set(self.sizes):
+            return values.pop()
+        return dict(self.prices) or None
+
+
+def shape_of(size: str) -> tuple[str, str]:
+    """A size's aspect ratio and resolution: 1280x720 is ("16:9", "720p"), 1080x1920 ("9:16", "1080p")."""
+    width, height = (int(part) for part in size.split("x"))
+    short = min(width, height)
+    resolution = _RESOLUTIONS.get(short, f"{short}p")
+    ratio = width / height
+    # The nearest usual name within 5%: Sora's 1792x1024 (7:4) is its 16:9.
+    (w, h), name = min(_RATIOS.items(), key=lambda item: abs(ratio - item[0][0] / item[0][1]))
+    if abs(ratio - w / h) <= 0.05 * (w / h):
+        return name, resolution
+    divisor = math.gcd(width, height)
+    return f"{width // divisor}:{height // divisor}", resolution
+
+
+def parse_catalog(key: str, value: Any, accounts: Iterable[str]) -> dict[str, CatalogModel]:
+    """MODEL_CATALOG's JSON (already decoded): a non-empty list of model entries."""
+    known = tuple(accounts)
+    if not isinstance(value, list) or not value:
+        raise SettingsError(f"setting {key} must be a non-empty JSON list of models")
+    catalog: dict[str, CatalogModel] = {}
+    for entry in value:
+        model = _entry(key, entry, known)
+        if model.id in catalog:
+            raise SettingsError(f"setting {key} lists model {model.id!r} twice")
+        catalog[model.id] = model
+    return catalog
+
+
+def _entry(key: str, entry: Any, accounts: tuple[str, ...]) -> CatalogModel:
+    if not isinstance(entry, dict):
+        raise SettingsError(f"setting {key} must list objects, got {type(entry).__name__}")
+    model_id = entry.get("id")
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise SettingsError(f"setting {key} has a model without an id")
+    where = f"setting {key}: model {model_id!r}"
+    unknown = sorted(set(entry) - _FIELDS)
+    if unknown:
+        raise SettingsError(f"{where} has unknown fields {unknown}; expected {sorted(_FIELDS)}")
+    provider = entry.get("provider")
+    if provider not in accounts:
+        raise SettingsError(f"{where} names provider {provider!r}; PROVIDERS has {', '.join(accounts)}")
+    provider_model = entry.get("provider_model", model_id)
+    if not isinstance(provider_model, str) or not provider_model.strip():
+        raise SettingsError(f"{where}: provider_model must be a non-empty string")
+    sizes = listed(where + " sizes", entry.get("sizes"), SIZE, "sizes like 1280x720")
+    seconds = listed(where + " seconds", entry.get("seconds"), SECONDS, "whole seconds")
+    flags = {}
+    for name in ("image_input", "remix"):
+        flag = entry.get(name, False)
+        if not isinstance(flag, bool):
+            raise SettingsError(f"{where}: {name} must be true or false")
+        flags[name] = flag
+    return CatalogModel(
+        id=model_id.strip(),
+        provider=str(provider),
+        provider_model=provider_model.strip(),
+        sizes=sizes,
+        seconds=seconds,
+        image_input=flags["image_input"],
+        remix=flags["remix"],
+        prices=_prices(where, entry.get("price_per_second"), sizes),
+    )
+
+
+def _prices(where: str, value: Any, sizes: tuple[str, ...]) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        return dict.fromkeys(sizes, amount(where, "price_per_second", value))
+    prices: dict[str, float] = {}
+    for size, price in value.items():
+        if size not in sizes:
+            raise SettingsError(f"{where} prices {size!r}, a size it does not make ({', '.join(sizes)})")
+        prices[size] = amount(where, f"the price at {size}", price)
+    return prices
+
+
+def listed(what: str, value: Any, pattern: re.Pattern[str], form: str) -> tuple[str, ...]:
+    """A non-empty JSON list of strings (or whole numbers) that each match `pattern`."""
+    if not isinstance(value, list) or not value:
+        raise SettingsError(f"{what} must be a non-empty list of {form}")
+    items: list[str] = []
+    for item in value:
+        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        if not isinstance(text, str) or not pattern.fullmatch(text.strip()):
+            raise SettingsError(f"{what} lists {item!r}; expected {form}")
+        items.append(text.strip())
+    return tuple(dict.fromkeys(items))
+
+
+def amount(where: str, what: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise SettingsError(f"{where}: {what} must be a number of at least 0, got {value!r}")
+    return float(value)

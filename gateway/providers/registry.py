@@ -1,0 +1,43 @@
+"""Which adapter serves which kind of provider account.
+
+Adapter modules are imported by name on first use, so a kind whose module is not installed
+fails only the accounts (and the jobs) that use it, and adding a provider is one new module
+plus its line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import cast
+
+from gateway.errors import UpstreamRejectedError
+from gateway.providers.port import ProviderAccount, ProviderFactory, VideoProvider
+
+ADAPTER_MODULES = {
+    "azure-openai": "gateway.providers.azure_openai",
+    "openai-compatible": "gateway.providers.openai_compatible",
+    "aimlapi": "gateway.providers.aimlapi",
+    "geminigen": "gateway.providers.geminigen",
+}
+KINDS = tuple(ADAPTER_MODULES)
+
+
+class ProviderUnavailable(UpstreamRejectedError):
+    """The account's adapter is not installed: a permanent answer for the jobs that need it."""
+
+
+def factory(kind: str) -> ProviderFactory:
+    module_name = ADAPTER_MODULES[kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        raise ProviderUnavailable(
+            f"the {kind} adapter is not installed", code="provider_unavailable", status=None
+        ) from error
+    return cast(ProviderFactory, module.build)
+
+
+def build_provider(account: ProviderAccount) -> VideoProvider:
+    return factory(account.kind)(account)
