@@ -453,9 +453,12 @@ def test_a_data_url_reference_is_checked_by_the_simulator(sim: SoraSimulator) ->
 class ScriptedServer:
     """A loopback HTTP server answering each request with the next scripted (status, body)."""
 
-    def __init__(self, answers: list[tuple[int, Any]]) -> None:
+    def __init__(self, answers: list[tuple[int, Any]], headers: dict[str, str] | None = None) -> None:
         self.answers = list(answers)
+        self.extra_headers = headers or {}
         self.requests: list[tuple[str, str]] = []
+        self.authorizations: list[str | None] = []
+        self.header_values: list[str] = []
         script = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -463,11 +466,15 @@ class ScriptedServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 script.requests.append((self.command, self.path))
+                script.authorizations.append(self.headers.get("Authorization"))
+                script.header_values.extend(str(value) for value in self.headers.values())
                 status, body = script.answers.pop(0)
                 payload = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in script.extra_headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -556,3 +563,20 @@ def test_create_answers_are_classified(
         assert raised.value.message == body["message"]
     if error_class is UpstreamAmbiguousError:
         assert not isinstance(raised.value, UpstreamTransientError)
+
+
+def test_a_redirect_elsewhere_does_not_carry_the_key() -> None:
+    """Should the API ever redirect to another host, the key stays behind (requests drops it)."""
+    answer = {"id": "abc:google/veo-3.1-t2v", "status": "generating"}
+    with ScriptedServer([(200, answer)]) as elsewhere:
+        target = elsewhere.url.replace("127.0.0.1", "localhost") + "/v2/video/generations"
+        with ScriptedServer([(307, b"")], headers={"Location": target}) as api:
+            adapter = AimlApiProvider(account(api.url))
+            try:
+                assert adapter.get("abc:google/veo-3.1-t2v").status == "in_progress"
+            finally:
+                adapter.close()
+    assert api.authorizations == [f"Bearer {KEY}"]
+    assert elsewhere.authorizations == [None]
+    assert not any(KEY in value for value in elsewhere.header_values)
+    assert not any(KEY in path for _, path in elsewhere.requests)
