@@ -25,7 +25,9 @@ universal-video-fetch, errors-and-messages):
 
 Jobs are the shared `SimulatorState` jobs (quota, counting, `/_sim/created`, timing and markers
 as for Azure), faults come from the same knobs (`fault_rate`, `fault_kinds`) and are drawn for
-every `/v2/` request; the CDN path is never faulted.
+every `/v2/` request; the CDN path is never faulted. Shared, so also visible elsewhere: these
+jobs appear in the Azure protocol's job list, `/v2/` requests count in the `requests` counter, and
+`aimlapi_key` shows in `/_sim/config` (a simulator-only key, not masked there).
 """
 
 from __future__ import annotations
