@@ -22,6 +22,8 @@ RUNTIME_KNOBS: dict[str, type] = {
     "fault_kinds": str,
 }
 ALL_FAULT_KINDS = ("429", "500", "503", "dropped")
+# Never shown by /_sim/config: the identity secret and every provider's key.
+SECRET_FIELDS = ("identity_header", "api_key", "aimlapi_key", "geminigen_key")
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,8 @@ class SimulatorConfig:
     def public_view(self) -> dict[str, Any]:
         """The knobs without secrets, for GET/PATCH /_sim/config answers."""
         view = dataclasses.asdict(self)
-        view["identity_header"] = None if self.identity_header is None else "***"
-        view["api_key"] = None if self.api_key is None else "***"
+        for secret in SECRET_FIELDS:
+            view[secret] = None if view[secret] is None else "***"
         return view
 
 

@@ -202,7 +202,9 @@ def test_config_hook_changes_knobs_and_refuses_bad_ones(sim: SoraSimulator) -> N
         3,
         1.0,
     )
-    assert changed.json()["identity_header"] == "***"  # secrets never leave through the hooks
+    # Secrets never leave through the hooks: the identity secret and every provider's key.
+    for secret in ("identity_header", "aimlapi_key", "geminigen_key"):
+        assert changed.json()[secret] == "***", secret
     assert (sim.config.fault_rate, sim.config.creates_per_minute) == (0.25, 3)
 
     for bad in ({"fault_rate": 2}, {"creates_per_minute": 1.5}, {"api_key": "x"}, {"job_seconds": "fast"}):
