@@ -6,7 +6,7 @@ import azure.functions as func
 from activities import jobs as job_activities
 from activities import upstream as upstream_activities
 from activities import webhooks as webhook_activities
-from api import health, manage, openapi, usage, video_queries, videos
+from api import health, manage, models, openapi, usage, video_queries, videos
 from maintenance import retention
 from orchestrators import generate_video
 
@@ -16,6 +16,7 @@ app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in (
     health.bp,
     manage.bp,
+    models.bp,
     openapi.bp,
     usage.bp,
     videos.bp,

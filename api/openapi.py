@@ -101,16 +101,20 @@ def _create_fields(*, multipart: bool) -> JsonObject:
         )
     return {
         "prompt": _prompt(),
-        "model": string("Set by `ALLOWED_MODELS`.", enum=MODELS, default="sora-2"),
+        "model": string(
+            "A model of the catalog (`GET /v1/models`); an unknown one is 400 `invalid_value`.",
+            examples=MODELS,
+            default="sora-2",
+        ),
         "seconds": {
-            "description": "Per model (`MODEL_OPTIONS`, narrowed by `ALLOWED_SECONDS`); "
+            "description": "Per model (its `seconds` in `GET /v1/models`); "
             "a value the model does not take is 400 `invalid_value`.",
             **seconds,
             "default": "4",
         },
         "size": string(
-            "Per model (`MODEL_OPTIONS`, narrowed by `ALLOWED_SIZES`): `sora-2` makes 720x1280 and "
-            "1280x720, `sora-2-pro` also 1024x1792 and 1792x1024; a size the model does not make is "
+            "Per model (its `sizes` in `GET /v1/models`; by default `sora-2` makes 720x1280 and "
+            "1280x720, `sora-2-pro` also 1024x1792 and 1792x1024); a size the model does not make is "
             "400 `invalid_value`.",
             enum=SIZES,
             default="720x1280",
@@ -334,6 +338,31 @@ def _management_paths() -> JsonObject:
     }
 
 
+def _model_paths() -> JsonObject:
+    return {
+        "/v1/models": {
+            "get": _operation(
+                "listModels",
+                "The models of the catalog, with what each makes and takes",
+                "models",
+                APP_KEY,
+                {"200": _response("Every model offered.", schema_ref("ModelList")), **errors("401")},
+            ),
+        },
+        "/v1/models/{model_id}": {
+            "parameters": [ref("parameters", "ModelId")],
+            "get": _operation(
+                "retrieveModel",
+                "One model of the catalog",
+                "models",
+                APP_KEY,
+                {"200": _response("The model.", schema_ref("Model")), **errors("401", "404")},
+                description="404 `model_not_found` for an id the catalog does not have.",
+            ),
+        },
+    }
+
+
 def _other_paths() -> JsonObject:
     return {
         "/v1/usage": {
@@ -412,13 +441,15 @@ def openapi_document() -> JsonObject:
         "info": {
             "title": "Sora video gateway",
             "version": "1.0.0",
-            "description": "Text or image to video with Sora 2 on Azure OpenAI, wire-compatible with the "
-            "OpenAI Videos API (`OpenAI(base_url='<host>/api/v1', api_key=<app key>)`). Every error "
+            "description": "Text or image to video with the providers of its model catalog (Azure OpenAI, "
+            "OpenAI-compatible services, AI/ML API, GeminiGen), wire-compatible with the OpenAI Videos API (`OpenAI(base_url='<host>/api/v1', api_key=<app key>)`). Every error "
             "uses the OpenAI error body.",
         },
         "servers": [{"url": "/api"}],
-        "tags": [{"name": name} for name in ("videos", "usage", "management", "operations", "webhooks")],
-        "paths": {**_video_paths(), **_other_paths(), **_management_paths()},
+        "tags": [
+            {"name": name} for name in ("videos", "models", "usage", "management", "operations", "webhooks")
+        ],
+        "paths": {**_video_paths(), **_model_paths(), **_other_paths(), **_management_paths()},
         "webhooks": {
             "video.completed": _webhook("video.completed", "VideoCompletedEvent"),
             "video.failed": _webhook("video.failed", "VideoFailedEvent"),

@@ -25,6 +25,7 @@ MAX_USER_CHARS = 256
 MAX_APP_NAME_CHARS = 200
 # Ids are opaque but URL-safe: they travel as path segments.
 ID_PATTERN = "^[A-Za-z0-9_-]+$"
+MODEL_ID_PATTERN = "^[A-Za-z0-9._-]+$"  # the catalog's public ids, e.g. `veo-3.1`
 NOT_BLANK = r"\S"
 
 
@@ -209,6 +210,28 @@ def component_schemas() -> JsonObject:
             "propertyNames": {"maxLength": MAX_METADATA_CHARS},
             "additionalProperties": string(maxLength=MAX_METADATA_CHARS),
         },
+        "Model": obj(
+            {
+                "id": string("The public model id to send as `model`.", pattern=MODEL_ID_PATTERN),
+                "object": const("model"),
+                "created": integer("Unix seconds; 0: the catalog does not record it.", minimum=0),
+                "owned_by": string("The provider account that makes this model's videos."),
+                "sizes": {"type": "array", "items": string(pattern="^[0-9]+x[0-9]+$"), "minItems": 1},
+                "seconds": {"type": "array", "items": string(pattern="^[0-9]+$"), "minItems": 1},
+                "image_input": {"type": "boolean", "description": "Whether `input_reference` is taken."},
+                "remix": {"type": "boolean", "description": "Whether its videos can be remixed."},
+                "price_per_second": {
+                    "description": "USD per second of video: one number, or one per size; null: not priced.",
+                    "anyOf": [
+                        {"type": "number", "minimum": 0},
+                        {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+                        {"type": "null"},
+                    ],
+                },
+            },
+            description="OpenAI's Model object plus what the model makes and takes.",
+        ),
+        "ModelList": obj({"object": const("list"), "data": {"type": "array", "items": schema_ref("Model")}}),
         "VideoList": obj(
             {
                 "object": const("list"),
@@ -290,6 +313,10 @@ def component_parameters() -> JsonObject:
     return {
         "VideoId": path_id("video_id", "A video id of the calling app."),
         "AppId": path_id("app_id", "An app id."),
+        "ModelId": {
+            **path_id("model_id", "A model id of the catalog."),
+            "schema": string(pattern=MODEL_ID_PATTERN, maxLength=128),
+        },
         "IdempotencyKey": {
             "name": "Idempotency-Key",
             "in": "header",
@@ -310,7 +337,10 @@ ERRORS: dict[str, tuple[str, str]] = {
     ),
     "401": ("Unauthorized", "Missing or unknown key: `invalid_api_key` (management: `invalid_admin_key`)."),
     "403": ("Forbidden", "The app's plan may not generate video: `plan_not_allowed`."),
-    "404": ("NotFound", "Unknown id, or another app's: `video_not_found` / `app_not_found`."),
+    "404": (
+        "NotFound",
+        "Unknown id, or another app's: `video_not_found` / `app_not_found` / `model_not_found`.",
+    ),
     "409": ("Conflict", "`video_not_ready`, `idempotency_key_reused`."),
     "413": ("PayloadTooLarge", "The request body (or the image) is too large: `payload_too_large`."),
     "415": (

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from devhost.azurite import Azurite
 from devhost.config import flag, load_values
@@ -18,6 +21,31 @@ from sorasim import SimulatorConfig, SoraSimulator
 log = logging.getLogger("devhost.stack")
 
 DEV_APP_ID = "app_local_dev"
+
+
+def point_providers_at(providers: str, simulator_url: str) -> str:
+    """PROVIDERS with every loopback account moved to the simulator's address, path kept.
+
+    The sample names the simulator at its default port; the stack (and tests) run it wherever a
+    port is free. On the local stack the simulator is the only loopback upstream, so an account
+    on loopback is an account on the simulator. Anything else is left as it is.
+    """
+    accounts = json.loads(providers)
+    target = urlsplit(simulator_url)
+    for account in accounts.values():
+        parts = urlsplit(str(account.get("base_url", "")))
+        if parts.hostname and _is_loopback(parts.hostname):
+            account["base_url"] = urlunsplit((target.scheme, target.netloc, parts.path, "", ""))
+    return json.dumps(accounts)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -87,6 +115,8 @@ class LocalStack:
                 "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
             }
         )
+        if self.values.get("PROVIDERS"):
+            self.values["PROVIDERS"] = point_providers_at(self.values["PROVIDERS"], simulator.url)
 
     def _seed_dev_app(self) -> None:
         key = self.values.get("DEV_APP_KEY")

@@ -16,6 +16,8 @@ from typing import Any
 
 from gateway.errors import SettingsError
 
+# Public ids travel as a path segment (GET /v1/models/{id}).
+MODEL_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
 SECONDS = re.compile(r"[1-9][0-9]{0,3}")
 _FIELDS = frozenset(
@@ -78,8 +80,8 @@ def _entry(key: str, entry: Any, accounts: tuple[str, ...]) -> CatalogModel:
     if not isinstance(entry, dict):
         raise SettingsError(f"setting {key} must list objects, got {type(entry).__name__}")
     model_id = entry.get("id")
-    if not isinstance(model_id, str) or not model_id.strip():
-        raise SettingsError(f"setting {key} has a model without an id")
+    if not isinstance(model_id, str) or not MODEL_ID.fullmatch(model_id.strip()):
+        raise SettingsError(f"setting {key} has a model without an id of letters, digits, '.', '_' or '-'")
     where = f"setting {key}: model {model_id!r}"
     unknown = sorted(set(entry) - _FIELDS)
     if unknown:

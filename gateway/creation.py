@@ -13,6 +13,7 @@ provider answered for certain that it made nothing (a 429), so throttling stays 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from gateway.catalog import shape_of
 from gateway.errors import UpstreamAmbiguousError, UpstreamRejectedError, UpstreamThrottled
 from gateway.jobs import Job, JobStore
 from gateway.providers.port import ProviderVideo, ReferenceFile, VideoProvider, VideoRequest
+from gateway.settings import DEFAULT_PROVIDER
 from gateway.tables import Tables
 
 CLAIMS_TABLE = "upstreamclaims"
@@ -150,11 +152,20 @@ class UpstreamCreator:
         return None
 
     def _claim(self, upstream_id: str, job: Job) -> bool:
+        # Keyed by a digest of provider and id: two providers may use the same ids, and a
+        # provider's ids may hold characters a table key cannot (/, #, ?, ...).
+        key = hashlib.sha256(f"{job.provider or DEFAULT_PROVIDER}\n{upstream_id}".encode()).hexdigest()
         try:
             self._claims.create_entity(
-                {"PartitionKey": upstream_id, "RowKey": "claim", "app_id": job.app_id, "job_id": job.id}
+                {
+                    "PartitionKey": key,
+                    "RowKey": "claim",
+                    "upstream_id": upstream_id,
+                    "app_id": job.app_id,
+                    "job_id": job.id,
+                }
             )
         except ResourceExistsError:
-            owner = self._claims.get_entity(upstream_id, "claim")
+            owner = self._claims.get_entity(key, "claim")
             return bool(owner["job_id"] == job.id)
         return True

@@ -24,6 +24,7 @@ from azure.data.tables import TableServiceClient
 from devhost.azurite import Azurite
 from devhost.config import load_values
 from devhost.net import free_port, wait_for_http
+from devhost.stack import point_providers_at
 from gateway.blobs import VideoAssets, blob_service
 from gateway.jobs import JobStore
 from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
@@ -174,6 +175,12 @@ def launch_stack(state_dir: Path, simulator: SoraSimulator | None = None, **over
                 "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
             }
         )
+    # An upstream of the test's own (a simulator, or a proxy before one): the sample's loopback
+    # provider accounts go there, as the stack points them at a simulator it starts itself.
+    upstream = simulator.url if simulator is not None else overrides.get("AZURE_OPENAI_ENDPOINT")
+    providers = load_values(PROJECT_DIR, env).get("PROVIDERS")
+    if upstream and providers and "PROVIDERS" not in overrides:
+        env["PROVIDERS"] = point_providers_at(providers, upstream)
     stack = RunningStack(
         api=f"http://127.0.0.1:{env['DEVHOST_PORT']}/api",
         simulator=simulator.url if simulator is not None else f"http://127.0.0.1:{env['SORA_SIM_PORT']}",

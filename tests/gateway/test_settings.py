@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SettingsError
+from gateway.providers.registry import KINDS
 from gateway.settings import AZURITE_CONNECTION_STRING, ModelOptions, Settings, check_settings
 
 PROJECT_DIR = Path(__file__).parents[2]
@@ -131,7 +132,10 @@ def test_identity_based_storage_needs_both_service_uris() -> None:
 def test_the_sample_settings_load() -> None:
     sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())["Values"]
     settings = Settings.from_env(sample)
-    assert settings.allowed_models == ("sora-2", "sora-2-pro")
+    # The local catalog has a model at every provider kind, all on the simulator.
+    assert settings.allowed_models == ("sora-2", "sora-2-pro", "sora-2-openai", "veo-3.1", "veo-3.1-fast")
+    assert {account.kind for account in settings.providers.values()} == set(KINDS)
+    assert {model.provider for model in settings.catalog.values()} == set(settings.providers)
     assert settings.allow_local_urls is True  # local development only
 
 
