@@ -13,7 +13,8 @@ import pytest
 
 from devhost.config import load_values
 from sorasim import SimulatorConfig, SoraSimulator
-from tests.conftest import PROJECT_DIR, launch_stack
+from tests.conftest import PROJECT_DIR, launch_stack, stack_until_jobs_end
+from tests.pipeline.upstream_proxy import Rule, UpstreamProxy
 
 
 @pytest.fixture
@@ -62,3 +63,34 @@ def test_a_job_finishes_at_its_provider_after_the_catalog_moves_its_model(
     assert done_before["video_url"]
     assert done_after["video_url"]
     assert external_simulator.stats()["jobs_created"] == 2  # one upstream job each, no more
+
+
+def test_a_create_whose_answer_is_lost_at_a_provider_that_cannot_list_fails_ambiguous_and_refunds(
+    tmp_path: Path, external_simulator: SoraSimulator
+) -> None:
+    """The AI/ML API cannot be asked which jobs it has. When its answer to a create is cut off,
+    the job it made may exist: the gateway fails the job (`upstream_ambiguous`) and gives the
+    slot back rather than create again, so the provider has exactly the one job."""
+    with UpstreamProxy(external_simulator.url) as proxy:
+        proxy.add(Rule("POST", r"^/v2/video/generations", cut=True, times=1))
+        with stack_until_jobs_end(
+            tmp_path / "stack",
+            DEVHOST_SIMULATOR="false",
+            AZURE_OPENAI_ENDPOINT=proxy.url,  # the sample's loopback accounts follow it
+            IDENTITY_ENDPOINT=external_simulator.token_endpoint,
+            IDENTITY_HEADER=external_simulator.identity_header,
+            AZURE_TOKEN_CREDENTIALS="ManagedIdentityCredential",
+        ) as stack:
+            app = stack.client.create_app("pro")
+            created = stack.client.create_video(app.api_key, {"prompt": "a lost heron", "model": "veo-3.1"})
+            assert created.status_code == 202, created.text
+            done = stack.client.wait_finished(app.api_key, created.json()["id"], timeout=60)
+            usage = stack.client.usage(app.api_key)
+
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "upstream_ambiguous"
+    assert "not charged twice" in done["error"]["message"]
+    assert "sim-aimlapi-key" not in json.dumps(done)
+    assert usage["used"]["hour"] == 0  # the slot was given back
+    assert [seen.answered for seen in proxy.requests_to("POST", r"^/v2/video/generations")] == ["cut"]
+    assert external_simulator.stats()["jobs_created"] == 1  # the one the lost answer made; never two
