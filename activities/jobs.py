@@ -54,8 +54,8 @@ def store_video_assets(payload: ActivityInput) -> dict[str, Any]:
         return StoreOutcome.cancelled().to_dict()
     video_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, VIDEO_ASSET)
     thumbnail_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, THUMBNAIL_ASSET)
-    provider = get_provider(current.provider)
     try:
+        provider = get_provider(current.provider)  # the job's own, whatever the catalog says now
         written = copy_upstream_asset(provider, assets, ref.upstream_id, "video", video_blob, "video/mp4")
     except UpstreamThrottled as error:
         _discard(assets, video_blob)

@@ -231,3 +231,97 @@ def test_a_setting_that_cannot_work_stops_the_app_from_loading() -> None:
     assert refused.returncode != 0
     assert "SettingsError: setting PLAN_LIMITS" in refused.stderr
     assert loaded.returncode == 0, loaded.stderr
+
+
+PROVIDERS = {
+    "azure-openai": {"kind": "azure-openai", "base_url": "https://x.openai.azure.com/"},
+    "aimlapi": {
+        "kind": "aimlapi",
+        "base_url": "https://api.aimlapi.com",
+        "key_setting": "AIMLAPI_API_KEY",
+        "creates_per_minute": 10,
+    },
+}
+CATALOG = [
+    {
+        "id": "veo-3.1",
+        "provider": "aimlapi",
+        "provider_model": "google/veo-3.1-t2v",
+        "sizes": ["1280x720", "720x1280"],
+        "seconds": [4, 6, 8],
+        "price_per_second": 0.4,
+    }
+]
+
+
+def with_providers(**more: str) -> dict[str, str]:
+    return {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "PROVIDERS": json.dumps(PROVIDERS),
+        "AIMLAPI_API_KEY": "secret-aiml-key",
+        "MODEL_CATALOG": json.dumps(CATALOG),
+        **more,
+    }
+
+
+def test_provider_accounts_and_the_catalog_are_read_and_keys_stay_out_of_repr() -> None:
+    settings = Settings.from_env(with_providers())
+    account = settings.providers["aimlapi"]
+    assert (account.kind, account.base_url, account.api_key) == (
+        "aimlapi",
+        "https://api.aimlapi.com",
+        "secret-aiml-key",
+    )
+    assert "secret-aiml-key" not in repr(settings)
+    assert settings.provider_paces == {"azure-openai": 2, "aimlapi": 10}
+    model = settings.catalog["veo-3.1"]
+    assert (model.provider, model.provider_model, model.seconds) == (
+        "aimlapi",
+        "google/veo-3.1-t2v",
+        ("4", "6", "8"),
+    )
+    assert (model.image_input, model.remix) == (False, False)
+    assert settings.pricing == {"veo-3.1": {"1280x720": 0.4, "720x1280": 0.4}}
+
+
+def test_the_catalog_can_come_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(CATALOG))
+    env = with_providers(MODEL_CATALOG_FILE=str(path))
+    del env["MODEL_CATALOG"]
+    assert tuple(Settings.from_env(env).catalog) == ("veo-3.1",)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"PROVIDERS": '{"x": {"kind": "sora-direct", "base_url": "https://x"}}'}, "PROVIDERS"),
+        ({"PROVIDERS": '{"x": {"kind": "aimlapi"}}'}, "base_url"),
+        ({"PROVIDERS": '{"x": {"kind": "aimlapi", "base_url": "ftp://x"}}'}, "base_url"),
+        ({"AIMLAPI_API_KEY": ""}, "AIMLAPI_API_KEY"),
+        (
+            {"MODEL_CATALOG": '[{"id": "m", "provider": "nobody", "sizes": ["1280x720"], "seconds": [4]}]'},
+            "MODEL_CATALOG",
+        ),
+        (
+            {
+                "MODEL_CATALOG": '[{"id": "a/b", "provider": "aimlapi", "sizes": ["1280x720"], "seconds": [4]}]'
+            },
+            "MODEL_CATALOG",
+        ),
+        ({"MODEL_CATALOG": "[]"}, "MODEL_CATALOG"),
+        ({"MODEL_OPTIONS": '{"sora-2": {"sizes": ["720x1280"], "seconds": ["4"]}}'}, "MODEL_OPTIONS"),
+        ({"MODEL_CATALOG_FILE": "/nonexistent/catalog.json"}, "MODEL_CATALOG_FILE"),
+    ],
+)
+def test_a_provider_or_catalog_setting_that_cannot_work_is_named(change: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named) as refused:
+        Settings.from_env(with_providers(**change))
+    assert "secret-aiml-key" not in str(refused.value)
+
+
+def test_without_an_azure_account_the_older_model_settings_need_a_catalog() -> None:
+    env = with_providers(PROVIDERS=json.dumps({"aimlapi": PROVIDERS["aimlapi"]}))
+    del env["MODEL_CATALOG"]
+    with pytest.raises(SettingsError, match="MODEL_CATALOG"):
+        Settings.from_env(env)

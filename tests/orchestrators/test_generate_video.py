@@ -342,6 +342,15 @@ def test_a_refused_create_keeps_the_slot_but_an_access_refusal_gives_it_back() -
     assert_failed(history, "upstream_access_denied")
 
 
+def test_an_ambiguous_create_is_never_retried_and_gives_the_slot_back() -> None:
+    history = reserved()
+    ambiguous = UpstreamStatus.refused(None, "upstream_ambiguous").to_dict()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), ambiguous)
+    # No second create, no upstream job to delete: refund, then the record.
+    assert describe(run_out(history, history.step())) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert_failed(history, "upstream_ambiguous")
+
+
 # -- failures after retries --------------------------------------------------------------------
 
 
