@@ -115,3 +115,26 @@ def test_a_remix_of_a_video_whose_model_cannot_remix_is_400_and_takes_no_quota(s
     assert remix.json()["error"]["code"] == "invalid_value"
     assert "cannot be remixed" in remix.json()["error"]["message"]
     assert stack.client.usage(app.api_key)["used"]["hour"] == used
+
+
+def test_every_provider_of_the_local_catalog_makes_a_video(stack: RunningStack) -> None:
+    app = stack.client.create_app("pro")
+    wanted = {
+        "sora-2": "azure-openai",
+        "sora-2-openai": "openai",
+        "veo-3.1": "aimlapi",
+        "veo-3.1-fast": "geminigen",
+    }
+    ids = {}
+    for model in wanted:
+        created = stack.client.create_video(
+            app.api_key, {"prompt": f"a heron by {model}", "model": model, "size": "1280x720"}
+        )
+        assert created.status_code == 202, created.text
+        ids[model] = created.json()["id"]
+
+    for model, provider in wanted.items():
+        done = stack.client.wait_finished(app.api_key, ids[model], timeout=120)
+        assert (done["status"], done["provider"], done["size"]) == ("completed", provider, "1280x720"), done
+        content = requests.get(done["video_url"], timeout=30)
+        assert content.content[4:8] == b"ftyp"  # an MP4 in our own storage
