@@ -66,6 +66,8 @@ LEGACY_MODEL_SETTINGS = (
     "PRICING",
     "SORA_DEPLOYMENTS",
 )
+# Every kind but Azure OpenAI (which can use Entra ID) authenticates with a key.
+_KEYED_KINDS = frozenset({"openai-compatible", "aimlapi", "geminigen"})
 _PROVIDER_FIELDS = frozenset({"kind", "base_url", "key_setting", "options", "creates_per_minute"})
 # Azure Storage: container names are 3-63 lowercase letters, digits and single hyphens; table
 # names are letters and digits, starting with a letter (the prefix goes in front of each).
@@ -270,6 +272,8 @@ def _providers(env: _Env, default_pace: int) -> tuple[dict[str, ProviderAccount]
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise SettingsError(f"{where}: base_url must be an http(s) URL, got {base_url!r}")
+        if kind in _KEYED_KINDS and described.get("key_setting") is None:
+            raise SettingsError(f"{where} ({kind}) needs a key_setting naming the setting that holds its key")
         accounts[name] = ProviderAccount(
             name=name,
             kind=kind,

@@ -299,6 +299,7 @@ def test_the_catalog_can_come_from_a_file(tmp_path: Path) -> None:
         ({"PROVIDERS": '{"x": {"kind": "aimlapi"}}'}, "base_url"),
         ({"PROVIDERS": '{"x": {"kind": "aimlapi", "base_url": "ftp://x"}}'}, "base_url"),
         ({"AIMLAPI_API_KEY": ""}, "AIMLAPI_API_KEY"),
+        ({"PROVIDERS": '{"x": {"kind": "geminigen", "base_url": "https://x"}}'}, "key_setting"),
         (
             {"MODEL_CATALOG": '[{"id": "m", "provider": "nobody", "sizes": ["1280x720"], "seconds": [4]}]'},
             "MODEL_CATALOG",
