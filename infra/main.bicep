@@ -8,7 +8,10 @@
 //   az deployment group create -g <rg> --template-file infra/main.bicep --parameters openAiAccountName=<name>
 // The template never holds a secret: ADMIN_API_KEY is a Key Vault reference, and the key itself is
 // written to the vault only when the @secure() adminApiKey parameter is given (deploy.sh generates it
-// on the first run, or with --rotate-admin-key).
+// on the first run, or with --rotate-admin-key). Provider API keys (aimlapiApiKey, geminigenApiKey,
+// openaiCompatibleApiKey, all @secure()) follow the same pattern: each given key becomes a vault secret
+// and an app setting holding a Key Vault reference (AIMLAPI_API_KEY, ...), which PROVIDERS' key_setting
+// names; deploy.sh reads them from a file or the environment (docs/providers.md).
 
 targetScope = 'resourceGroup'
 
@@ -140,6 +143,31 @@ param pricing object = {
 param upstreamCreatesPerMinute int = 2
 
 // ---------------------------------------------------------------------------------------------
+// Other video providers and the model catalog (docs/providers.md)
+// ---------------------------------------------------------------------------------------------
+
+@description('MODEL_CATALOG: a JSON list of models, each {"id", "provider", "provider_model", "sizes", "seconds", "image_input", "remix", "price_per_second"}. Empty (the default, since no provider key is given by default) = the app\'s own default: sora-2 and sora-2-pro on the Azure OpenAI account, from MODEL_OPTIONS, PRICING and SORA_DEPLOYMENTS. When given, those per-model settings and ALLOWED_* are left out (the app refuses both).')
+param modelCatalog string = ''
+
+@description('PROVIDERS: a JSON object, account name -> {"kind", "base_url", "key_setting", "options", "creates_per_minute"}; key_setting names AIMLAPI_API_KEY, GEMINIGEN_API_KEY or OPENAI_COMPATIBLE_API_KEY, never the key. Empty (the default) = the one Azure OpenAI account. When given, an "azure-openai" account at the deployed endpoint (Entra ID) is added unless the object names its own.')
+param providers string = ''
+
+@secure()
+@description('AI/ML API key; given, it is stored in Key Vault and AIMLAPI_API_KEY references it. Empty creates nothing (see storedProviderKeys).')
+param aimlapiApiKey string = ''
+
+@secure()
+@description('GeminiGen API key; given, it is stored in Key Vault and GEMINIGEN_API_KEY references it. Empty creates nothing (see storedProviderKeys).')
+param geminigenApiKey string = ''
+
+@secure()
+@description('Key of an OpenAI-compatible service; given, it is stored in Key Vault and OPENAI_COMPATIBLE_API_KEY references it. Empty creates nothing (see storedProviderKeys).')
+param openaiCompatibleApiKey string = ''
+
+@description('Key settings (AIMLAPI_API_KEY, GEMINIGEN_API_KEY, OPENAI_COMPATIBLE_API_KEY) whose secret is already in Key Vault from an earlier deployment: their reference is kept although the key is not given again (deploy.sh finds them).')
+param storedProviderKeys array = []
+
+// ---------------------------------------------------------------------------------------------
 // Plans, jobs, retention
 // ---------------------------------------------------------------------------------------------
 
@@ -233,6 +261,12 @@ var storageAccountName = 'st${token}'
 var keyVaultName = 'kv-${token}'
 var deploymentContainer = 'app-package'
 var adminKeySecretName = 'admin-api-key'
+// Provider key setting -> its Key Vault secret (PROVIDERS' key_setting names the setting).
+var providerKeySecretNames = {
+  AIMLAPI_API_KEY: 'aimlapi-api-key'
+  GEMINIGEN_API_KEY: 'geminigen-api-key'
+  OPENAI_COMPATIBLE_API_KEY: 'openai-compatible-api-key'
+}
 var allTags = union(tags, {
   'sora-gateway': appName
 })
@@ -439,6 +473,34 @@ resource adminKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!em
   }
 }
 
+// Provider API keys: written only when given (a new version when given again); never in outputs.
+resource aimlapiKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(aimlapiApiKey)) {
+  parent: vault
+  name: providerKeySecretNames.AIMLAPI_API_KEY
+  properties: {
+    value: aimlapiApiKey
+    contentType: 'text/plain'
+  }
+}
+
+resource geminigenKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(geminigenApiKey)) {
+  parent: vault
+  name: providerKeySecretNames.GEMINIGEN_API_KEY
+  properties: {
+    value: geminigenApiKey
+    contentType: 'text/plain'
+  }
+}
+
+resource openaiCompatibleKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(openaiCompatibleApiKey)) {
+  parent: vault
+  name: providerKeySecretNames.OPENAI_COMPATIBLE_API_KEY
+  properties: {
+    value: openaiCompatibleApiKey
+    contentType: 'text/plain'
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Optional Durable Task Scheduler backend
 // ---------------------------------------------------------------------------------------------
@@ -597,12 +659,12 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-// Resolve the ADMIN_API_KEY Key Vault reference.
+// Resolve the ADMIN_API_KEY (and provider key) Key Vault references.
 resource vaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(vault.id, identity.id, roleIds.keyVaultSecretsUser)
   scope: vault
   properties: {
-    description: 'Sora gateway: read the management API key'
+    description: 'Sora gateway: read the management API key and provider keys'
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsUser)
@@ -661,10 +723,11 @@ var hostSettings = {
   SWEEP_SCHEDULE: sweepSchedule
 }
 
+var azureOpenAiEndpoint = empty(openAiEndpoint) ? openAiAccess.outputs.endpoint : openAiEndpoint
+
 var gatewaySettings = {
   AZURE_CLIENT_ID: identity.properties.clientId
   AZURE_OPENAI_ENDPOINT: empty(openAiEndpoint) ? openAiAccess.outputs.endpoint : openAiEndpoint
-  SORA_DEPLOYMENTS: string(soraDeployments)
   ADMIN_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${adminKeySecretName})'
   VIDEOS_CONTAINER: videosContainer
   SAS_TTL_MINUTES: string(sasTtlMinutes)
@@ -673,17 +736,48 @@ var gatewaySettings = {
   POLL_MIN_SECONDS: pollMinSeconds
   POLL_MAX_SECONDS: pollMaxSeconds
   MAX_PROMPT_CHARS: string(maxPromptChars)
-  ALLOWED_MODELS: allowedModels
-  ALLOWED_SECONDS: allowedSeconds
-  ALLOWED_SIZES: allowedSizes
-  MODEL_OPTIONS: string(modelOptions)
   PLAN_LIMITS: string(planLimits)
-  PRICING: string(pricing)
   UPSTREAM_CREATES_PER_MINUTE: string(upstreamCreatesPerMinute)
   WEBHOOK_RETRY_SECONDS: webhookRetrySeconds
   // Webhook and image URLs must be public https in Azure.
   ALLOW_LOCAL_URLS: 'false'
 }
+
+// The models: the per-model settings the app derives its default catalog from, or MODEL_CATALOG
+// instead of all of them (the app refuses both at once).
+var legacyModelSettings = {
+  SORA_DEPLOYMENTS: string(soraDeployments)
+  ALLOWED_MODELS: allowedModels
+  ALLOWED_SECONDS: allowedSeconds
+  ALLOWED_SIZES: allowedSizes
+  MODEL_OPTIONS: string(modelOptions)
+  PRICING: string(pricing)
+}
+var modelSettings = empty(modelCatalog) ? legacyModelSettings : { MODEL_CATALOG: modelCatalog }
+
+// PROVIDERS only when given, with the deployed Azure OpenAI account unless it names its own
+// "azure-openai" (no key_setting: the identity's Entra ID tokens).
+var defaultProviderAccount = {
+  'azure-openai': {
+    kind: 'azure-openai'
+    base_url: azureOpenAiEndpoint
+  }
+}
+var providerSettings = empty(providers) ? {} : { PROVIDERS: string(union(defaultProviderAccount, json(empty(providers) ? '{}' : providers))) }
+
+// Provider keys: a Key Vault reference for each key given now or stored by an earlier deployment.
+var givenProviderKeys = concat(empty(aimlapiApiKey) ? [] : [ 'AIMLAPI_API_KEY' ], empty(geminigenApiKey) ? [] : [ 'GEMINIGEN_API_KEY' ], empty(openaiCompatibleApiKey) ? [] : [ 'OPENAI_COMPATIBLE_API_KEY' ])
+var referencedProviderKeys = union(givenProviderKeys, storedProviderKeys)
+var aimlapiKeySetting = contains(referencedProviderKeys, 'AIMLAPI_API_KEY') ? {
+  AIMLAPI_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${providerKeySecretNames.AIMLAPI_API_KEY})'
+} : {}
+var geminigenKeySetting = contains(referencedProviderKeys, 'GEMINIGEN_API_KEY') ? {
+  GEMINIGEN_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${providerKeySecretNames.GEMINIGEN_API_KEY})'
+} : {}
+var openaiCompatibleKeySetting = contains(referencedProviderKeys, 'OPENAI_COMPATIBLE_API_KEY') ? {
+  OPENAI_COMPATIBLE_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${providerKeySecretNames.OPENAI_COMPATIBLE_API_KEY})'
+} : {}
+var providerKeySettings = union(aimlapiKeySetting, geminigenKeySetting, openaiCompatibleKeySetting)
 
 // host.json keeps the Azure Storage backend; these override it (AzureFunctionsJobHost__ maps onto
 // host.json) only when the Durable Task Scheduler is chosen.
@@ -697,8 +791,13 @@ var schedulerSettings = useDurableTaskScheduler ? schedulerOverrides : {}
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(hostSettings, gatewaySettings, schedulerSettings)
+  properties: union(hostSettings, gatewaySettings, modelSettings, providerSettings, providerKeySettings, schedulerSettings)
   dependsOn: [
+    // Secrets written by this deployment exist before the references to them are applied.
+    adminKeySecret
+    aimlapiKeySecret
+    geminigenKeySecret
+    openaiCompatibleKeySecret
     // The host starts with these settings: let it find its roles and its tables already there.
     blobOwner
     queueContributor
@@ -724,5 +823,5 @@ output adminKeySecretName string = adminKeySecretName
 output storageAccountName string = storage.name
 output identityClientId string = identity.properties.clientId
 output identityPrincipalId string = identity.properties.principalId
-output openAiEndpoint string = empty(openAiEndpoint) ? openAiAccess.outputs.endpoint : openAiEndpoint
+output openAiEndpoint string = azureOpenAiEndpoint
 output durableBackend string = useDurableTaskScheduler ? 'durable-task-scheduler' : 'azure-storage'

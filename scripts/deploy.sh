@@ -10,6 +10,13 @@ SECRET_NAME="admin-api-key"
 VAULT_TAG="sora-gateway-secrets"
 PROVIDERS=(Microsoft.Web Microsoft.Storage Microsoft.Insights Microsoft.OperationalInsights
   Microsoft.KeyVault Microsoft.ManagedIdentity Microsoft.CognitiveServices)
+# Provider API keys: the app setting PROVIDERS' key_setting names (and the environment variable or
+# --provider-keys line it is read from), the template's @secure() parameter, its Key Vault secret.
+PROVIDER_KEY_SETTINGS=(AIMLAPI_API_KEY GEMINIGEN_API_KEY OPENAI_COMPATIBLE_API_KEY)
+PROVIDER_KEY_PARAMETERS=(aimlapiApiKey geminigenApiKey openaiCompatibleApiKey)
+PROVIDER_KEY_SECRETS=(aimlapi-api-key geminigen-api-key openai-compatible-api-key)
+# Template parameters that hold secrets: never taken from the command line.
+SECURE_PARAMETERS=(adminApiKey "${PROVIDER_KEY_PARAMETERS[@]}")
 
 usage() {
   cat <<'EOF'
@@ -25,6 +32,15 @@ a remote build, and prints the base URL and how to create the first app.
 
 Options:
   --openai-resource-group RG   resource group of OPENAI when given by name (speeds up the lookup)
+  --provider-keys FILE         provider API keys, one NAME=VALUE a line (# comments allowed), NAME one
+                               of AIMLAPI_API_KEY, GEMINIGEN_API_KEY, OPENAI_COMPATIBLE_API_KEY; the
+                               same variables in the environment are read too (the file wins). Each
+                               key goes to Key Vault; a key stored by an earlier run is kept. Keys are
+                               never taken from the command line (--param refuses them).
+  --providers FILE             PROVIDERS: JSON object of provider accounts (docs/providers.md); give
+                               it on every run, like --param
+  --catalog FILE               MODEL_CATALOG: JSON list of models (docs/providers.md); give it on
+                               every run, like --param
   --param NAME=VALUE           template parameter, repeatable; e.g.
                                  --param 'soraDeployments={"sora-2":"my-sora-deployment"}'
                                  --param allowedModels=sora-2 --param upstreamCreatesPerMinute=4
@@ -53,6 +69,9 @@ log() {
 
 resource_group=""
 location=""
+provider_keys_file=""
+providers_file=""
+catalog_file=""
 openai=""
 openai_resource_group=""
 publisher="auto"
@@ -77,7 +96,26 @@ while [[ $# -gt 0 ]]; do
       ;;
     --param)
       [[ $# -ge 2 && "$2" == *=* ]] || die "$1 needs NAME=VALUE"
+      for secure in "${SECURE_PARAMETERS[@]}"; do
+        [[ "${2%%=*}" != "$secure" ]] ||
+          die "$secure is a secret: never on the command line (use --provider-keys FILE or the environment)"
+      done
       params+=("$2")
+      shift 2
+      ;;
+    --provider-keys)
+      [[ $# -ge 2 ]] || die "$1 needs a file"
+      provider_keys_file="$2"
+      shift 2
+      ;;
+    --providers)
+      [[ $# -ge 2 ]] || die "$1 needs a file"
+      providers_file="$2"
+      shift 2
+      ;;
+    --catalog)
+      [[ $# -ge 2 ]] || die "$1 needs a file"
+      catalog_file="$2"
       shift 2
       ;;
     --publisher)
@@ -125,6 +163,83 @@ case "$publisher" in
   *) die "--publisher must be auto, az or func" ;;
 esac
 [[ -f "$TEMPLATE" ]] || die "template not found: $TEMPLATE"
+
+# A JSON string literal of $1 (printf is a builtin: the value is on no process's command line).
+json_string() {
+  local value="$1"
+  value="${value//\\/\\\\}"
+  value="${value//\"/\\\"}"
+  value="${value//$'\t'/\\t}"
+  value="${value//$'\r'/\\r}"
+  value="${value//$'\n'/\\n}"
+  printf '"%s"' "$value"
+}
+
+# --- Provider keys: from the environment, then --provider-keys FILE; never echoed ------------------
+provider_key_values=()
+for i in "${!PROVIDER_KEY_SETTINGS[@]}"; do
+  name="${PROVIDER_KEY_SETTINGS[$i]}"
+  provider_key_values[i]="${!name:-}"
+  # Read: no child process (az, python3, func) inherits it.
+  unset "$name"
+done
+if [[ -n "$provider_keys_file" ]]; then
+  [[ -f "$provider_keys_file" && -r "$provider_keys_file" ]] || die "cannot read $provider_keys_file"
+  line_number=0
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    line_number=$((line_number + 1))
+    line="${line%$'\r'}"
+    [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+    name="${line%%=*}"
+    name="${name#"${name%%[![:space:]]*}"}"
+    name="${name#export }"
+    name="${name%"${name##*[![:space:]]}"}"
+    # The line is never shown: it may hold a key. Only a NAME that looks like one is.
+    [[ "$line" == *=* && "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] ||
+      die "$provider_keys_file, line $line_number: not NAME=VALUE"
+    value="${line#*=}"
+    if [[ ${#value} -ge 2 && ("$value" == \"*\" || "$value" == \'*\') ]]; then
+      value="${value:1:${#value}-2}"
+    fi
+    found=false
+    for i in "${!PROVIDER_KEY_SETTINGS[@]}"; do
+      if [[ "$name" == "${PROVIDER_KEY_SETTINGS[$i]}" ]]; then
+        provider_key_values[i]="$value"
+        found=true
+      fi
+    done
+    [[ "$found" == true ]] ||
+      die "$provider_keys_file, line $line_number: unknown key $name (expected one of ${PROVIDER_KEY_SETTINGS[*]})"
+  done <"$provider_keys_file"
+  unset line value
+fi
+
+# --- PROVIDERS and MODEL_CATALOG: JSON files, checked before anything is deployed -----------------
+json_setting() { # FILE KIND(list|object): the file's JSON, refused unless it is a non-empty KIND
+  [[ -f "$1" && -r "$1" ]] || die "cannot read $1"
+  command -v python3 >/dev/null 2>&1 || die "python3 is needed to check $1"
+  python3 -c '
+import json, sys
+kind = {"list": list, "object": dict}[sys.argv[2]]
+try:
+    with open(sys.argv[1], encoding="utf-8") as file:
+        value = json.load(file)
+except (OSError, ValueError) as error:
+    sys.exit(f"deploy: {sys.argv[1]} is not JSON: {error}")
+if not isinstance(value, kind) or not value:
+    sys.exit(f"deploy: {sys.argv[1]} must hold a non-empty JSON {sys.argv[2]}")
+' "$1" "$2"
+}
+providers_json=""
+if [[ -n "$providers_file" ]]; then
+  json_setting "$providers_file" object || exit 1
+  providers_json="$(<"$providers_file")"
+fi
+catalog_json=""
+if [[ -n "$catalog_file" ]]; then
+  json_setting "$catalog_file" list || exit 1
+  catalog_json="$(<"$catalog_file")"
+fi
 command -v az >/dev/null 2>&1 || die "the Azure CLI (az) is not installed"
 az account show --output none 2>/dev/null || die "not logged in: run 'az login' (and 'az account set -s <subscription>')"
 
@@ -172,18 +287,83 @@ if [[ -n "$vault_id" ]] && az resource show --ids "$vault_id/secrets/$SECRET_NAM
   secret_exists=true
 fi
 parameters_file="$work/parameters.json"
-key_params=()
+# Parameters handed over in that private file (mode 600, removed on exit), never on a command line.
+file_parameters=()
 if [[ "$secret_exists" == false || "$rotate_key" == true ]]; then
-  # 36 random bytes, base64url: the key exists only in this file (mode 600, removed on exit) and the vault.
+  # 36 random bytes, base64url: the key exists only in the parameters file and the vault.
   admin_key="sgwadm_$(head -c 36 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
-  (
-    umask 077
-    printf '{"contentVersion": "1.0.0.0", "parameters": {"adminApiKey": {"value": "%s"}}}\n' "$admin_key" >"$parameters_file"
-  )
+  file_parameters+=("\"adminApiKey\": {\"value\": $(json_string "$admin_key")}")
   unset admin_key
-  key_params=(--parameters "@$parameters_file")
   log "A new management API key will be stored in Key Vault"
 fi
+
+# --- Provider keys: given now (stored, a new version if there was one), or kept from an earlier run
+given_keys=()
+stored_keys=()
+for i in "${!PROVIDER_KEY_SETTINGS[@]}"; do
+  name="${PROVIDER_KEY_SETTINGS[$i]}"
+  if [[ -n "${provider_key_values[$i]}" ]]; then
+    given_keys+=("$name")
+    file_parameters+=("\"${PROVIDER_KEY_PARAMETERS[$i]}\": {\"value\": $(json_string "${provider_key_values[$i]}")}")
+  fi
+  if [[ -n "$vault_id" ]] && az resource show --ids "$vault_id/secrets/${PROVIDER_KEY_SECRETS[$i]}" --output none 2>/dev/null; then
+    stored_keys+=("$name")
+  fi
+done
+unset provider_key_values
+if [[ ${#given_keys[@]} -gt 0 ]]; then
+  log "Provider keys to store in Key Vault: ${given_keys[*]}"
+fi
+if [[ ${#stored_keys[@]} -gt 0 ]]; then
+  log "Provider keys already in Key Vault: ${stored_keys[*]}"
+  kept="$(printf '"%s", ' "${stored_keys[@]}")"
+  file_parameters+=("\"storedProviderKeys\": {\"value\": [${kept%, }]}")
+fi
+
+# Every key_setting PROVIDERS names must be a key this deployment sets: given now or stored.
+if [[ -n "$providers_file" ]]; then
+  key_settings="$(python3 -c '
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as file:
+    accounts = json.load(file)
+for account in accounts.values():
+    if isinstance(account, dict) and isinstance(account.get("key_setting"), str):
+        print(account["key_setting"].strip())
+' "$providers_file")"
+  for setting in $key_settings; do
+    case " ${PROVIDER_KEY_SETTINGS[*]} " in
+      *" $setting "*) ;;
+      *) die "$providers_file names key_setting $setting; the deployment sets only ${PROVIDER_KEY_SETTINGS[*]}" ;;
+    esac
+    case " ${given_keys[*]-} ${stored_keys[*]-} " in
+      *" $setting "*) ;;
+      *) die "$providers_file names key_setting $setting, but no such key is given (--provider-keys or the environment) or stored" ;;
+    esac
+  done
+  file_parameters+=("\"providers\": {\"value\": $(json_string "$providers_json")}")
+fi
+if [[ -n "$catalog_file" ]]; then
+  file_parameters+=("\"modelCatalog\": {\"value\": $(json_string "$catalog_json")}")
+fi
+
+key_params=()
+if [[ ${#file_parameters[@]} -gt 0 ]]; then
+  (
+    # The umask first: the file is created private, before anything is written to it.
+    umask 077
+    {
+      printf '{"contentVersion": "1.0.0.0", "parameters": {'
+      separator=""
+      for parameter in "${file_parameters[@]}"; do
+        printf '%s%s' "$separator" "$parameter"
+        separator=", "
+      done
+      printf '}}\n'
+    } >"$parameters_file"
+  )
+  key_params=(--parameters "@$parameters_file")
+fi
+unset file_parameters
 
 # --- Who may read the key afterwards: the identity running this script -------------------------
 operator_params=()
@@ -275,8 +455,8 @@ if [[ "$skip_code" == false ]]; then
   fi
 fi
 
-if [[ "$rotate_key" == true ]]; then
-  # App settings are read at start: restart so the new key version is resolved now.
+if [[ "$rotate_key" == true || ${#given_keys[@]} -gt 0 ]]; then
+  # App settings are read at start: restart so the new key versions are resolved now.
   az functionapp restart --resource-group "$resource_group" --name "$app_name" --output none
 fi
 

@@ -1,8 +1,9 @@
 """A stand-in for the Azure CLI, so deploy.sh and teardown.sh run here without Azure.
 
-Each call is appended to $FAKE_AZ_STATE/calls.jsonl; state between calls (does the admin key exist,
-what was its value) lives in $FAKE_AZ_STATE/state.json. Anything unexpected exits 99, so the test
-sees which command the script should not have run.
+Each call is appended to $FAKE_AZ_STATE/calls.jsonl (its argv, the parameters files it was handed
+and their modes, and which provider key variables its environment held); state between calls (the
+vault's secrets: the admin key and provider keys) lives in $FAKE_AZ_STATE/state.json. Anything
+unexpected exits 99, so the test sees which command the script should not have run.
 """
 
 from __future__ import annotations
@@ -25,11 +26,21 @@ OUTPUTS = {
     "healthUrl": "https://sora-gw-test.azurewebsites.net/api/health",
     "keyVaultName": "kv-test",
 }
+# Template parameter of each provider key -> its Key Vault secret (as infra/main.bicep names them).
+PROVIDER_KEY_SECRETS = {
+    "aimlapiApiKey": "aimlapi-api-key",
+    "geminigenApiKey": "geminigen-api-key",
+    "openaiCompatibleApiKey": "openai-compatible-api-key",
+}
+PROVIDER_KEY_VARIABLES = ("AIMLAPI_API_KEY", "GEMINIGEN_API_KEY", "OPENAI_COMPATIBLE_API_KEY")
 
 
 def load() -> dict[str, Any]:
     path = STATE_DIR / "state.json"
-    return json.loads(path.read_text()) if path.exists() else {"deployed": False, "secret": None}
+    state: dict[str, Any] = {"deployed": False, "secret": None, "secrets": {}}
+    if path.exists():
+        state.update(json.loads(path.read_text()))
+    return state
 
 
 def save(state: dict[str, Any]) -> None:
@@ -45,9 +56,9 @@ def record(entry: dict[str, Any]) -> None:
         log.write(json.dumps(entry) + "\n")
 
 
-def deployment_parameters(args: list[str], entry: dict[str, Any]) -> dict[str, str]:
-    """Every --parameters value, reading @files (and noting their permissions)."""
-    found: dict[str, str] = {}
+def deployment_parameters(args: list[str], entry: dict[str, Any]) -> dict[str, Any]:
+    """Every --parameters value, reading @files (and noting their paths and permissions)."""
+    found: dict[str, Any] = {}
     values: list[str] = []
     collecting = False
     for arg in args:
@@ -62,6 +73,7 @@ def deployment_parameters(args: list[str], entry: dict[str, Any]) -> dict[str, s
         if value.startswith("@"):
             path = Path(value[1:])
             entry["parameter_file_mode"] = stat.S_IMODE(path.stat().st_mode)
+            entry.setdefault("parameter_files", []).append(str(path))
             content = json.loads(path.read_text())
             found.update({key: item["value"] for key, item in content["parameters"].items()})
         else:
@@ -72,7 +84,10 @@ def deployment_parameters(args: list[str], entry: dict[str, Any]) -> dict[str, s
 
 def main(args: list[str]) -> int:
     state = load()
-    entry: dict[str, Any] = {"argv": args}
+    entry: dict[str, Any] = {
+        "argv": args,
+        "key_variables": sorted(name for name in PROVIDER_KEY_VARIABLES if name in os.environ),
+    }
     out = ""
     code = 0
     command = " ".join(arg for arg in args[:3] if not arg.startswith("-"))
@@ -89,12 +104,16 @@ def main(args: list[str]) -> int:
         out = "true" if state["deployed"] else "false"
     elif command.startswith("group delete"):
         state["deployed"] = False
+        state["secrets"] = {}
     elif command.startswith("keyvault list"):
         query = option(args, "--query") or ""
         if state["deployed"]:
             out = VAULT_ID if query.endswith(".id | [0]") else "kv-test"
     elif command.startswith("resource show"):
-        if option(args, "--ids") == f"{VAULT_ID}/secrets/admin-api-key" and state["secret"]:
+        ids = option(args, "--ids") or ""
+        if (ids == f"{VAULT_ID}/secrets/admin-api-key" and state["secret"]) or (
+            state["deployed"] and ids.removeprefix(f"{VAULT_ID}/secrets/") in state["secrets"]
+        ):
             out = "{}"
         else:
             sys.stderr.write("(ResourceNotFound) not found\n")
@@ -106,6 +125,9 @@ def main(args: list[str]) -> int:
             state["deployed"] = True
             if parameters.get("adminApiKey"):
                 state["secret"] = parameters["adminApiKey"]
+            for parameter, secret in PROVIDER_KEY_SECRETS.items():
+                if parameters.get(parameter):
+                    state["secrets"][secret] = parameters[parameter]
     elif command.startswith("deployment group show"):
         query = option(args, "--query") or ""
         out = OUTPUTS[query.split(".")[2]]

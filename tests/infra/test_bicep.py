@@ -11,6 +11,7 @@ import pytest
 from tests.infra.bicep import (
     INFRA_DIR,
     PROJECT_DIR,
+    app_settings_expression,
     bicep_files,
     main_template,
     parse,
@@ -206,10 +207,216 @@ def test_key_vault_uses_rbac_and_holds_the_admin_key_only_when_given() -> None:
     template = main_template()
     vault = only(template, "Microsoft.KeyVault/vaults")["properties"]
     assert vault["enableRbacAuthorization"] is True
-    (secret,) = resources_of_type(template, "Microsoft.KeyVault/vaults/secrets").values()
+    secrets = resources_of_type(template, "Microsoft.KeyVault/vaults/secrets")
+    (secret,) = [
+        secret for secret in secrets.values() if resource_body(secret)["name"] == "adminKeySecretName"
+    ]
     condition = text(secret["config"]["condition"])
     assert "adminApiKey" in condition
     assert resource_body(secret)["properties"]["value"] == "adminApiKey"
+
+
+# Each provider key: its @secure() template parameter -> the app setting PROVIDERS' key_setting names.
+PROVIDER_KEYS = {
+    "aimlapiApiKey": "AIMLAPI_API_KEY",
+    "geminigenApiKey": "GEMINIGEN_API_KEY",
+    "openaiCompatibleApiKey": "OPENAI_COMPATIBLE_API_KEY",
+}
+
+
+def is_secure(parameter: dict[str, Any]) -> bool:
+    return any(decorator["type"] == "secure" for decorator in parameter["decorators"])
+
+
+def only_if_given(condition: Any, parameter: str) -> bool:
+    """`!empty(parameter)`, exactly."""
+    return condition == {
+        "operator": {
+            "type": "not",
+            "operands": {
+                "bool_value": {"function": {"type": "empty", "parameters": {"item_to_test": parameter}}}
+            },
+        }
+    }
+
+
+def test_provider_keys_are_secure_parameters_that_default_to_nothing() -> None:
+    parameters = main_template()["parameters"]
+    for parameter in PROVIDER_KEYS:
+        assert parameter in parameters, f"no parameter {parameter}"
+        assert is_secure(parameters[parameter]), f"{parameter} is not @secure()"
+        assert parameters[parameter]["type"] == "string"
+        assert parameters[parameter]["default"] == ""
+    # Not secrets: names of settings and JSON documents, printable in the deployment history.
+    for parameter in ("modelCatalog", "providers", "storedProviderKeys"):
+        assert not is_secure(parameters[parameter])
+    assert parameters["modelCatalog"]["default"] == parameters["providers"]["default"] == ""
+
+
+def test_each_given_provider_key_becomes_a_key_vault_secret_and_a_reference_setting() -> None:
+    template = main_template()
+    secret_names = template["variables"]["providerKeySecretNames"]["value"]
+    assert set(secret_names) == set(PROVIDER_KEYS.values())
+    secrets = {
+        resource_body(secret)["properties"]["value"]: secret
+        for secret in resources_of_type(template, "Microsoft.KeyVault/vaults/secrets").values()
+    }
+    settings = template_app_settings()
+    for parameter, setting in PROVIDER_KEYS.items():
+        # The secret: written only when the key is given, holding it, under the setting's secret name.
+        secret = secrets[parameter]
+        assert only_if_given(secret["config"]["condition"], parameter), (
+            f"{parameter}: secret is unconditional"
+        )
+        body = resource_body(secret)
+        assert body["parent"] == "vault"
+        assert text(body["name"]) == text(
+            {
+                "operator": {
+                    "type": "property_accessor",
+                    "operands": {"operand_1": "providerKeySecretNames", "operand_2": setting},
+                }
+            }
+        )
+        # The setting: a Key Vault reference to that secret (like ADMIN_API_KEY), never the key.
+        (value,) = settings[setting]
+        assert value == (
+            f"@Microsoft.KeyVault(VaultName=${{vault.name}};SecretName=${{providerKeySecretNames.{setting}}})"
+        )
+        assert parameter not in text(value)
+
+
+def evaluate(expression: Any, template: dict[str, Any], arguments: dict[str, Any]) -> Any:
+    """The value of an expression for the given parameter values (others take their defaults), in
+    the small language the conditional settings use: empty, concat, union, contains, ?: and !.
+    Object values stay unevaluated (only which keys exist matters), as do other functions."""
+    if isinstance(expression, list):
+        return [evaluate(item, template, arguments) for item in expression]
+    if isinstance(expression, str):
+        if expression in arguments:
+            return arguments[expression]
+        if expression in template["parameters"]:
+            return template["parameters"][expression].get("default")
+        if expression in template["variables"]:
+            return evaluate(template["variables"][expression]["value"], template, arguments)
+        return expression
+    if isinstance(expression, dict) and "function" in expression:
+        function = expression["function"]
+        kind = function["type"]
+        if kind not in {"empty", "concat", "union", "contains"}:
+            return expression
+        values = [evaluate(value, template, arguments) for value in function["parameters"].values()]
+        if kind == "empty":
+            return not values[0]
+        if kind == "contains":
+            return values[1] in values[0]
+        if all(isinstance(value, dict) for value in values):
+            merged: dict[str, Any] = {}
+            for value in values:
+                merged.update(value)
+            return merged
+        items = [item for value in values for item in value]
+        return items if kind == "concat" else list(dict.fromkeys(items))
+    if isinstance(expression, dict) and "operator" in expression:
+        operator = expression["operator"]
+        operands = operator["operands"]
+        if operator["type"] == "conditional":
+            branch = "true_value" if evaluate(operands["condition"], template, arguments) else "false_value"
+            return evaluate(operands[branch], template, arguments)
+        if operator["type"] == "not":
+            return not evaluate(operands["bool_value"], template, arguments)
+        return expression
+    return expression
+
+
+def deployed_settings(**arguments: Any) -> set[str]:
+    """The app settings a deployment with these parameter values sets."""
+    template = main_template()
+    value = evaluate(app_settings_expression(template), template, arguments)
+    assert isinstance(value, dict)
+    return set(value)
+
+
+def written_secrets(**arguments: Any) -> set[str]:
+    """The Key Vault secret resources a deployment with these parameter values writes."""
+    template = main_template()
+    return {
+        name
+        for name, secret in resources_of_type(template, "Microsoft.KeyVault/vaults/secrets").items()
+        if evaluate(secret["config"]["condition"], template, arguments)
+    }
+
+
+def test_the_evaluator_follows_conditions() -> None:
+    assert "DURABLE_TASK_SCHEDULER_CONNECTION_STRING" not in deployed_settings()
+    assert "DURABLE_TASK_SCHEDULER_CONNECTION_STRING" in deployed_settings(useDurableTaskScheduler=True)
+    assert written_secrets() == set()
+    assert written_secrets(adminApiKey="x") == {"adminKeySecret"}
+
+
+def test_provider_key_settings_exist_only_for_keys_given_or_stored() -> None:
+    """No key, no secret and no setting; a key given writes its secret and references it; a key
+    stored by an earlier deployment (storedProviderKeys) keeps its reference without a new secret."""
+    key_settings = set(PROVIDER_KEYS.values())
+    assert not deployed_settings() & key_settings
+    for parameter, setting in PROVIDER_KEYS.items():
+        assert deployed_settings(**{parameter: "a-key"}) & key_settings == {setting}
+        (secret,) = written_secrets(**{parameter: "a-key"})
+        assert resource_body(main_template()["resources"][secret])["properties"]["value"] == parameter
+        assert deployed_settings(storedProviderKeys=[setting]) & key_settings == {setting}
+        assert written_secrets(storedProviderKeys=[setting]) == set()
+    assert deployed_settings(aimlapiApiKey="a", storedProviderKeys=sorted(key_settings)) >= key_settings
+
+
+def test_settings_wait_for_the_secrets_they_reference() -> None:
+    template = main_template()
+    (config,) = [
+        resource
+        for resource in resources_of_type(template, "Microsoft.Web/sites/config").values()
+        if resource_body(resource)["name"] == "appsettings"
+    ]
+    secrets = set(resources_of_type(template, "Microsoft.KeyVault/vaults/secrets"))
+    assert len(secrets) == 1 + len(PROVIDER_KEYS)
+    assert secrets <= set(resource_body(config)["dependsOn"])
+
+
+def test_no_output_reveals_a_key_or_where_it_is_kept() -> None:
+    template = main_template()
+    secure = {name for name, parameter in template["parameters"].items() if is_secure(parameter)}
+    assert set(PROVIDER_KEYS) | {"adminApiKey"} <= secure
+    hidden = secure | set(resources_of_type(template, "Microsoft.KeyVault/vaults/secrets"))
+    hidden |= {"providerKeySecretNames", *PROVIDER_KEYS.values()}
+    for name, output in template["outputs"].items():
+        mentioned = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text(output["value"])))
+        assert not mentioned & hidden, f"output {name} mentions {mentioned & hidden}"
+
+
+def test_model_catalog_and_providers_are_set_only_when_given() -> None:
+    legacy = {
+        "MODEL_OPTIONS",
+        "PRICING",
+        "SORA_DEPLOYMENTS",
+        "ALLOWED_MODELS",
+        "ALLOWED_SIZES",
+        "ALLOWED_SECONDS",
+    }
+    default = deployed_settings()
+    assert legacy <= default
+    assert not {"MODEL_CATALOG", "PROVIDERS"} & default
+    # MODEL_CATALOG replaces the per-model settings (the app refuses both at once).
+    with_catalog = deployed_settings(modelCatalog='[{"id": "m"}]')
+    assert "MODEL_CATALOG" in with_catalog
+    assert not legacy & with_catalog
+    with_providers = deployed_settings(providers='{"a": {}}')
+    assert "PROVIDERS" in with_providers
+    assert legacy <= with_providers
+    # Given PROVIDERS, the deployed Azure OpenAI account joins the given ones (Entra ID, no key).
+    template = main_template()
+    providers = template["variables"]["providerSettings"]["value"]["operator"]["operands"]["false_value"]
+    assert "defaultProviderAccount" in text(providers["PROVIDERS"])
+    default_account = template["variables"]["defaultProviderAccount"]["value"]["'azure-openai'"]
+    assert default_account["kind"] == "azure-openai"
+    assert "key_setting" not in default_account
 
 
 def test_role_assignments_for_the_identity() -> None:

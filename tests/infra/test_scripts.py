@@ -80,12 +80,13 @@ def fake_azure(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(script: Path, home: Path, *args: str) -> Run:
+def run(script: Path, home: Path, *args: str, env: dict[str, str] | None = None) -> Run:
     env = {
         "PATH": f"{home / 'bin'}:/usr/bin:/bin",
         "HOME": str(home),
         "FAKE_AZ_STATE": str(home / "state"),
         "LANG": "C.UTF-8",
+        **(env or {}),
     }
     calls_file = home / "state" / "calls.jsonl"
     before = len(calls_file.read_text().splitlines()) if calls_file.exists() else 0
@@ -278,3 +279,256 @@ def test_teardown_removes_roles_group_and_vault_and_is_idempotent(fake_azure: Pa
     assert again.returncode == 0
     assert "nothing to delete" in again.stderr
     assert not calls_to(again, "group", "delete")
+
+
+# --- provider keys, PROVIDERS and MODEL_CATALOG --------------------------------------------------
+
+AIMLAPI_KEY = "aiml_secret_0123456789abcdef"
+# JSON-special characters, an '=' and a '&' (bash pattern replacement), all to arrive intact.
+GEMINIGEN_KEY = 'gg-secret"quoted\\back&slash=tail'
+OPENAI_KEY = "sk-compatible-secret-fedcba9876543210"
+KEY_PARAMETERS = {"aimlapiApiKey", "geminigenApiKey", "openaiCompatibleApiKey"}
+
+
+def parameter_files(run_: Run) -> list[str]:
+    return [path for call in run_.calls for path in call.get("parameter_files", [])]
+
+
+def assert_never_exposed(run_: Run, home: Path, *secrets: str) -> None:
+    """No key on any az command line, in any output, in az's environment, or left on disk."""
+    for call in run_.calls:
+        leaked = [arg for arg in call["argv"] for secret in secrets if secret in arg]
+        assert not leaked, f"a key is on the command line of az {call['argv'][:3]}"
+        assert call["key_variables"] == [], "az inherited a provider key variable"
+    for secret in secrets:
+        assert secret not in run_.stdout
+        assert secret not in run_.stderr
+    func_log = home / "func.log"
+    if func_log.exists():
+        assert not [secret for secret in secrets if secret in func_log.read_text(encoding="utf-8")]
+    files = parameter_files(run_)
+    assert files, "the keys went to az in no parameters file"
+    assert not [path for path in files if Path(path).exists()], "the parameters file was left behind"
+    assert not [path for path in files if Path(path).parent.exists()], "the private directory was left"
+
+
+def write_private(path: Path, content: str) -> Path:
+    path.write_text(content, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def test_deploy_takes_provider_keys_from_a_file_into_a_private_parameters_file(fake_azure: Path) -> None:
+    keys = write_private(
+        fake_azure / "provider-keys.env",
+        "# provider keys for the gateway\n\n"
+        f"AIMLAPI_API_KEY={AIMLAPI_KEY}\n"
+        f"export GEMINIGEN_API_KEY='{GEMINIGEN_KEY}'\r\n",
+    )
+    result = run(
+        DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code", "--provider-keys", str(keys)
+    )
+    assert result.returncode == 0, result.stderr
+
+    (deployment,) = calls_to(result, "deployment", "group", "create")
+    parameters = deployment["parameters"]
+    assert parameters["aimlapiApiKey"] == AIMLAPI_KEY
+    assert parameters["geminigenApiKey"] == GEMINIGEN_KEY
+    assert "openaiCompatibleApiKey" not in parameters
+    assert deployment["parameter_file_mode"] & 0o077 == 0
+    assert_never_exposed(result, fake_azure, AIMLAPI_KEY, GEMINIGEN_KEY)
+    # The names are said, so the operator sees what was stored; new versions are read at once.
+    assert "AIMLAPI_API_KEY GEMINIGEN_API_KEY" in result.stderr
+    assert calls_to(result, "functionapp", "restart")
+
+
+def test_deploy_takes_provider_keys_from_the_environment_and_the_file_wins(fake_azure: Path) -> None:
+    from_environment = "aiml_from_the_environment_5555"
+    keys = write_private(fake_azure / "keys.env", f"AIMLAPI_API_KEY={AIMLAPI_KEY}\n")
+    environment = {"AIMLAPI_API_KEY": from_environment, "OPENAI_COMPATIBLE_API_KEY": OPENAI_KEY}
+    result = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "swedencentral",
+        "my-sora",
+        "--publisher",
+        "az",
+        "--provider-keys",
+        str(keys),
+        env=environment,
+    )
+    assert result.returncode == 0, result.stderr
+    (deployment,) = calls_to(result, "deployment", "group", "create")
+    parameters = deployment["parameters"]
+    assert parameters["aimlapiApiKey"] == AIMLAPI_KEY
+    assert parameters["openaiCompatibleApiKey"] == OPENAI_KEY
+    assert "geminigenApiKey" not in parameters
+    assert_never_exposed(result, fake_azure, AIMLAPI_KEY, OPENAI_KEY, from_environment)
+
+    only_environment = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "swedencentral",
+        "my-sora",
+        "--skip-code",
+        env={"GEMINIGEN_API_KEY": GEMINIGEN_KEY},
+    )
+    assert only_environment.returncode == 0, only_environment.stderr
+    (deployment,) = calls_to(only_environment, "deployment", "group", "create")
+    assert deployment["parameters"]["geminigenApiKey"] == GEMINIGEN_KEY
+    assert not KEY_PARAMETERS - {"geminigenApiKey"} & set(deployment["parameters"])
+    assert_never_exposed(only_environment, fake_azure, GEMINIGEN_KEY)
+
+
+def test_deploy_again_without_keys_keeps_the_stored_ones(fake_azure: Path) -> None:
+    first = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "swedencentral",
+        "my-sora",
+        "--skip-code",
+        env={"AIMLAPI_API_KEY": AIMLAPI_KEY, "GEMINIGEN_API_KEY": GEMINIGEN_KEY},
+    )
+    assert first.returncode == 0, first.stderr
+
+    again = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code")
+    assert again.returncode == 0, again.stderr
+    (deployment,) = calls_to(again, "deployment", "group", "create")
+    parameters = deployment["parameters"]
+    assert not KEY_PARAMETERS & set(parameters), "no key given, none handed over"
+    assert parameters["storedProviderKeys"] == ["AIMLAPI_API_KEY", "GEMINIGEN_API_KEY"]
+    assert not calls_to(again, "functionapp", "restart")
+    assert AIMLAPI_KEY not in again.stdout + again.stderr
+
+
+def test_deploy_never_takes_a_key_from_the_command_line(fake_azure: Path) -> None:
+    for parameter in sorted(KEY_PARAMETERS | {"adminApiKey"}):
+        refused = run(
+            DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--param", f"{parameter}={AIMLAPI_KEY}"
+        )
+        assert refused.returncode == 1
+        assert "never on the command line" in refused.stderr
+        assert AIMLAPI_KEY not in refused.stdout + refused.stderr
+        assert not refused.calls
+
+
+def test_deploy_refuses_a_bad_keys_file_without_showing_its_lines(fake_azure: Path) -> None:
+    nameless = write_private(fake_azure / "nameless.env", f"# a key without its name\n{AIMLAPI_KEY}\n")
+    result = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--provider-keys", str(nameless))
+    assert result.returncode == 1
+    assert "line 2: not NAME=VALUE" in result.stderr
+    assert AIMLAPI_KEY not in result.stdout + result.stderr
+    assert not result.calls
+
+    unknown = write_private(fake_azure / "unknown.env", f"AIMLAPI_KEY={AIMLAPI_KEY}\n")
+    result = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--provider-keys", str(unknown))
+    assert result.returncode == 1
+    assert "unknown key AIMLAPI_KEY" in result.stderr
+    assert AIMLAPI_KEY not in result.stdout + result.stderr
+    assert not result.calls
+
+    missing = run(
+        DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--provider-keys", str(fake_azure / "absent.env")
+    )
+    assert missing.returncode == 1
+    assert not missing.calls
+
+
+PROVIDERS_FILE = {
+    "aimlapi": {
+        "kind": "aimlapi",
+        "base_url": "https://api.aimlapi.com",
+        "key_setting": "AIMLAPI_API_KEY",
+        "creates_per_minute": 4,
+    }
+}
+CATALOG_FILE = [
+    {
+        "id": "veo-3.1",
+        "provider": "aimlapi",
+        "provider_model": "google/veo-3.1-t2v",
+        "sizes": ["1280x720", "720x1280"],
+        "seconds": [4, 6, 8],
+        "price_per_second": 0.4,
+    }
+]
+
+
+def test_deploy_hands_providers_and_the_catalog_over_as_json_strings(fake_azure: Path) -> None:
+    providers = fake_azure / "providers.json"
+    providers.write_text(json.dumps(PROVIDERS_FILE, indent=2), encoding="utf-8")
+    catalog = fake_azure / "catalog.json"
+    catalog.write_text(json.dumps(CATALOG_FILE, indent=2) + "\n", encoding="utf-8")
+    result = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "swedencentral",
+        "my-sora",
+        "--skip-code",
+        "--providers",
+        str(providers),
+        "--catalog",
+        str(catalog),
+        env={"AIMLAPI_API_KEY": AIMLAPI_KEY},
+    )
+    assert result.returncode == 0, result.stderr
+    (deployment,) = calls_to(result, "deployment", "group", "create")
+    parameters = deployment["parameters"]
+    assert json.loads(parameters["providers"]) == PROVIDERS_FILE
+    assert json.loads(parameters["modelCatalog"]) == CATALOG_FILE
+    assert parameters["aimlapiApiKey"] == AIMLAPI_KEY
+    assert_never_exposed(result, fake_azure, AIMLAPI_KEY)
+
+    # Again without the key: PROVIDERS may name it, since it is stored.
+    again = run(
+        DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code", "--providers", str(providers)
+    )
+    assert again.returncode == 0, again.stderr
+    (deployment,) = calls_to(again, "deployment", "group", "create")
+    assert deployment["parameters"]["storedProviderKeys"] == ["AIMLAPI_API_KEY"]
+    assert "modelCatalog" not in deployment["parameters"]
+
+
+def test_deploy_refuses_providers_and_catalogs_that_cannot_work(fake_azure: Path) -> None:
+    providers = fake_azure / "providers.json"
+    providers.write_text(json.dumps(PROVIDERS_FILE), encoding="utf-8")
+    keyless = run(
+        DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--skip-code", "--providers", str(providers)
+    )
+    assert keyless.returncode == 1
+    assert "key_setting AIMLAPI_API_KEY" in keyless.stderr
+    assert not calls_to(keyless, "deployment", "group", "create")
+
+    elsewhere = fake_azure / "elsewhere.json"
+    elsewhere.write_text(
+        json.dumps({"x": {**PROVIDERS_FILE["aimlapi"], "key_setting": "MY_KEY"}}), encoding="utf-8"
+    )
+    unknown = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "eastus2",
+        "my-sora",
+        "--skip-code",
+        "--providers",
+        str(elsewhere),
+        env={"AIMLAPI_API_KEY": AIMLAPI_KEY},
+    )
+    assert unknown.returncode == 1
+    assert "key_setting MY_KEY" in unknown.stderr
+    assert not calls_to(unknown, "deployment", "group", "create")
+
+    for content, complaint in (
+        ("[{]", "is not JSON"),
+        ("{}", "non-empty JSON list"),
+        ("[]", "non-empty JSON list"),
+    ):
+        catalog = write_private(fake_azure / "catalog.json", content)
+        refused = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--catalog", str(catalog))
+        assert refused.returncode == 1
+        assert complaint in refused.stderr
+        assert not refused.calls

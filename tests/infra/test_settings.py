@@ -39,10 +39,26 @@ OPTIONAL_SETTINGS: dict[str, str] = {
     "AzureWebJobsStorage": "a connection string (Azurite); in Azure the identity-based AzureWebJobsStorage__* settings replace it",
     "AZURE_OPENAI_API_KEY": "key authentication; in Azure the identity calls Azure OpenAI with Entra ID tokens",
     "TABLE_PREFIX": "several gateways in one storage account; each deployment has its own account",
-    "PROVIDERS": "provider accounts; unset, the one Azure OpenAI account at AZURE_OPENAI_ENDPOINT",
-    "MODEL_CATALOG": "the model catalog; unset, derived from MODEL_OPTIONS, PRICING and SORA_DEPLOYMENTS",
+    "PROVIDERS": "provider accounts, set only from the template's providers parameter; unset, the one Azure OpenAI account at AZURE_OPENAI_ENDPOINT",
+    "MODEL_CATALOG": "the model catalog, set only from the template's modelCatalog parameter; unset, derived from MODEL_OPTIONS, PRICING and SORA_DEPLOYMENTS",
     "MODEL_CATALOG_FILE": "the model catalog in a file, instead of MODEL_CATALOG",
 }
+
+# Provider API keys: the code reads them under whatever name PROVIDERS' key_setting gives, so the
+# discovery cannot see them by name. The template sets each as a Key Vault reference when deploy.sh
+# hands it the key (or it is stored from an earlier run); documented in docs/providers.md.
+PROVIDER_KEY_SETTINGS: dict[str, str] = {
+    "AIMLAPI_API_KEY": "the AI/ML API key (template parameter aimlapiApiKey)",
+    "GEMINIGEN_API_KEY": "the GeminiGen key (template parameter geminigenApiKey)",
+    "OPENAI_COMPATIBLE_API_KEY": "the key of an OpenAI-compatible service (template parameter openaiCompatibleApiKey)",
+}
+PROVIDER_KINDS = {
+    "AIMLAPI_API_KEY": "aimlapi",
+    "GEMINIGEN_API_KEY": "geminigen",
+    "OPENAI_COMPATIBLE_API_KEY": "openai-compatible",
+}
+PROVIDERS_DOC = PROJECT_DIR / "docs" / "providers.md"
+DEPLOY_SCRIPT = PROJECT_DIR / "scripts" / "deploy.sh"
 
 # Local runs only (local.settings.json); never set in Azure. A trailing * is a prefix.
 LOCAL_ONLY_SETTINGS: dict[str, str] = {
@@ -266,8 +282,23 @@ def test_every_setting_the_code_reads_is_set_by_the_template_or_optional() -> No
     assert not missing, f"read by the code, neither set by infra/main.bicep nor listed as optional: {missing}"
 
 
+def provider_key_settings_read() -> set[str]:
+    """Which of PROVIDER_KEY_SETTINGS the code reads when PROVIDERS names each as a key_setting."""
+    accounts: dict[str, Any] = {
+        "azure-openai": {"kind": "azure-openai", "base_url": IDENTITY_STORAGE["AZURE_OPENAI_ENDPOINT"]}
+    }
+    for setting, kind in PROVIDER_KINDS.items():
+        accounts[kind] = {"kind": kind, "base_url": "https://provider.example/v1", "key_setting": setting}
+    values = {
+        **IDENTITY_STORAGE,
+        "PROVIDERS": json.dumps(accounts),
+        **dict.fromkeys(PROVIDER_KEY_SETTINGS, "k"),
+    }
+    return settings_read_by_from_env(values) & set(PROVIDER_KEY_SETTINGS)
+
+
 def test_the_template_sets_no_setting_unknown_to_the_code_or_host() -> None:
-    known = code_settings() | set(HOST_SETTINGS)
+    known = code_settings() | set(HOST_SETTINGS) | provider_key_settings_read()
     unknown = sorted(set(template_app_settings()) - known)
     assert not unknown, f"set by infra/main.bicep but read by neither the code nor the host: {unknown}"
 
@@ -305,6 +336,71 @@ def test_optional_lists_are_current_and_documented() -> None:
     doc = DEPLOY_DOC.read_text(encoding="utf-8")
     undocumented = [key for key in [*OPTIONAL_SETTINGS, *LOCAL_ONLY_SETTINGS] if f"`{key}`" not in doc]
     assert not undocumented, f"docs/deployment.md does not mention the optional settings {undocumented}"
+
+
+# --- provider keys and the catalog ---------------------------------------------------------------
+
+
+def test_the_code_reads_each_provider_key_setting_that_providers_names() -> None:
+    assert provider_key_settings_read() == set(PROVIDER_KEY_SETTINGS)
+
+
+def test_the_template_sets_each_provider_key_as_a_key_vault_reference() -> None:
+    settings = template_app_settings()
+    # Any *_API_KEY the template sets is a provider key listed here (or the management key).
+    assert {key for key in settings if key.endswith("_API_KEY")} == {"ADMIN_API_KEY", *PROVIDER_KEY_SETTINGS}
+    for key in PROVIDER_KEY_SETTINGS:
+        value = single_value(settings, key)
+        assert isinstance(value, str)
+        assert value.startswith("@Microsoft.KeyVault(VaultName=${vault.name};SecretName=")
+        assert value.endswith(")")
+
+
+def test_deploy_script_reads_the_keys_the_template_takes() -> None:
+    script = DEPLOY_SCRIPT.read_text(encoding="utf-8")
+    listed = re.search(r"^PROVIDER_KEY_SETTINGS=\(([^)]*)\)", script, flags=re.MULTILINE)
+    assert listed, "deploy.sh has no PROVIDER_KEY_SETTINGS list"
+    assert listed.group(1).split() == list(PROVIDER_KEY_SETTINGS)
+    parameters = re.search(r"^PROVIDER_KEY_PARAMETERS=\(([^)]*)\)", script, flags=re.MULTILINE)
+    assert parameters, "deploy.sh has no PROVIDER_KEY_PARAMETERS list"
+    template = main_template()["parameters"]
+    for name in parameters.group(1).split():
+        assert any(decorator["type"] == "secure" for decorator in template[name]["decorators"]), name
+
+
+def test_provider_key_settings_are_documented() -> None:
+    doc = PROVIDERS_DOC.read_text(encoding="utf-8")
+    undocumented = [key for key in PROVIDER_KEY_SETTINGS if f"`{key}`" not in doc]
+    assert not undocumented, f"docs/providers.md does not mention {undocumented}"
+
+
+def documented_json(kind: type) -> list[Any]:
+    """The ```json blocks of docs/providers.md that hold a `kind` (dict: PROVIDERS, list: catalog)."""
+    blocks = re.findall(r"```json\n(.*?)```", PROVIDERS_DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return [value for value in map(json.loads, blocks) if isinstance(value, kind)]
+
+
+def test_the_documented_providers_and_catalog_are_accepted_by_the_app() -> None:
+    """As deployed: PROVIDERS with the template's azure-openai account added, the key settings set,
+    MODEL_CATALOG instead of the per-model settings."""
+    (providers,) = documented_json(dict)
+    (catalog,) = documented_json(list)
+    accounts = {
+        "azure-openai": {"kind": "azure-openai", "base_url": IDENTITY_STORAGE["AZURE_OPENAI_ENDPOINT"]}
+    }
+    accounts.update(providers)
+    named = {account.get("key_setting") for account in providers.values()} - {None}
+    assert named <= set(PROVIDER_KEY_SETTINGS), "the example names a key setting the template does not set"
+    settings = Settings.from_env(
+        {
+            **IDENTITY_STORAGE,
+            "PROVIDERS": json.dumps(accounts),
+            "MODEL_CATALOG": json.dumps(catalog),
+            **dict.fromkeys(named, "k"),
+        }
+    )
+    assert {model["id"] for model in catalog} == set(settings.catalog)
+    assert {model["provider"] for model in catalog} - {"azure-openai"}, "the example uses no other provider"
 
 
 # --- values ------------------------------------------------------------------------------------
@@ -371,7 +467,9 @@ def as_setting(value: Any) -> str:
 def test_template_defaults_parse_and_equal_the_code_defaults() -> None:
     template = main_template()
     parameters = template["parameters"]
-    settings = object_values(template["variables"]["gatewaySettings"]["value"], template)
+    settings: dict[str, list[Any]] = {}
+    for variable in ("gatewaySettings", "modelSettings"):
+        settings.update(object_values(template["variables"][variable]["value"], template))
     code_default = Settings.from_env(IDENTITY_STORAGE)
     compared = []
     for key, values in settings.items():
