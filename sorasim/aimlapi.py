@@ -44,13 +44,14 @@ from aiohttp import web
 
 from sorasim.errors import ApiError
 from sorasim.faults import Fault, FaultKind
+from sorasim.gate import answer_fault
 from sorasim.images import ImageError, image_info
 from sorasim.jobs import Job, VideoSpec
 from sorasim.lifecycle import QUEUED_SHARE
 from sorasim.media import MediaError, pad_video
 from sorasim.params import BLOCK_MARKER
 from sorasim.state import SimulatorState
-from sorasim.videos import _stream_video
+from sorasim.videos import stream_video
 
 GENERATIONS_PATH = "/v2/video/generations"
 CDN_PREFIX = "/_cdn/aimlapi/"
@@ -196,7 +197,7 @@ class AimlApi:
         except MediaError as error:
             return web.Response(status=500, text=f"Could not render the video: {error}\n")
         self._state.stats.increment("downloads")
-        return await _stream_video(request, pad_video(path, self._state.config.video_bytes))
+        return await stream_video(request, pad_video(path, self._state.config.video_bytes))
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -214,21 +215,7 @@ class AimlApi:
         return None
 
     def _fault(self, request: web.Request, fault: Fault) -> web.Response:
-        stats = self._state.stats
-        stats.increment("faults_injected")
-        if fault.kind is FaultKind.DROPPED_CONNECTION:
-            stats.increment("faults_dropped")
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=500)  # never sent: the connection is gone
-        if fault.kind is FaultKind.TOO_MANY_REQUESTS:
-            stats.increment("faults_429")
-            return error_response(request, 429, "Too Many Requests")
-        if fault.kind is FaultKind.SERVICE_UNAVAILABLE:
-            stats.increment("faults_503")
-            return error_response(request, 503, "Service unavailable")
-        stats.increment("faults_500")
-        return error_response(request, 500, "Internal server error")
+        return answer_fault(request, fault, self._state, lambda drawn: _fault_body(request, drawn))
 
     def _error(self, request: web.Request, error: AimlApiError) -> web.Response:
         if error.status == 401:
@@ -339,3 +326,12 @@ def _check_image_url(value: Any) -> None:
         image_info(base64.b64decode(payload, validate=True))
     except (binascii.Error, ImageError):
         raise _validation_error("image_url: not a JPEG, PNG or WebP image") from None
+
+
+def _fault_body(request: web.Request, fault: Fault) -> web.Response:
+    """A simulated fault in AI/ML API's error shape (429 without Retry-After, as observed)."""
+    if fault.kind is FaultKind.TOO_MANY_REQUESTS:
+        return error_response(request, 429, "Too Many Requests")
+    if fault.kind is FaultKind.SERVICE_UNAVAILABLE:
+        return error_response(request, 503, "Service unavailable")
+    return error_response(request, 500, "Internal server error")

@@ -4,6 +4,7 @@ and turning errors into OpenAI-shaped JSON answers."""
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -82,7 +83,11 @@ def _count_error(status: int, state: SimulatorState) -> None:
         state.stats.increment("client_errors")
 
 
-def _answer_with_fault(request: web.Request, fault: Fault, state: SimulatorState) -> web.Response:
+def answer_fault(
+    request: web.Request, fault: Fault, state: SimulatorState, render: Callable[[Fault], web.Response]
+) -> web.Response:
+    """Count an injected fault and answer it, for every protocol the simulator speaks: a dropped
+    connection is cut here; the other kinds are rendered in the protocol's own error shape."""
     state.stats.increment("faults_injected")
     if fault.kind is FaultKind.DROPPED_CONNECTION:
         state.stats.increment("faults_dropped")
@@ -90,8 +95,17 @@ def _answer_with_fault(request: web.Request, fault: Fault, state: SimulatorState
             request.transport.abort()
         # Never sent: the connection is gone; aiohttp only needs a response object.
         return web.Response(status=500)
+    state.stats.increment(f"faults_{fault.kind.value}")
+    return render(fault)
+
+
+def _answer_with_fault(request: web.Request, fault: Fault, state: SimulatorState) -> web.Response:
+    return answer_fault(request, fault, state, _openai_fault)
+
+
+def _openai_fault(fault: Fault) -> web.Response:
+    """A simulated fault in Azure OpenAI's error shape."""
     if fault.kind is FaultKind.TOO_MANY_REQUESTS:
-        state.stats.increment("faults_429")
         retry_after = fault.retry_after or 1
         return error_response(
             ApiError(
@@ -104,7 +118,6 @@ def _answer_with_fault(request: web.Request, fault: Fault, state: SimulatorState
             )
         )
     if fault.kind is FaultKind.SERVICE_UNAVAILABLE:
-        state.stats.increment("faults_503")
         return error_response(
             ApiError(
                 503,
@@ -113,7 +126,6 @@ def _answer_with_fault(request: web.Request, fault: Fault, state: SimulatorState
                 type_="server_error",
             )
         )
-    state.stats.increment("faults_500")
     return error_response(
         ApiError(
             500,

@@ -57,6 +57,7 @@ from multidict import MultiDictProxy
 
 from sorasim.errors import ApiError
 from sorasim.faults import Fault, FaultKind
+from sorasim.gate import answer_fault
 from sorasim.images import ImageError, image_info
 from sorasim.jobs import Job, VideoSpec
 from sorasim.media import MediaError
@@ -359,25 +360,7 @@ class GeminiGenApi:
         raise coded(404, "API_KEY_NOT_FOUND", "Api key is not found")
 
     def _fault(self, request: web.Request, fault: Fault) -> web.Response:
-        stats = self._state.stats
-        stats.increment("faults_injected")
-        if fault.kind is FaultKind.DROPPED_CONNECTION:
-            stats.increment("faults_dropped")
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=500)  # never sent: the connection is gone
-        if fault.kind is FaultKind.TOO_MANY_REQUESTS:
-            stats.increment("faults_429")
-            retry_after = str(fault.retry_after or 1)
-            return coded(
-                429,
-                "RATE_LIMIT_ERROR",
-                f"Too many requests (simulated fault). Retry after {retry_after} seconds.",
-                {"retry-after": retry_after},
-            ).response()
-        status = 503 if fault.kind is FaultKind.SERVICE_UNAVAILABLE else 500
-        stats.increment(f"faults_{status}")
-        return coded(status, "SYSTEM_ERROR", "System error, please try again (simulated fault).").response()
+        return answer_fault(request, fault, self._state, _fault_body)
 
 
 def _text(form: MultiDictProxy[Any], name: str) -> str | None:
@@ -437,3 +420,17 @@ def _positive(raw: str | None, name: str, default: int) -> int:
 def _iso(moment: float) -> str:
     stamp = datetime.fromtimestamp(moment, UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def _fault_body(fault: Fault) -> web.Response:
+    """A simulated fault in GeminiGen's error shape."""
+    if fault.kind is FaultKind.TOO_MANY_REQUESTS:
+        retry_after = str(fault.retry_after or 1)
+        return coded(
+            429,
+            "RATE_LIMIT_ERROR",
+            f"Too many requests (simulated fault). Retry after {retry_after} seconds.",
+            {"retry-after": retry_after},
+        ).response()
+    status = 503 if fault.kind is FaultKind.SERVICE_UNAVAILABLE else 500
+    return coded(status, "SYSTEM_ERROR", "System error, please try again (simulated fault).").response()

@@ -108,7 +108,7 @@ class VideosApi:
         # Counted before the body goes out: a client that has read every byte must see the count.
         self._state.stats.increment("downloads")
         if variant == "video":
-            return await _stream_video(request, pad_video(path, self._state.config.video_bytes))
+            return await stream_video(request, pad_video(path, self._state.config.video_bytes))
         body = await asyncio.to_thread(path.read_bytes)
         return web.Response(body=body, content_type="image/jpeg")
 
@@ -153,7 +153,7 @@ class VideosApi:
             raise ApiError(404, f"The content of video '{job.id}' has expired.", code="video_expired")
 
 
-async def _stream_video(request: web.Request, padded: PaddedVideo) -> web.StreamResponse:
+async def stream_video(request: web.Request, padded: PaddedVideo) -> web.StreamResponse:
     """Send the MP4 then its padding chunk by chunk, so any size streams in bounded memory."""
     response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
     response.content_length = padded.total_bytes
