@@ -234,12 +234,12 @@ class _JobFlow:
 
     # -- activities, waits and cancel ----------------------------------------------------
 
-    def _call(self, name: str, retry: df.RetryOptions, payload: dict[str, Any]) -> Orchestration:
+    def _call(self, name: str, retry: df.RetryOptions, activity_input: dict[str, Any]) -> Orchestration:
         """Run one activity to its end, hearing a cancel meanwhile; returns its result.
 
         Raises _Stop when it failed after its retries (`cancelled` if a cancel came meanwhile).
         """
-        task = self._context.call_activity_with_retry(name, retry, payload)
+        task = self._context.call_activity_with_retry(name, retry, activity_input)
         if not self._cancel.is_completed:
             yield self._context.task_any([task, self._cancel])
         try:
@@ -287,10 +287,10 @@ class _JobFlow:
             job_id=job.job_id, status="failed", error_code=stop.code, recorded=recorded
         ).to_dict()
 
-    def _attempt(self, name: str, retry: df.RetryOptions, payload: dict[str, Any]) -> Orchestration:
+    def _attempt(self, name: str, retry: df.RetryOptions, activity_input: dict[str, Any]) -> Orchestration:
         """A clean-up step: True when it succeeded; its failure never stops the ones after it."""
         try:
-            yield self._context.call_activity_with_retry(name, retry, payload)
+            yield self._context.call_activity_with_retry(name, retry, activity_input)
         except Exception:
             return False
         return True
