@@ -48,8 +48,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import requests
-from requests.auth import AuthBase
-from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from gateway.errors import (
     UpstreamAmbiguousError,
@@ -58,25 +56,17 @@ from gateway.errors import (
     UpstreamTransientError,
 )
 from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
+from gateway.providers.transport import keyless_download, never_sent, retry_after
 
 GENERATIONS_PATH = "/v2/video/generations"
 CAPABILITIES = Capabilities(image_input=True, remix=False, delete=False, find_recent=False, thumbnail=False)
 ACCESS_DENIED = "upstream_access_denied"
 GENERATION_FAILED = "video_generation_failed"
-CHUNK_BYTES = 256 * 1024
 DONE_STATUSES = frozenset({"completed", "succeeded"})
 FAILED_STATUSES = frozenset({"error", "failed"})
 QUEUED_STATUSES = frozenset({"queued", "waiting"})
 
 log = logging.getLogger(__name__)
-
-
-class _NoCredentials(AuthBase):
-    """For CDN downloads: no Authorization header, whatever the session or a .netrc would add."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers.pop("Authorization", None)
-        return request
 
 
 class AimlApiProvider:
@@ -148,23 +138,10 @@ class AimlApiProvider:
         if variant != "video":
             raise ValueError(f"aimlapi serves no {variant!r} asset (see capabilities.thumbnail)")
         url = self._video_url(video_id)
-        try:
-            # No key here: the CDN link works without one, and the key must never leave for it.
-            response = self._session.get(url, stream=True, timeout=self._timeout, auth=_NoCredentials())
-        except (requests.ConnectionError, requests.Timeout) as error:
-            raise UpstreamTransientError(f"video download: {type(error).__name__}") from error
-        try:
-            if response.status_code >= 400:
-                status = response.status_code
-                log.warning("aimlapi CDN answered %s for %s", status, video_id)
-                if status == 429 or status >= 500:
-                    raise UpstreamTransientError(f"video download: {status}", status=status)
-                raise UpstreamRejectedError(
-                    f"The video file is not available ({status}).", code="video_unavailable", status=status
-                )
-            yield _chunks(response)
-        finally:
-            response.close()
+        with keyless_download(
+            self._session, url, self._timeout, what="video download", unavailable_code="video_unavailable"
+        ) as stream:
+            yield stream
 
     def delete(self, video_id: str) -> bool:
         raise NotImplementedError("aimlapi cannot delete or cancel generations (capabilities.delete)")
@@ -186,13 +163,12 @@ class AimlApiProvider:
             response = self._session.post(
                 self._base + GENERATIONS_PATH, json=body, headers=self._auth(), timeout=self._timeout
             )
-        except requests.ConnectTimeout as error:
-            raise UpstreamTransientError(f"{where}: {type(error).__name__}") from error
-        except requests.ConnectionError as error:
-            if _never_connected(error):
-                raise UpstreamTransientError(f"{where}: could not connect") from error
-            raise UpstreamAmbiguousError(f"{where}: connection lost before the answer") from error
-        except requests.RequestException as error:  # read timeout and the like
+        except requests.RequestException as error:
+            if never_sent(error):
+                raise UpstreamTransientError(
+                    f"{where}: could not connect ({type(error).__name__})"
+                ) from error
+            # Connection lost or read timeout after sending: the job may exist.
             raise UpstreamAmbiguousError(f"{where}: {type(error).__name__} before the answer") from error
         if response.status_code < 400:
             return response
@@ -224,7 +200,7 @@ class AimlApiProvider:
                 raise UpstreamTransientError(
                     f"{where}: {response.status_code} {message}",
                     status=response.status_code,
-                    retry_after=_retry_after(response),
+                    retry_after=retry_after(response),
                 )
             self._raise_for(response, where, message)
         finally:
@@ -234,7 +210,7 @@ class AimlApiProvider:
     def _raise_for(self, response: requests.Response, where: str, message: str) -> None:
         status = response.status_code
         if status == 429:
-            raise UpstreamThrottled(f"{where}: {message}", status=status, retry_after=_retry_after(response))
+            raise UpstreamThrottled(f"{where}: {message}", status=status, retry_after=retry_after(response))
         if status in (401, 403):
             raise UpstreamRejectedError(message, code=ACCESS_DENIED, status=status)
         code = {400: "invalid_request", 404: "not_found"}.get(status, f"upstream_{status}")
@@ -302,29 +278,6 @@ class AimlApiProvider:
                 "The completed generation has no video URL.", code="video_unavailable"
             )
         return url
-
-
-def _chunks(response: requests.Response) -> Iterator[bytes]:
-    try:
-        yield from response.iter_content(CHUNK_BYTES)
-    except (requests.RequestException, OSError) as error:
-        raise UpstreamTransientError(f"video download interrupted: {type(error).__name__}") from error
-
-
-def _never_connected(error: requests.ConnectionError) -> bool:
-    """True when the connection itself failed (refused, unresolvable): nothing was sent."""
-    cause = error.args[0] if error.args else None
-    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
 
 
 def build(account: ProviderAccount) -> VideoProvider:

@@ -53,7 +53,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from gateway.errors import (
     UpstreamAmbiguousError,
@@ -64,12 +63,12 @@ from gateway.errors import (
 )
 from gateway.messages import CONTENT_POLICY_VIOLATION, UPSTREAM_ACCESS_DENIED, VIDEO_GENERATION_FAILED
 from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
+from gateway.providers.transport import TRANSIENT_STATUSES, keyless_download, never_sent, retry_after
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.geminigen.ai/uapi/v1"
 TIMEOUT = (5.0, 30.0)
-CHUNK_BYTES = 256 * 1024
 
 CAPABILITIES = Capabilities(image_input=True, remix=False, delete=False, find_recent=False, thumbnail=True)
 
@@ -81,7 +80,6 @@ STATUSES = {0: "queued", 1: "in_progress", 2: "completed", 3: "failed"}
 CONTENT_FILTERED = "GEMINI_RAI_MEDIA_FILTERED"
 THROTTLE_CODES = frozenset({"RATE_LIMIT_ERROR", "GEMINI_RATE_LIMIT"})
 TRANSIENT_CODES = frozenset({"SYSTEM_ERROR"})
-TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})
 
 
 class GeminiGenProvider:
@@ -151,28 +149,15 @@ class GeminiGenProvider:
             raise UpstreamRejectedError(
                 f"GeminiGen video {video_id} has no {variant} URL", code="asset_missing", status=404
             )
-        # The CDN gets no credential: no x-api-key header, and the session carries none.
-        try:
-            response = self._session.get(url, stream=True, timeout=self._timeout)
-        except requests.RequestException as error:
-            raise UpstreamTransientError(f"GET {variant} asset: {type(error).__name__}") from error
-        try:
-            if response.status_code >= 400:
-                if response.status_code == 429 or response.status_code in TRANSIENT_STATUSES:
-                    raise UpstreamTransientError(
-                        f"GET {variant} asset: {response.status_code}",
-                        status=response.status_code,
-                        retry_after=_retry_after(response),
-                    )
-                raise UpstreamRejectedError(
-                    f"GET {variant} asset: {response.status_code} {response.reason}",
-                    code="asset_unavailable",
-                    status=response.status_code,
-                )
-            response.raw.decode_content = True
-            yield _chunks(response, variant)
-        finally:
-            response.close()
+        # The CDN gets no credential: x-api-key goes per request to the API only.
+        with keyless_download(
+            self._session,
+            url,
+            self._timeout,
+            what=f"GeminiGen {variant}",
+            unavailable_code="asset_unavailable",
+        ) as stream:
+            yield stream
 
     def delete(self, video_id: str) -> bool:
         raise UpstreamRejectedError("GeminiGen cannot delete or cancel a job", code="unsupported_operation")
@@ -333,38 +318,13 @@ def _video_url(body: Mapping[str, Any]) -> str | None:
     return _text(body.get("generate_result"))
 
 
-def _chunks(response: requests.Response, variant: str) -> Iterator[bytes]:
-    try:
-        yield from response.iter_content(CHUNK_BYTES)
-    except requests.RequestException as error:
-        raise UpstreamTransientError(f"GET {variant} asset: {type(error).__name__}") from error
-
-
 def _transport_error(
     method: str, path: str, error: requests.RequestException, creating: bool
 ) -> UpstreamError:
     what = f"{method} {path}: {type(error).__name__}"
-    if creating and not _never_sent(error):
+    if creating and not never_sent(error):
         return UpstreamAmbiguousError(f"{what}; the job may or may not exist")
     return UpstreamTransientError(what)
-
-
-def _never_sent(error: BaseException) -> bool:
-    """True when the connection was never made, so the request cannot have arrived."""
-    if isinstance(error, requests.ConnectTimeout):
-        return True
-    seen: set[int] = set()
-    pending: list[object] = [error]
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, NewConnectionError | ConnectionRefusedError):
-            return True
-        pending.extend(current.args)
-        pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
-    return False
 
 
 def _answer_error(response: requests.Response, method: str, path: str, creating: bool) -> UpstreamError:
@@ -380,7 +340,7 @@ def _answer_error(response: requests.Response, method: str, path: str, creating:
         )
     if status == 429 or code in THROTTLE_CODES:
         return UpstreamThrottled(
-            f"{where}: {code}: {message}", status=status, retry_after=_retry_after(response)
+            f"{where}: {code}: {message}", status=status, retry_after=retry_after(response)
         )
     if code == CONTENT_FILTERED:
         return UpstreamRejectedError(message, code=CONTENT_POLICY_VIOLATION, status=status)
@@ -390,7 +350,7 @@ def _answer_error(response: requests.Response, method: str, path: str, creating:
                 f"{where}: {status} {code}: {message}; the job may or may not exist", status=status
             )
         return UpstreamTransientError(
-            f"{where}: {status} {code}: {message}", status=status, retry_after=_retry_after(response)
+            f"{where}: {status} {code}: {message}", status=status, retry_after=retry_after(response)
         )
     return UpstreamRejectedError(message, code=code, status=status)
 
@@ -418,17 +378,6 @@ def _error_fields(response: requests.Response) -> tuple[str, str]:
     elif isinstance(detail, str) and detail:
         message = detail
     return code, message
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if value >= 0 else None
 
 
 def _timestamp(value: object) -> int | None:

@@ -14,14 +14,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
 
 from gateway.errors import UpstreamRejectedError, UpstreamThrottled, UpstreamTransientError
 from gateway.providers.port import Capabilities, ProviderVideo, VideoRequest
+from gateway.providers.transport import TRANSIENT_STATUSES, chunks, retry_after
 
-TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})  # 429 has its own class
-CHUNK_BYTES = 1024 * 1024
 log = logging.getLogger(__name__)
 
 AuthHeaders = Callable[[], dict[str, str]]
@@ -126,7 +124,7 @@ class OpenAIVideosWire:
             "GET", f"/videos/{video_id}/content", params={"variant": variant}, stream=True
         )
         try:
-            yield _chunks(response, f"{variant} of {video_id}")
+            yield chunks(response, f"{variant} of {video_id}")
         finally:
             response.close()
 
@@ -147,16 +145,6 @@ class OpenAIVideosWire:
         finally:
             response.close()
         raise AssertionError("unreachable")  # raise_for always raises
-
-
-def _chunks(response: requests.Response, what: str) -> Iterator[bytes]:
-    """The body in chunks. iter_content undoes any transfer compression, so the chunks are the
-    asset's own bytes; a stream that breaks off or ends short of its Content-Length is a
-    transient failure, in the port's terms."""
-    try:
-        yield from response.iter_content(CHUNK_BYTES)
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
-        raise UpstreamTransientError(f"{what}: {type(error).__name__}") from error
 
 
 def raise_for(response: requests.Response, method: str, path: str) -> None:
@@ -183,16 +171,3 @@ def _error_fields(response: requests.Response) -> tuple[str, str]:
     code = str(error.get("code") or f"upstream_{response.status_code}")
     message = str(error.get("message") or response.reason or "upstream error")
     return code, message
-
-
-def retry_after(response: requests.Response) -> float | None:
-    for header in ("retry-after-ms", "Retry-After"):
-        raw = response.headers.get(header)
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            continue
-        return value / 1000.0 if header == "retry-after-ms" else value
-    return None

@@ -1,0 +1,105 @@
+"""HTTP facts every adapter needs the same way: reading Retry-After, streaming an asset in chunks,
+telling a request that never left from one whose answer was lost, and downloading a provider's
+CDN link without any credential.
+
+Adapters differ in their wire protocols, not in these; keeping them here means a fix (say, a new
+way a stream breaks off) reaches every provider at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+import urllib3
+from requests.auth import AuthBase
+from urllib3.exceptions import NewConnectionError
+
+from gateway.errors import UpstreamRejectedError, UpstreamTransientError
+
+TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})  # 429 has its own class
+CHUNK_BYTES = 1024 * 1024
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """Seconds to wait, from `retry-after-ms` (Azure) or `Retry-After`; None when absent or bad."""
+    for header, scale in (("retry-after-ms", 1000.0), ("Retry-After", 1.0)):
+        raw = response.headers.get(header)
+        if raw is None:
+            continue
+        try:
+            value = float(raw) / scale
+        except ValueError:
+            continue
+        if value >= 0:
+            return value
+    return None
+
+
+def chunks(response: requests.Response, what: str) -> Iterator[bytes]:
+    """The body in chunks. iter_content undoes any transfer compression, so the chunks are the
+    asset's own bytes; a stream that breaks off or ends short of its Content-Length is a
+    transient failure, in the port's terms."""
+    try:
+        yield from response.iter_content(CHUNK_BYTES)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+        raise UpstreamTransientError(f"{what}: {type(error).__name__}") from error
+
+
+def never_sent(error: BaseException) -> bool:
+    """True when the connection was never made (refused, unresolvable, connect timeout), so the
+    request cannot have reached the provider; anything else after sending may have."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, NewConnectionError | ConnectionRefusedError):
+            return True
+        pending.extend(current.args)
+        pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
+    return False
+
+
+class _NoCredentials(AuthBase):
+    """No Authorization header, whatever the session or a .netrc would add."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.pop("Authorization", None)
+        return request
+
+
+@contextmanager
+def keyless_download(
+    session: requests.Session,
+    url: str,
+    timeout: tuple[float, float],
+    *,
+    what: str,
+    unavailable_code: str,
+) -> Iterator[Iterator[bytes]]:
+    """Stream a provider's CDN link in chunks. The link works without a key and the key must never
+    travel to it: adapters send their key per request, never on the session, and this strips any
+    Authorization header besides. 429 and 5xx are transient; another error answer is permanent."""
+    try:
+        response = session.get(url, stream=True, timeout=timeout, auth=_NoCredentials())
+    except requests.RequestException as error:
+        raise UpstreamTransientError(f"{what}: {type(error).__name__}") from error
+    try:
+        status = response.status_code
+        if status == 429 or status in TRANSIENT_STATUSES or status >= 500:
+            raise UpstreamTransientError(
+                f"{what}: {status}", status=status, retry_after=retry_after(response)
+            )
+        if status >= 400:
+            raise UpstreamRejectedError(
+                f"The {what} is not available ({status}).", code=unavailable_code, status=status
+            )
+        yield chunks(response, what)
+    finally:
+        response.close()
