@@ -44,7 +44,7 @@ from aiohttp import web
 
 from sorasim.errors import ApiError
 from sorasim.faults import Fault, FaultKind
-from sorasim.gate import answer_fault
+from sorasim.gate import answer_fault, same_secret
 from sorasim.images import ImageError, image_info
 from sorasim.jobs import Job, VideoSpec
 from sorasim.lifecycle import QUEUED_SHARE
@@ -210,7 +210,7 @@ class AimlApi:
         if fault is not None:
             return self._fault(request, fault)
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or key.strip() != config.aimlapi_key:
+        if scheme.lower() != "bearer" or not same_secret(key.strip(), config.aimlapi_key):
             return self._error(request, AimlApiError(401, INVALID_KEY_MESSAGE))
         return None
 

@@ -141,11 +141,11 @@ def _authorize(request: web.Request, state: SimulatorState) -> None:
     token as OpenAI takes it); otherwise raise a 401."""
     configured_key = state.config.api_key
     sent_key = request.headers.get("api-key")
-    if configured_key is not None and sent_key is not None and _same_secret(sent_key, configured_key):
+    if configured_key is not None and sent_key is not None and same_secret(sent_key, configured_key):
         return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
-    if configured_key is not None and scheme.lower() == "bearer" and _same_secret(token, configured_key):
+    if configured_key is not None and scheme.lower() == "bearer" and same_secret(token, configured_key):
         return  # OpenAI's own form of an API key, for OpenAI-compatible clients
     if scheme.lower() != "bearer" or not token:
         if sent_key is not None:
@@ -171,5 +171,6 @@ def _unauthorized(message: str, code: str) -> ApiError:
     return ApiError(401, message, code=code)
 
 
-def _same_secret(sent: str, expected: str) -> bool:
+def same_secret(sent: str, expected: str) -> bool:
+    """Compare a sent secret in constant time, for every protocol's key check."""
     return hmac.compare_digest(sent.encode(), expected.encode())

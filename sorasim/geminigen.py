@@ -42,7 +42,6 @@ ever shown on this protocol.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import secrets
 import threading
@@ -57,7 +56,7 @@ from multidict import MultiDictProxy
 
 from sorasim.errors import ApiError
 from sorasim.faults import Fault, FaultKind
-from sorasim.gate import answer_fault
+from sorasim.gate import answer_fault, same_secret
 from sorasim.images import ImageError, image_info
 from sorasim.jobs import Job, VideoSpec
 from sorasim.media import MediaError
@@ -352,7 +351,7 @@ class GeminiGenApi:
     def _authorize(self, request: web.Request) -> None:
         sent = request.headers.get("x-api-key", "")
         expected = self._state.config.geminigen_key
-        if sent and hmac.compare_digest(sent.encode(), expected.encode()):
+        if sent and same_secret(sent, expected):
             return
         self._state.stats.increment("unauthorized")
         if not sent:
