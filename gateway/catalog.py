@@ -1,9 +1,10 @@
 """The model catalog: which public model ids the gateway offers, and for each, which provider
 account makes it, under what name, in which sizes and durations, with which extras and prices.
 
-Read from MODEL_CATALOG (a JSON list) or MODEL_CATALOG_FILE (the path of one); without either,
-derived from the older per-model settings (MODEL_OPTIONS, PRICING, SORA_DEPLOYMENTS, ALLOWED_*),
-every model then on the default Azure OpenAI account, so existing deployments keep working.
+Read from MODEL_CATALOG (a JSON list) or MODEL_CATALOG_FILE (the path of one). Without either,
+a deployment that sets the older per-model settings (MODEL_OPTIONS, PRICING, SORA_DEPLOYMENTS,
+ALLOWED_*) keeps the models they describe on its Azure OpenAI account; one that sets none gets the
+built-in models below of the accounts it has.
 """
 
 from __future__ import annotations
@@ -27,6 +28,30 @@ _FIELDS = frozenset(
 _RATIOS = {(16, 9): "16:9", (9, 16): "9:16", (1, 1): "1:1", (4, 3): "4:3", (3, 4): "3:4"}
 # Sora's "large" sizes (1792x1024) are its 1080p-class shapes.
 _RESOLUTIONS = {480: "480p", 720: "720p", 1024: "1080p", 1080: "1080p", 2160: "4k"}
+
+
+# The built-in catalog: live models by provider kind, in MODEL_CATALOG's own form (and checked by
+# the same parser). Sora 2 is not here: Azure OpenAI and OpenAI retired it in September 2026, and
+# neither offers another video model through the Videos API, so the azure-openai and
+# openai-compatible kinds have none; their deployments are listed in MODEL_CATALOG.
+# Live means: documented by the provider in its latest material (the AI/ML API's model schemas of
+# 2026-08; GeminiGen's Veo vocabulary as its clients state it in 2026-07) and not announced as
+# retired. No prices: the aggregators' per-second prices are not published in a form checked here,
+# so an operator who wants `estimated_cost` states them in MODEL_CATALOG.
+_VEO_SIZES = ["1280x720", "720x1280", "1920x1080", "1080x1920"]
+_VEO_SECONDS = [4, 6, 8]
+BUILT_IN_MODELS: Mapping[str, tuple[Mapping[str, Any], ...]] = {
+    "aimlapi": tuple(
+        # Its text-to-video ids take no image (the -i2v ids require one, which `image_input` cannot say).
+        {"id": public, "provider_model": native, "sizes": _VEO_SIZES, "seconds": _VEO_SECONDS}
+        for public, native in (("veo-3.1", "google/veo-3.1-t2v"), ("veo-3.1-fast", "google/veo-3.1-t2v-fast"))
+    ),
+    "geminigen": tuple(
+        # Its Veo path takes first-frame images (`ref_images`, mode `frame`).
+        {"id": name, "sizes": _VEO_SIZES, "seconds": _VEO_SECONDS, "image_input": True}
+        for name in ("veo-3.1", "veo-3.1-fast")
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +98,19 @@ def parse_catalog(key: str, value: Any, accounts: Iterable[str]) -> dict[str, Ca
         if model.id in catalog:
             raise SettingsError(f"setting {key} lists model {model.id!r} twice")
         catalog[model.id] = model
+    return catalog
+
+
+def built_in_catalog(accounts: Mapping[str, str]) -> dict[str, CatalogModel]:
+    """The built-in models of the given accounts (name -> kind), in their order; when two accounts
+    offer the same public id, the first one listed makes it."""
+    entries: list[dict[str, Any]] = []
+    for name, kind in accounts.items():
+        entries.extend({**model, "provider": name} for model in BUILT_IN_MODELS.get(kind, ()))
+    catalog: dict[str, CatalogModel] = {}
+    for entry in entries:
+        model = _entry("MODEL_CATALOG", entry, tuple(accounts))
+        catalog.setdefault(model.id, model)
     return catalog
 
 

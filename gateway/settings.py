@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.apps import PLANS
+from gateway.catalog import BUILT_IN_MODELS, CatalogModel, amount, built_in_catalog, listed, parse_catalog
 from gateway.catalog import SECONDS as _SECONDS
 from gateway.catalog import SIZE as _SIZE
-from gateway.catalog import CatalogModel, amount, listed, parse_catalog
 from gateway.errors import SettingsError
 from gateway.providers.port import ProviderAccount
 from gateway.providers.registry import KINDS
@@ -65,6 +65,12 @@ LEGACY_MODEL_SETTINGS = (
     "ALLOWED_SECONDS",
     "PRICING",
     "SORA_DEPLOYMENTS",
+)
+# The accounts PROVIDERS has by default besides Azure OpenAI: name (= kind), public endpoint and
+# the setting holding the key, in the order they win a built-in model that both offer.
+_KEYED_DEFAULT_ACCOUNTS = (
+    ("aimlapi", "https://api.aimlapi.com", "AIMLAPI_API_KEY"),
+    ("geminigen", "https://api.geminigen.ai/uapi/v1", "GEMINIGEN_API_KEY"),
 )
 # Every kind but Azure OpenAI (which can use Entra ID) authenticates with a key.
 _KEYED_KINDS = frozenset({"openai-compatible", "aimlapi", "geminigen"})
@@ -177,31 +183,34 @@ class Settings:
         )
 
 
-# Stand-ins for connection settings that are not set yet when the app is loaded (the local stack
-# supplies them once Azurite and the simulator run); only `check_settings` uses them.
-_CONNECTION_STAND_INS = {
-    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-    "AZURE_OPENAI_ENDPOINT": "https://stand-in.invalid",
-}
+_STORAGE_SETTINGS = (
+    "AzureWebJobsStorage",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__tableServiceUri",
+)
+_ACCOUNT_SETTINGS = ("PROVIDERS", "AZURE_OPENAI_ENDPOINT", *(key for _, _, key in _KEYED_DEFAULT_ACCOUNTS))
 
 
 def check_settings(environ: Mapping[str, str] | None = None) -> None:
-    """Raise `SettingsError` naming the first setting that is set but cannot work.
+    """Raise `SettingsError` naming the first setting that is set but cannot work, or the one that
+    is missing when the app has its storage but no model to offer.
 
     Called when the app is loaded, so a bad PLAN_LIMITS or PRICING stops the function app from
-    indexing, with the setting's name in the host's log, instead of failing every request. The
-    storage and endpoint settings, when not set yet, are left to their first use.
+    indexing, with the setting's name in the host's log, instead of failing every request. An app
+    loaded with no connection settings at all (an index check, a bare import) is being looked at,
+    not run: its storage and provider account are stood in for, and everything set is checked.
     """
     values = dict(os.environ if environ is None else environ)
-    storage = (
-        "AzureWebJobsStorage",
-        "AzureWebJobsStorage__blobServiceUri",
-        "AzureWebJobsStorage__tableServiceUri",
-    )
-    for key, stand_in in _CONNECTION_STAND_INS.items():
-        related = storage if key == "AzureWebJobsStorage" else (key,)
-        if not any(values.get(name, "").strip() for name in related):
-            values[key] = stand_in
+
+    def unset(keys: Iterable[str]) -> bool:
+        return not any(values.get(key, "").strip() for key in keys)
+
+    if unset(_STORAGE_SETTINGS):
+        values["AzureWebJobsStorage"] = "UseDevelopmentStorage=true"
+        if unset(_ACCOUNT_SETTINGS):
+            values["AZURE_OPENAI_ENDPOINT"] = "https://stand-in.invalid"
+            if unset(("MODEL_CATALOG", "MODEL_CATALOG_FILE", *LEGACY_MODEL_SETTINGS)):
+                values["AIMLAPI_API_KEY"] = "stand-in"  # an account with built-in models
     Settings.from_env(values)
 
 
@@ -241,17 +250,11 @@ def _endpoint(env: _Env, key: str) -> str:
 def _providers(env: _Env, default_pace: int) -> tuple[dict[str, ProviderAccount], dict[str, int]]:
     """PROVIDERS: account name -> {"kind", "base_url", "key_setting", "options", "creates_per_minute"}.
 
-    Unset, it is one Azure OpenAI account at AZURE_OPENAI_ENDPOINT (key: AZURE_OPENAI_API_KEY, or
-    Entra ID when that is unset), as before providers were configurable."""
+    Unset, the accounts are the ones whose settings exist (see `_default_providers`)."""
     key = "PROVIDERS"
     if env.optional(key) is None:
-        account = ProviderAccount(
-            name=DEFAULT_PROVIDER,
-            kind="azure-openai",
-            base_url=_endpoint(env, "AZURE_OPENAI_ENDPOINT"),
-            api_key=env.optional("AZURE_OPENAI_API_KEY"),
-        )
-        return {DEFAULT_PROVIDER: account}, {DEFAULT_PROVIDER: default_pace}
+        defaults = _default_providers(env)
+        return defaults, dict.fromkeys(defaults, default_pace)
     table = _object(key, env.json(key, None), 'account name -> {"kind": ..., "base_url": ..., ...}')
     if not table:
         raise SettingsError(f"setting {key} must name at least one provider account")
@@ -286,6 +289,32 @@ def _providers(env: _Env, default_pace: int) -> tuple[dict[str, ProviderAccount]
     return accounts, paces
 
 
+def _default_providers(env: _Env) -> dict[str, ProviderAccount]:
+    """The accounts a deployment without PROVIDERS has: one per key setting that is set (AI/ML API,
+    GeminiGen, at their public endpoints), then Azure OpenAI at AZURE_OPENAI_ENDPOINT (its key, or
+    Entra ID when AZURE_OPENAI_API_KEY is unset). The order decides which account makes a built-in
+    model that several offer."""
+    accounts: dict[str, ProviderAccount] = {}
+    for name, base_url, key_setting in _KEYED_DEFAULT_ACCOUNTS:
+        api_key = env.optional(key_setting)
+        if api_key is not None:
+            accounts[name] = ProviderAccount(name=name, kind=name, base_url=base_url, api_key=api_key)
+    if env.optional("AZURE_OPENAI_ENDPOINT") is not None:
+        accounts[DEFAULT_PROVIDER] = ProviderAccount(
+            name=DEFAULT_PROVIDER,
+            kind="azure-openai",
+            base_url=_endpoint(env, "AZURE_OPENAI_ENDPOINT"),
+            api_key=env.optional("AZURE_OPENAI_API_KEY"),
+        )
+    if not accounts:
+        names = ", ".join(key_setting for _, _, key_setting in _KEYED_DEFAULT_ACCOUNTS)
+        raise SettingsError(
+            f"missing setting PROVIDERS: no provider account is configured (set PROVIDERS, or one of "
+            f"{names} or AZURE_OPENAI_ENDPOINT)"
+        )
+    return accounts
+
+
 def _provider_key(env: _Env, where: str, key_setting: Any) -> str | None:
     """The account's key, read from the setting it names (never the key itself in PROVIDERS, so
     the key can live in Key Vault and PROVIDERS stays printable)."""
@@ -315,10 +344,13 @@ def _provider_options(where: str, options: Any) -> dict[str, str]:
 
 
 def _catalog(env: _Env, providers: Mapping[str, ProviderAccount]) -> dict[str, CatalogModel]:
-    """MODEL_CATALOG or MODEL_CATALOG_FILE; without either, the models of the older settings."""
+    """MODEL_CATALOG or MODEL_CATALOG_FILE; without either, the models of the older per-model
+    settings where a deployment sets them, else the built-in live models of its accounts."""
     inline, path = env.optional("MODEL_CATALOG"), env.optional("MODEL_CATALOG_FILE")
     if inline is None and path is None:
-        return _legacy_catalog(env, providers)
+        if any(env.optional(name) is not None for name in LEGACY_MODEL_SETTINGS):
+            return _legacy_catalog(env, providers)
+        return _built_in_catalog(providers)
     if inline is not None and path is not None:
         raise SettingsError("setting MODEL_CATALOG_FILE cannot be combined with MODEL_CATALOG; set one")
     key = "MODEL_CATALOG" if inline is not None else "MODEL_CATALOG_FILE"
@@ -338,6 +370,18 @@ def _catalog(env: _Env, providers: Mapping[str, ProviderAccount]) -> dict[str, C
     except ValueError as error:
         raise SettingsError(f"setting {key} must be JSON: {error}") from error
     return parse_catalog(key, document, providers)
+
+
+def _built_in_catalog(providers: Mapping[str, ProviderAccount]) -> dict[str, CatalogModel]:
+    catalog = built_in_catalog({name: account.kind for name, account in providers.items()})
+    if not catalog:
+        kinds = ", ".join(sorted(BUILT_IN_MODELS))
+        raise SettingsError(
+            "missing setting MODEL_CATALOG: no account has built-in models (only the kinds "
+            f"{kinds} do; Sora 2, the default of earlier versions, is retired), so list the models "
+            "your accounts serve in MODEL_CATALOG"
+        )
+    return catalog
 
 
 def _legacy_catalog(env: _Env, providers: Mapping[str, ProviderAccount]) -> dict[str, CatalogModel]:

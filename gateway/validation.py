@@ -10,17 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.catalog import shape_of
 from gateway.errors import InvalidRequest
 from gateway.settings import ModelOptions, Settings
 
-ASPECT_RATIOS = {"16:9": "landscape", "landscape": "landscape", "9:16": "portrait", "portrait": "portrait"}
+# The aliases' words, and the shape each names (`gateway.catalog.shape_of` of the model's sizes).
+ASPECT_RATIOS = {"16:9": "16:9", "landscape": "16:9", "9:16": "9:16", "portrait": "9:16"}
 RESOLUTIONS = {"720p": "720p", "small": "720p", "1080p": "1080p", "large": "1080p"}
-SIZES_BY_SHAPE = {
-    ("landscape", "720p"): "1280x720",
-    ("portrait", "720p"): "720x1280",
-    ("landscape", "1080p"): "1792x1024",
-    ("portrait", "1080p"): "1024x1792",
-}
 MAX_METADATA_ITEMS = 16
 MAX_METADATA_CHARS = 512
 MAX_USER_CHARS = 256
@@ -39,7 +35,7 @@ class VideoSpec:
 
 
 def parse_video_spec(fields: Mapping[str, Any], settings: Settings) -> VideoSpec:
-    model = _choice(fields, "model", settings.allowed_models, default="sora-2")
+    model = _model(fields, settings.allowed_models)
     options = settings.models[model]
     return VideoSpec(
         prompt=prompt_of(fields, settings),
@@ -67,13 +63,15 @@ def prompt_of(fields: Mapping[str, Any], settings: Settings) -> str:
     return prompt
 
 
-def _choice(fields: Mapping[str, Any], name: str, allowed: tuple[str, ...], *, default: str) -> str:
-    value = fields.get(name)
+def _model(fields: Mapping[str, Any], allowed: tuple[str, ...]) -> str:
+    """The requested model; without one, the catalog's first (OpenAI's own default, sora-2, is
+    retired, and a deployment's first model is the one its operator put first)."""
+    value = fields.get("model")
     if value is None:
-        value = default if default in allowed else allowed[0]
+        return allowed[0]
     if not isinstance(value, str) or value not in allowed:
         raise InvalidRequest(
-            f"Invalid '{name}': {value!r}. Expected one of: {', '.join(allowed)}.", param=name
+            f"Invalid 'model': {value!r}. Expected one of: {', '.join(allowed)}.", param="model"
         )
     return value
 
@@ -105,7 +103,12 @@ def _size(fields: Mapping[str, Any], model: str, options: ModelOptions) -> str:
     aspect = fields.get("aspect_ratio")
     resolution = fields.get("resolution")
     if aspect is not None or resolution is not None:
-        shaped = _size_from_shape(aspect, resolution)
+        shaped, name = _size_from_shape(aspect, resolution, options)
+        if shaped is None:
+            raise InvalidRequest(
+                f"Invalid '{name}': {fields.get(name)!r}. {model} makes these sizes: {', '.join(options.sizes)}.",
+                param=name,
+            )
         if size is not None and size != shaped:
             raise InvalidRequest(
                 "'size' conflicts with 'aspect_ratio'/'resolution'; send one or the other.",
@@ -113,35 +116,28 @@ def _size(fields: Mapping[str, Any], model: str, options: ModelOptions) -> str:
                 param="size",
             )
         size = shaped
-        name = _alias_at_fault(aspect, resolution, options)
-    else:
-        name = "size"
     if size is None:
         size = "720x1280" if "720x1280" in options.sizes else options.sizes[0]
     if not isinstance(size, str) or size not in options.sizes:
-        shown = repr(size) if name == "size" else f"{fields.get(name)!r} (size {size})"
         raise InvalidRequest(
-            f"Invalid '{name}': {shown}. {model} makes these sizes: {', '.join(options.sizes)}.",
-            param=name,
+            f"Invalid 'size': {size!r}. {model} makes these sizes: {', '.join(options.sizes)}.", param="size"
         )
     return size
 
 
-def _alias_at_fault(aspect: Any, resolution: Any, options: ModelOptions) -> str:
-    """Which alias to name when the size they pick is not one the model makes."""
-    if aspect is None:
-        return "resolution"
-    if resolution is None:
-        return "aspect_ratio"
-    # Both are valid here. The resolution is at fault when the same shape is made at 720p.
-    shape = ASPECT_RATIOS[str(aspect).lower()]
-    return "resolution" if SIZES_BY_SHAPE[(shape, "720p")] in options.sizes else "aspect_ratio"
-
-
-def _size_from_shape(aspect: Any, resolution: Any) -> str:
-    shape = _alias("aspect_ratio", aspect, ASPECT_RATIOS, default="portrait")
+def _size_from_shape(aspect: Any, resolution: Any, options: ModelOptions) -> tuple[str | None, str]:
+    """The model's own size of that shape (portrait and 720p where a half is not given); or None
+    and the alias at fault: the resolution when the model makes the aspect ratio at another one."""
+    ratio = _alias("aspect_ratio", aspect, ASPECT_RATIOS, default="9:16")
     level = _alias("resolution", resolution, RESOLUTIONS, default="720p")
-    return SIZES_BY_SHAPE[(shape, level)]
+    shapes = {shape_of(size): size for size in options.sizes}
+    if (ratio, level) in shapes:
+        return shapes[(ratio, level)], ""
+    if aspect is None:
+        return None, "resolution"
+    if resolution is None or not any(made == ratio for made, _ in shapes):
+        return None, "aspect_ratio"
+    return None, "resolution"
 
 
 def _alias(name: str, value: Any, meanings: dict[str, str], *, default: str) -> str:

@@ -27,7 +27,11 @@ from gateway.settings import Settings
 from gateway.submissions import Accepted
 
 SETTINGS = Settings.from_env(
-    {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZURE_OPENAI_ENDPOINT": "https://x.invalid"}
+    {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "AZURE_OPENAI_ENDPOINT": "https://x.invalid",
+        "SORA_DEPLOYMENTS": '{"sora-2": "sora-2"}',
+    }
 )
 APP = App(id="app_loop", name="loop", plan="pro", created_at=0, key_hash="h", webhook_secret="s")
 SOURCE = Job(

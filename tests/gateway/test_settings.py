@@ -9,29 +9,39 @@ from pathlib import Path
 
 import pytest
 
+from gateway.catalog import BUILT_IN_MODELS
 from gateway.errors import SettingsError
 from gateway.providers.registry import KINDS
 from gateway.settings import AZURITE_CONNECTION_STRING, ModelOptions, Settings, check_settings
 
 PROJECT_DIR = Path(__file__).parents[2]
 
-MINIMAL = {
+# The smallest deployment that can make videos today: storage and one provider key.
+MINIMAL = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AIMLAPI_API_KEY": "aiml-key"}
+# A deployment of an earlier version, which named its Sora deployments with the per-model settings.
+LEGACY = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com/",
+    "SORA_DEPLOYMENTS": '{"sora-2": "sora-2", "sora-2-pro": "sora-2-pro"}',
 }
 
 
 def test_defaults_match_the_contract() -> None:
     settings = Settings.from_env(MINIMAL)
     assert settings.storage.connection_string == AZURITE_CONNECTION_STRING
-    # No PROVIDERS: one Azure OpenAI account at AZURE_OPENAI_ENDPOINT, with Entra ID (no key).
+    # No PROVIDERS: the account of the key that is set, at its public endpoint.
     (account,) = settings.providers.values()
     assert (account.name, account.kind, account.base_url, account.api_key) == (
-        "azure-openai",
-        "azure-openai",
-        "https://x.openai.azure.com",
-        None,
+        "aimlapi",
+        "aimlapi",
+        "https://api.aimlapi.com",
+        "aiml-key",
     )
+    # No MODEL_CATALOG: the built-in live models of that account, none of them the retired Sora.
+    assert {model.id: model.provider_model for model in settings.catalog.values()} == {
+        "veo-3.1": "google/veo-3.1-t2v",
+        "veo-3.1-fast": "google/veo-3.1-t2v-fast",
+    }
     assert settings.plan_limits == {
         "free": None,
         "pro": {"hour": 5, "day": 20},
@@ -56,7 +66,6 @@ def test_default_webhook_schedule_is_at_least_five_attempts_over_ten_minutes() -
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
-        ({"AZURE_OPENAI_ENDPOINT": ""}, "AZURE_OPENAI_ENDPOINT"),
         ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
         ({"SAS_TTL_MINUTES": "soon"}, "SAS_TTL_MINUTES"),
         ({"SAS_TTL_MINUTES": "0"}, "SAS_TTL_MINUTES"),
@@ -111,12 +120,12 @@ def test_default_webhook_schedule_is_at_least_five_attempts_over_ten_minutes() -
 )
 def test_a_bad_or_missing_setting_is_named(overrides: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
-        Settings.from_env({**MINIMAL, **overrides})
+        Settings.from_env({**LEGACY, **overrides})
 
 
 def test_identity_based_storage_needs_both_service_uris() -> None:
     identity = {
-        "AZURE_OPENAI_ENDPOINT": "https://x",
+        "GEMINIGEN_API_KEY": "k",
         "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
         "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
         "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-000000000001",
@@ -139,8 +148,8 @@ def test_the_sample_settings_load() -> None:
     assert settings.allow_local_urls is True  # local development only
 
 
-def test_each_model_accepts_its_own_sizes_and_seconds_by_default() -> None:
-    settings = Settings.from_env(MINIMAL)
+def test_the_older_settings_keep_their_sora_models_and_sizes() -> None:
+    settings = Settings.from_env(LEGACY)
     assert settings.models == {
         "sora-2": ModelOptions(sizes=("720x1280", "1280x720"), seconds=("4", "8", "12")),
         "sora-2-pro": ModelOptions(
@@ -152,8 +161,8 @@ def test_each_model_accepts_its_own_sizes_and_seconds_by_default() -> None:
     assert settings.allowed_seconds == ("4", "8", "12")
 
 
-def test_default_prices_cover_exactly_the_sizes_each_model_makes() -> None:
-    settings = Settings.from_env(MINIMAL)
+def test_the_older_default_prices_cover_exactly_the_sizes_each_model_makes() -> None:
+    settings = Settings.from_env(LEGACY)
     assert {model: tuple(prices) for model, prices in settings.pricing.items()} == {
         model: options.sizes for model, options in settings.models.items()
     }
@@ -163,7 +172,7 @@ def test_default_prices_cover_exactly_the_sizes_each_model_makes() -> None:
 def test_allowed_lists_narrow_each_model() -> None:
     settings = Settings.from_env(
         {
-            **MINIMAL,
+            **LEGACY,
             "ALLOWED_SIZES": "1280x720,1792x1024",
             "ALLOWED_SECONDS": "8, 12",
             "ALLOWED_MODELS": "sora-2",
@@ -176,7 +185,8 @@ def test_allowed_lists_narrow_each_model() -> None:
 
 def test_an_operator_model_table_is_read_and_the_defaults_follow_it() -> None:
     table = {"sora-2": {"sizes": ["1280x720"], "seconds": [4, "8"]}}
-    settings = Settings.from_env({**MINIMAL, "MODEL_OPTIONS": json.dumps(table)})
+    without_deployments = {key: value for key, value in LEGACY.items() if key != "SORA_DEPLOYMENTS"}
+    settings = Settings.from_env({**without_deployments, "MODEL_OPTIONS": json.dumps(table)})
     assert settings.allowed_models == ("sora-2",)
     assert settings.models == {"sora-2": ModelOptions(sizes=("1280x720",), seconds=("4", "8"))}
     # Default tables keep only what the operator's table knows, instead of failing on sora-2-pro.
@@ -191,27 +201,37 @@ def test_an_operator_plan_table_is_normalised_and_missing_plans_are_disabled() -
 
 def test_a_setting_error_names_the_value_that_cannot_work() -> None:
     with pytest.raises(SettingsError, match=r"sora-3.*MODEL_OPTIONS does not describe"):
-        Settings.from_env({**MINIMAL, "PRICING": '{"sora-3": {"720x1280": 0.1}}'})
+        Settings.from_env({**LEGACY, "PRICING": '{"sora-3": {"720x1280": 0.1}}'})
     with pytest.raises(
         SettingsError, match=r"POLL_MIN_SECONDS \(30\) must not exceed POLL_MAX_SECONDS \(10\)"
     ):
-        Settings.from_env({**MINIMAL, "POLL_MIN_SECONDS": "30", "POLL_MAX_SECONDS": "10"})
+        Settings.from_env({**LEGACY, "POLL_MIN_SECONDS": "30", "POLL_MAX_SECONDS": "10"})
     with pytest.raises(SettingsError, match=r"leaves model 'sora-2' nothing"):
-        Settings.from_env({**MINIMAL, "ALLOWED_SIZES": "1792x1024"})
+        Settings.from_env({**LEGACY, "ALLOWED_SIZES": "1792x1024"})
 
 
 def test_the_start_up_check_passes_without_connection_settings_yet() -> None:
-    check_settings({})  # the local stack sets storage and the endpoint after loading the app
-    check_settings(
-        {
-            "AzureWebJobsStorage__blobServiceUri": "https://a.blob.core.windows.net",
-            "AzureWebJobsStorage__tableServiceUri": "https://a.table.core.windows.net",
-        }
-    )
+    check_settings({})  # an app looked at without its settings (an index check)
+    check_settings({"SORA_DEPLOYMENTS": '{"sora-2": "d"}'})  # its Azure OpenAI account stood in
+    identity_storage = {
+        "AzureWebJobsStorage__blobServiceUri": "https://a.blob.core.windows.net",
+        "AzureWebJobsStorage__tableServiceUri": "https://a.table.core.windows.net",
+    }
+    check_settings({**identity_storage, "GEMINIGEN_API_KEY": "k"})
     with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
-        check_settings({"AzureWebJobsStorage__blobServiceUri": "https://a.blob.core.windows.net"})
+        check_settings(
+            {
+                "AzureWebJobsStorage__blobServiceUri": "https://a.blob.core.windows.net",
+                "GEMINIGEN_API_KEY": "k",
+            }
+        )
     with pytest.raises(SettingsError, match="PLAN_LIMITS"):
         check_settings({"PLAN_LIMITS": '{"pro": 5}'})
+    # Connected to its storage but to no provider: a deployment that cannot make a video stops.
+    with pytest.raises(SettingsError, match="missing setting PROVIDERS"):
+        check_settings(identity_storage)
+    with pytest.raises(SettingsError, match="missing setting MODEL_CATALOG"):
+        check_settings({**identity_storage, "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com"})
 
 
 def test_a_setting_that_cannot_work_stops_the_app_from_loading() -> None:
@@ -322,7 +342,52 @@ def test_a_provider_or_catalog_setting_that_cannot_work_is_named(change: dict[st
 
 
 def test_without_an_azure_account_the_older_model_settings_need_a_catalog() -> None:
-    env = with_providers(PROVIDERS=json.dumps({"aimlapi": PROVIDERS["aimlapi"]}))
+    env = with_providers(
+        PROVIDERS=json.dumps({"aimlapi": PROVIDERS["aimlapi"]}), SORA_DEPLOYMENTS='{"sora-2": "d"}'
+    )
     del env["MODEL_CATALOG"]
     with pytest.raises(SettingsError, match="MODEL_CATALOG"):
         Settings.from_env(env)
+
+
+def test_without_a_catalog_each_account_offers_its_built_in_live_models() -> None:
+    both = Settings.from_env({**MINIMAL, "GEMINIGEN_API_KEY": "gemini-key"})
+    # Both offer Veo 3.1: the AI/ML API account, listed first, makes it.
+    assert list(both.providers) == ["aimlapi", "geminigen"]
+    assert {model.id: model.provider for model in both.catalog.values()} == {
+        "veo-3.1": "aimlapi",
+        "veo-3.1-fast": "aimlapi",
+    }
+    geminigen = Settings.from_env(
+        {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GEMINIGEN_API_KEY": "k"}
+    )
+    model = geminigen.catalog["veo-3.1-fast"]
+    assert (model.provider, model.provider_model, model.image_input, model.remix) == (
+        "geminigen",
+        "veo-3.1-fast",
+        True,
+        False,
+    )
+    assert geminigen.providers["geminigen"].base_url == "https://api.geminigen.ai/uapi/v1"
+    # Explicit accounts get the built-in models of their kinds too.
+    explicit = with_providers()
+    del explicit["MODEL_CATALOG"]
+    assert {model.provider for model in Settings.from_env(explicit).catalog.values()} == {"aimlapi"}
+
+
+def test_no_built_in_model_is_a_retired_one() -> None:
+    for models in BUILT_IN_MODELS.values():
+        for model in models:
+            assert not str(model["id"]).startswith("sora"), model
+            assert not str(model.get("provider_model", model["id"])).split("/")[-1].startswith("sora"), model
+
+
+def test_azure_openai_alone_has_no_model_to_offer_until_the_catalog_names_its_deployments() -> None:
+    azure_only = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZURE_OPENAI_ENDPOINT": "https://x"}
+    with pytest.raises(SettingsError, match=r"missing setting MODEL_CATALOG.*retired"):
+        Settings.from_env(azure_only)
+    catalog = [{"id": "house-video", "provider": "azure-openai", "sizes": ["1280x720"], "seconds": [4]}]
+    settings = Settings.from_env({**azure_only, "MODEL_CATALOG": json.dumps(catalog)})
+    assert settings.catalog["house-video"].provider == "azure-openai"
+    with pytest.raises(SettingsError, match="missing setting PROVIDERS"):
+        Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})

@@ -14,7 +14,13 @@ from gateway.errors import InvalidRequest
 from gateway.settings import Settings
 from gateway.validation import VideoSpec, parse_video_spec
 
-BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZURE_OPENAI_ENDPOINT": "https://x.invalid"}
+# A deployment that still names its Sora deployments the old way: the per-model rules are those
+# of MODEL_OPTIONS' defaults, which exercise every rule (sizes, durations, aliases) per model.
+BASE = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "AZURE_OPENAI_ENDPOINT": "https://x.invalid",
+    "SORA_DEPLOYMENTS": '{"sora-2": "sora-2", "sora-2-pro": "sora-2-pro"}',
+}
 DEFAULTS = Settings.from_env(BASE)
 
 
@@ -111,7 +117,21 @@ def test_aspect_ratio_and_resolution_pick_the_size(fields: dict[str, Any], size:
 def test_1080p_for_sora_2_names_the_resolution() -> None:
     error = refused({"prompt": "p", "aspect_ratio": "16:9", "resolution": "1080p"})
     assert (error.code, error.param) == ("invalid_value", "resolution")
-    assert "1792x1024" in error.message
+    assert "sora-2 makes these sizes: 720x1280, 1280x720" in error.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "size"),
+    [
+        ({"aspect_ratio": "16:9", "resolution": "1080p"}, "1920x1080"),
+        ({"resolution": "large"}, "1080x1920"),
+        ({"aspect_ratio": "landscape"}, "1280x720"),
+    ],
+)
+def test_the_aliases_pick_the_models_own_size_of_that_shape(fields: dict[str, Any], size: str) -> None:
+    # Veo's 1080p is 1920x1080; Sora 2 Pro's was 1792x1024: the alias follows the catalog.
+    veo = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AIMLAPI_API_KEY": "k"})
+    assert parse_video_spec({"prompt": "p", **fields}, veo).size == size
 
 
 def test_a_shape_the_deployment_does_not_make_names_the_aspect_ratio() -> None:
@@ -191,3 +211,12 @@ def test_metadata_and_user_within_limits_are_kept() -> None:
 @pytest.mark.parametrize("user", [7, "u" * 257])
 def test_a_bad_user_is_refused(user: Any) -> None:
     assert refused({"prompt": "p", "user": user}).param == "user"
+
+
+def test_without_a_model_the_catalogs_first_is_made_in_its_first_size_and_duration() -> None:
+    # OpenAI's default model (sora-2) is retired: the default is whatever the operator lists first.
+    built_in = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AIMLAPI_API_KEY": "k"})
+    assert parse_video_spec({"prompt": "p"}, built_in) == VideoSpec(
+        prompt="p", model="veo-3.1", seconds="4", size="720x1280"
+    )
+    assert refused({"prompt": "p", "model": "sora-2"}, built_in).param == "model"
