@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import azure.durable_functions as df
@@ -21,12 +22,9 @@ from api.openapi_schema import (
     MAX_METADATA_CHARS,
     MAX_PROMPT_CHARS,
     MAX_USER_CHARS,
-    MODELS,
     NOT_BLANK,
     PLANS,
     RATE_LIMIT_HEADERS,
-    SECONDS,
-    SIZES,
     JsonObject,
     components,
     errors,
@@ -37,6 +35,9 @@ from api.openapi_schema import (
     schema_ref,
     string,
 )
+from gateway.catalog import CatalogModel
+from gateway.settings import get_settings
+from gateway.validation import default_size
 
 bp = df.Blueprint()
 
@@ -88,43 +89,56 @@ def _prompt() -> JsonObject:
     )
 
 
-def _create_fields(*, multipart: bool) -> JsonObject:
-    """The create fields of the API reference; multipart carries text fields and the image as a file."""
-    seconds: JsonObject = {"type": ["string", "integer"], "enum": [*SECONDS, *map(int, SECONDS)]}
+def _union(lists: Any) -> list[str]:
+    return list(dict.fromkeys(item for values in lists for item in values))
+
+
+def _seconds_schema(seconds: list[str], *, multipart: bool) -> JsonObject:
+    """JSON takes `"8"` or `8`; a form field is always text."""
+    return {"enum": seconds} if multipart else {"enum": [*seconds, *map(int, seconds)]}
+
+
+def _create_fields(catalog: Mapping[str, CatalogModel], *, multipart: bool) -> JsonObject:
+    """The create fields of the API reference, their choices the catalog's (any model's); which
+    model takes which is in `_per_model_rules`."""
+    first = next(iter(catalog.values()))
+    seconds = _union(model.seconds for model in catalog.values())
     if multipart:
-        seconds = string(enum=SECONDS)
         reference = string(f"Image-to-video: {IMAGE_TYPES} by content, at most 10 MiB.", format="binary")
     else:
         reference = obj(
             {"image_url": string("Image-to-video: an `https` URL or a `data:` URL of the image.")},
             closed=False,
         )
+    seconds_type = {"type": "string"} if multipart else {"type": ["string", "integer"]}
     return {
         "prompt": _prompt(),
         "model": string(
-            "A model of the catalog (`GET /v1/models`); an unknown one is 400 `invalid_value`.",
-            examples=MODELS,
-            default="sora-2",
+            "A model of the catalog (`GET /v1/models`); an unknown one is 400 `invalid_value`. "
+            "Without one, the catalog's first.",
+            enum=list(catalog),
+            default=first.id,
         ),
         "seconds": {
             "description": "Per model (its `seconds` in `GET /v1/models`); "
             "a value the model does not take is 400 `invalid_value`.",
-            **seconds,
-            "default": "4",
+            **seconds_type,
+            **_seconds_schema(seconds, multipart=multipart),
+            "default": first.seconds[0],
         },
         "size": string(
-            "Per model (its `sizes` in `GET /v1/models`; by default `sora-2` makes 720x1280 and "
-            "1280x720, `sora-2-pro` also 1024x1792 and 1792x1024); a size the model does not make is "
-            "400 `invalid_value`.",
-            enum=SIZES,
-            default="720x1280",
+            "Per model (its `sizes` in `GET /v1/models`); a size the model does not make is "
+            "400 `invalid_value`. Without one, 720x1280 where the model makes it, else its first size.",
+            enum=_union(model.sizes for model in catalog.values()),
+            default=default_size(first.sizes),
         ),
-        "duration": integer("Alias of `seconds`.", enum=[int(value) for value in SECONDS]),
+        "duration": integer("Alias of `seconds`.", enum=[int(value) for value in seconds]),
         "aspect_ratio": string(
-            "Alias; with `resolution` picks `size`.", enum=["16:9", "landscape", "9:16", "portrait"]
+            "Alias; with `resolution` picks the model's own size of that shape (portrait by default).",
+            enum=["16:9", "landscape", "9:16", "portrait"],
         ),
         "resolution": string(
-            "Alias; with `aspect_ratio` picks `size` (`1080p`/`large`: a size only `sora-2-pro` makes).",
+            "Alias; with `aspect_ratio` picks the model's own size of that shape (720p by default).",
             enum=["720p", "small", "1080p", "large"],
         ),
         "input_reference": reference,
@@ -139,19 +153,48 @@ def _create_fields(*, multipart: bool) -> JsonObject:
     }
 
 
+def _per_model_rules(catalog: Mapping[str, CatalogModel]) -> list[JsonObject]:
+    """What each model takes, as JSON Schema conditionals on `model` (the catalog's first when
+    `model` is left out): its sizes and durations, and no `input_reference` unless it takes images."""
+
+    def rules(model: CatalogModel) -> JsonObject:
+        then: JsonObject = {
+            "properties": {
+                "size": {"enum": list(model.sizes)},
+                "seconds": _seconds_schema(list(model.seconds), multipart=False),
+                "duration": {"enum": [int(value) for value in model.seconds]},
+            }
+        }
+        if not model.image_input:
+            then["not"] = {"required": ["input_reference"]}
+        return then
+
+    first = next(iter(catalog.values()))
+    conditionals = [
+        {"if": {"properties": {"model": {"const": model.id}}, "required": ["model"]}, "then": rules(model)}
+        for model in catalog.values()
+    ]
+    return [*conditionals, {"if": {"not": {"required": ["model"]}}, "then": rules(first)}]
+
+
 def _body(fields: JsonObject, *, required: tuple[str, ...] = ("prompt",)) -> JsonObject:
     optional = tuple(name for name in fields if name not in required)
     return obj(fields, optional=optional, closed=False)
 
 
-def _create_body() -> JsonObject:
-    multipart = _body(_create_fields(multipart=True))
+def _create_body(catalog: Mapping[str, CatalogModel]) -> JsonObject:
+    json_body = _body(_create_fields(catalog, multipart=False))
+    json_body["allOf"] = _per_model_rules(catalog)
+    # The form states the same choices, without the per-model conditionals: schema tools that
+    # judge a conditional against a file part fail on it (schemathesis 4 cannot type a binary).
+    multipart = _body(_create_fields(catalog, multipart=True))
+    multipart["description"] = "Per model, the same sizes, durations and image input as the JSON body."
     # The openai SDK sends metadata as `metadata[<key>]` form fields.
     multipart["patternProperties"] = {r"^metadata\[[^\]]+\]$": string(maxLength=MAX_METADATA_CHARS)}
     return {
         "required": True,
         "content": {
-            **_json(_body(_create_fields(multipart=False))),
+            **_json(json_body),
             "multipart/form-data": {
                 "schema": multipart,
                 "encoding": {
@@ -180,7 +223,7 @@ def _query(name: str, description: str, schema: JsonObject) -> JsonObject:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
-def _video_paths() -> JsonObject:
+def _video_paths(catalog: Mapping[str, CatalogModel]) -> JsonObject:
     video_id = [ref("parameters", "VideoId")]
     return {
         "/v1/videos": {
@@ -192,7 +235,7 @@ def _video_paths() -> JsonObject:
                 {"202": _accepted(), **errors("400", "401", "403", "409", "413", "415", "429", "503")},
                 description="Counts against the app's quota when accepted.",
                 parameters=[ref("parameters", "IdempotencyKey")],
-                requestBody=_create_body(),
+                requestBody=_create_body(catalog),
             ),
             "get": _operation(
                 "listVideos",
@@ -435,7 +478,11 @@ def _webhook(event: str, schema: str) -> JsonObject:
     }
 
 
-def openapi_document() -> JsonObject:
+def openapi_document(catalog: Mapping[str, CatalogModel]) -> JsonObject:
+    """The document of a gateway offering `catalog`'s models (the request schemas list them)."""
+    if not catalog:
+        raise ValueError("a gateway offers at least one model")
+    models = ", ".join(f"`{model.id}` ({model.provider})" for model in catalog.values())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -443,13 +490,13 @@ def openapi_document() -> JsonObject:
             "version": "1.0.0",
             "description": "Text or image to video with the providers of its model catalog (Azure OpenAI, "
             "OpenAI-compatible services, AI/ML API, GeminiGen), wire-compatible with the OpenAI Videos API (`OpenAI(base_url='<host>/api/v1', api_key=<app key>)`). Every error "
-            "uses the OpenAI error body.",
+            "uses the OpenAI error body. This deployment's models: " + models + ".",
         },
         "servers": [{"url": "/api"}],
         "tags": [
             {"name": name} for name in ("videos", "models", "usage", "management", "operations", "webhooks")
         ],
-        "paths": {**_video_paths(), **_model_paths(), **_other_paths(), **_management_paths()},
+        "paths": {**_video_paths(catalog), **_model_paths(), **_other_paths(), **_management_paths()},
         "webhooks": {
             "video.completed": _webhook("video.completed", "VideoCompletedEvent"),
             "video.failed": _webhook("video.failed", "VideoFailedEvent"),
@@ -460,7 +507,8 @@ def openapi_document() -> JsonObject:
 
 @functools.cache
 def _serialized() -> str:
-    return json.dumps(openapi_document(), separators=(",", ":"))
+    # Settings change only with a restart, so the document is built once per process.
+    return json.dumps(openapi_document(get_settings().catalog), separators=(",", ":"))
 
 
 @bp.route(route="openapi.json", methods=["GET"])

@@ -11,10 +11,6 @@ from typing import Any
 
 JsonObject = dict[str, Any]
 
-# The defaults of the ALLOWED_* settings, which API.md lists; a deployment may narrow them.
-MODELS = ["sora-2", "sora-2-pro"]
-SECONDS = ["4", "8", "12"]
-SIZES = ["720x1280", "1280x720", "1024x1792", "1792x1024"]
 PLANS = ["free", "pro", "business"]
 WINDOWS = ["hour", "day"]
 VIDEO_STATUSES = ["queued", "in_progress", "completed", "failed"]
@@ -119,9 +115,10 @@ def _video() -> JsonObject:
             "object": const("video"),
             "status": string(enum=VIDEO_STATUSES),
             "progress": integer("0-100; 100 only when `completed`.", minimum=0, maximum=100),
-            "model": string(examples=MODELS),
-            "seconds": string(pattern="^[0-9]+$", examples=SECONDS),
-            "size": string(pattern="^[0-9]+x[0-9]+$", examples=SIZES),
+            # Not the catalog's enums: a video keeps its model after the catalog drops it.
+            "model": string("The catalog model it was made with.", pattern=MODEL_ID_PATTERN),
+            "seconds": string(pattern="^[0-9]+$", examples=["4", "8"]),
+            "size": string(pattern="^[0-9]+x[0-9]+$", examples=["1280x720", "720x1280"]),
             "prompt": string(),
             "created_at": integer("Unix seconds.", minimum=0),
             "completed_at": nullable(timestamp),

@@ -117,12 +117,17 @@ def _size(fields: Mapping[str, Any], model: str, options: ModelOptions) -> str:
             )
         size = shaped
     if size is None:
-        size = "720x1280" if "720x1280" in options.sizes else options.sizes[0]
+        size = default_size(options.sizes)
     if not isinstance(size, str) or size not in options.sizes:
         raise InvalidRequest(
             f"Invalid 'size': {size!r}. {model} makes these sizes: {', '.join(options.sizes)}.", param="size"
         )
     return size
+
+
+def default_size(sizes: tuple[str, ...]) -> str:
+    """OpenAI's default, portrait 720p, where the model makes it; else the model's first size."""
+    return "720x1280" if "720x1280" in sizes else sizes[0]
 
 
 def _size_from_shape(aspect: Any, resolution: Any, options: ModelOptions) -> tuple[str | None, str]:

@@ -19,8 +19,13 @@ from referencing.jsonschema import DRAFT202012
 from requests.structures import CaseInsensitiveDict
 
 from api.openapi import openapi_document
+from devhost.config import load_values
+from gateway.settings import Settings
+from tests.conftest import PROJECT_DIR
 
-DOCUMENT = openapi_document()
+# The document of the stacks under test: they run with the local settings, so with their catalog.
+STACK_CATALOG = Settings.from_env(load_values(PROJECT_DIR)).catalog
+DOCUMENT = openapi_document(STACK_CATALOG)
 _URN = "urn:sora-gateway:openapi"
 _REGISTRY: Registry[Any] = Registry().with_resource(_URN, DRAFT202012.create_resource(DOCUMENT))
 

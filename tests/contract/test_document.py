@@ -14,6 +14,8 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
 from api.openapi import openapi_document
+from devhost.config import load_values
+from gateway.settings import Settings
 from tests.conftest import PROJECT_DIR, RunningStack
 from tests.contract.document import DOCUMENT, assert_matches_document
 
@@ -28,7 +30,7 @@ def test_served_document_is_the_built_one(stack: RunningStack) -> None:
     response = requests.get(f"{stack.api}/openapi.json", timeout=10)
 
     assert response.status_code == 200
-    assert response.json() == openapi_document()
+    assert response.json() == openapi_document(Settings.from_env(load_values(PROJECT_DIR, stack.env)).catalog)
     assert_matches_document("GET", "/openapi.json", response)
 
 

@@ -22,7 +22,6 @@ import requests
 import schemathesis
 from schemathesis import checks
 
-from api.openapi import openapi_document
 from tests.conftest import RunningStack, stack_until_jobs_end
 from tests.contract.document import DOCUMENT, assert_matches_document
 from tests.contract.support import bearer, create
@@ -44,7 +43,7 @@ CONFIG = schemathesis.Config.from_dict(
         "phases": {"stateful": {"enabled": False}},
     }
 )
-SCHEMA = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG)
+SCHEMA = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from devhost.config import load_values
 from sorasim import SimulatorConfig, SoraSimulator
@@ -94,3 +95,32 @@ def test_a_create_whose_answer_is_lost_at_a_provider_that_cannot_list_fails_ambi
     assert usage["used"]["hour"] == 0  # the slot was given back
     assert [seen.answered for seen in proxy.requests_to("POST", r"^/v2/video/generations")] == ["cut"]
     assert external_simulator.stats()["jobs_created"] == 1  # the one the lost answer made; never two
+
+
+def test_without_a_catalog_the_gateway_offers_the_built_in_live_models_and_makes_them(tmp_path: Path) -> None:
+    """A deployment that names its accounts but no models: no Sora (retired), the built-in Veo
+    models of the first account that has them, and a request without `model` gets the first."""
+    with stack_until_jobs_end(tmp_path / "stack", MODEL_CATALOG="") as stack:
+        app = stack.client.create_app("pro")
+        listed = requests.get(f"{stack.api}/v1/models", headers=stack.headers(app.api_key), timeout=10).json()
+        created = stack.client.create_video(
+            app.api_key, {"prompt": "a built-in heron", "aspect_ratio": "16:9"}
+        )
+        assert created.status_code == 202, created.text
+        done = stack.client.wait_finished(app.api_key, created.json()["id"], timeout=60)
+        document = requests.get(f"{stack.api}/openapi.json", timeout=10).json()
+
+    # The sample's accounts in order: Azure OpenAI and the OpenAI-compatible one have no built-in
+    # models, so the AI/ML API account makes both Veo models.
+    assert [(model["id"], model["owned_by"]) for model in listed["data"]] == [
+        ("veo-3.1", "aimlapi"),
+        ("veo-3.1-fast", "aimlapi"),
+    ]
+    assert (done["status"], done["model"], done["provider"], done["size"]) == (
+        "completed",
+        "veo-3.1",
+        "aimlapi",
+        "1280x720",
+    )
+    create = document["paths"]["/v1/videos"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert create["properties"]["model"]["enum"] == ["veo-3.1", "veo-3.1-fast"]
