@@ -1,11 +1,19 @@
-// The Sora gateway in one resource group: a Python Function App on the Flex Consumption plan with a
+// The video gateway in one resource group: a Python Function App on the Flex Consumption plan with a
 // user-assigned managed identity, its Storage account (no shared keys), Application Insights (Entra
-// ID only), a Key Vault holding the management API key, and the role assignments the identity needs,
-// including Cognitive Services OpenAI User on an existing Azure OpenAI account.
+// ID only), a Key Vault holding the management API key and the provider keys, and the role
+// assignments the identity needs; and, only when an existing Azure OpenAI account is named
+// (openAiAccountName), Cognitive Services OpenAI User on it.
+//
+// No Azure OpenAI account is required: Sora 2 is retired (no new deployments on Azure OpenAI, and
+// OpenAI's Videos API is shut down), so the models come from a provider key (the app then offers its
+// built-in live models for that provider), a modelCatalog, or, for an existing setup, the legacy
+// per-model parameters. Nothing here defaults to a Sora model: a default that names a retired model
+// would deploy an app that cannot make a single video.
 //
 // Plain resources and one local module: nothing to restore from a registry. Deploy with
-// scripts/deploy.sh (which also publishes the code), or directly:
-//   az deployment group create -g <rg> --template-file infra/main.bicep --parameters openAiAccountName=<name>
+// scripts/deploy.sh (which also publishes the code and refuses a deployment that would offer no
+// model), or directly, e.g. with a key kept in a private parameters file:
+//   az deployment group create -g <rg> --template-file infra/main.bicep --parameters @keys.json
 // The template never holds a secret: ADMIN_API_KEY is a Key Vault reference, and the key itself is
 // written to the vault only when the @secure() adminApiKey parameter is given (deploy.sh generates it
 // on the first run, or with --rotate-admin-key). Provider API keys (aimlapiApiKey, geminigenApiKey,
@@ -66,11 +74,11 @@ param alwaysReadyDurableInstances int = 0
 param logRetentionDays int = 30
 
 // ---------------------------------------------------------------------------------------------
-// Azure OpenAI (Sora)
+// Azure OpenAI (optional)
 // ---------------------------------------------------------------------------------------------
 
-@description('Name of the existing Azure OpenAI / AI Services account with the Sora deployments.')
-param openAiAccountName string
+@description('Name of an existing Azure OpenAI / AI Services account the app may call with Entra ID; empty (the default) = none: no role assignment, no AZURE_OPENAI_ENDPOINT and no "azure-openai" provider account. Its models have no built-in catalog entries: list them in modelCatalog.')
+param openAiAccountName string = ''
 
 @description('Resource group of that account (default: this one).')
 param openAiResourceGroup string = resourceGroup().name
@@ -78,67 +86,32 @@ param openAiResourceGroup string = resourceGroup().name
 @description('Subscription of that account (default: this one).')
 param openAiSubscriptionId string = subscription().subscriptionId
 
-@description('Endpoint override; empty = https://<custom subdomain>.openai.azure.com of the account.')
+@description('Endpoint override for that account; empty = https://<custom subdomain>.openai.azure.com of the account. Ignored without openAiAccountName.')
 param openAiEndpoint string = ''
 
-@description('Model name -> Azure deployment name (SORA_DEPLOYMENTS).')
-param soraDeployments object = {
-  'sora-2': 'sora-2'
-  'sora-2-pro': 'sora-2-pro'
-}
+// The legacy per-model parameters, kept so existing parameter files still deploy. Each setting is
+// written only when its parameter is given: the app treats any of them as "derive the models on the
+// Azure OpenAI account", so a default here would bring the retired Sora models back.
 
-@description('Models apps may ask for, comma-separated (ALLOWED_MODELS).')
-param allowedModels string = 'sora-2,sora-2-pro'
+@description('Legacy (SORA_DEPLOYMENTS): model name -> Azure deployment name; empty (the default) = not set. Needs openAiAccountName; prefer modelCatalog.')
+param soraDeployments object = {}
 
-@description('Accepted video lengths in seconds, comma-separated (ALLOWED_SECONDS).')
-param allowedSeconds string = '4,8,12'
+@description('Legacy (ALLOWED_MODELS): models apps may ask for, comma-separated; empty (the default) = not set. Needs openAiAccountName; prefer modelCatalog.')
+param allowedModels string = ''
 
-@description('Accepted sizes, comma-separated (ALLOWED_SIZES); each model still takes only its own (MODEL_OPTIONS).')
-param allowedSizes string = '720x1280,1280x720,1024x1792,1792x1024'
+@description('Legacy (ALLOWED_SECONDS): accepted video lengths in seconds, comma-separated; empty (the default) = not set. Needs openAiAccountName; prefer modelCatalog.')
+param allowedSeconds string = ''
 
-@description('What each model accepts upstream: its sizes and seconds (MODEL_OPTIONS); sora-2 makes 720p only.')
-param modelOptions object = {
-  'sora-2': {
-    sizes: [
-      '720x1280'
-      '1280x720'
-    ]
-    seconds: [
-      '4'
-      '8'
-      '12'
-    ]
-  }
-  'sora-2-pro': {
-    sizes: [
-      '720x1280'
-      '1280x720'
-      '1024x1792'
-      '1792x1024'
-    ]
-    seconds: [
-      '4'
-      '8'
-      '12'
-    ]
-  }
-}
+@description('Legacy (ALLOWED_SIZES): accepted sizes, comma-separated; empty (the default) = not set. Needs openAiAccountName; prefer modelCatalog.')
+param allowedSizes string = ''
 
-@description('USD per second of video by model and size, for estimated_cost (PRICING); only sizes the model makes.')
-param pricing object = {
-  'sora-2': {
-    '720x1280': json('0.10')
-    '1280x720': json('0.10')
-  }
-  'sora-2-pro': {
-    '720x1280': json('0.30')
-    '1280x720': json('0.30')
-    '1024x1792': json('0.50')
-    '1792x1024': json('0.50')
-  }
-}
+@description('Legacy (MODEL_OPTIONS): model -> {"sizes", "seconds"} it accepts upstream; empty (the default) = not set. Needs openAiAccountName; prefer modelCatalog.')
+param modelOptions object = {}
 
-@description('Upstream job creations per minute, shared by all apps; match the deployment quota (0 = unpaced).')
+@description('Legacy (PRICING): USD per second of video by model and size; empty (the default) = not set. Needs openAiAccountName; prefer modelCatalog.')
+param pricing object = {}
+
+@description('Upstream job creations per minute of a provider account that sets no creates_per_minute of its own, shared by all apps; match the provider\'s quota (0 = unpaced).')
 @minValue(0)
 param upstreamCreatesPerMinute int = 2
 
@@ -146,10 +119,10 @@ param upstreamCreatesPerMinute int = 2
 // Other video providers and the model catalog (docs/providers.md)
 // ---------------------------------------------------------------------------------------------
 
-@description('MODEL_CATALOG: a JSON list of models, each {"id", "provider", "provider_model", "sizes", "seconds", "image_input", "remix", "price_per_second"}. Empty (the default, since no provider key is given by default) = the app\'s own default: sora-2 and sora-2-pro on the Azure OpenAI account, from MODEL_OPTIONS, PRICING and SORA_DEPLOYMENTS. When given, those per-model settings and ALLOWED_* are left out (the app refuses both).')
+@description('MODEL_CATALOG: a JSON list of models, each {"id", "provider", "provider_model", "sizes", "seconds", "image_input", "remix", "price_per_second"}. Empty (the default) = the app\'s built-in live models of each AI/ML API and GeminiGen account (Azure OpenAI and OpenAI-compatible accounts have none), or the legacy per-model parameters when given. When given, the legacy per-model settings are left out (the app refuses both).')
 param modelCatalog string = ''
 
-@description('PROVIDERS: a JSON object, account name -> {"kind", "base_url", "key_setting", "options", "creates_per_minute"}; key_setting names AIMLAPI_API_KEY, GEMINIGEN_API_KEY or OPENAI_COMPATIBLE_API_KEY, never the key. Empty (the default) = the one Azure OpenAI account. When given, an "azure-openai" account at the deployed endpoint (Entra ID) is added unless the object names its own.')
+@description('PROVIDERS: a JSON object, account name -> {"kind", "base_url", "key_setting", "options", "creates_per_minute"}; key_setting names AIMLAPI_API_KEY, GEMINIGEN_API_KEY or OPENAI_COMPATIBLE_API_KEY, never the key. Empty (the default) = the app derives the accounts from the settings that exist: "aimlapi" with AIMLAPI_API_KEY, "geminigen" with GEMINIGEN_API_KEY, "azure-openai" with AZURE_OPENAI_ENDPOINT. When given and openAiAccountName is set, an "azure-openai" account at that endpoint (Entra ID) is added unless the object names its own.')
 param providers string = ''
 
 @secure()
@@ -261,6 +234,8 @@ var storageAccountName = 'st${token}'
 var keyVaultName = 'kv-${token}'
 var deploymentContainer = 'app-package'
 var adminKeySecretName = 'admin-api-key'
+// An Azure OpenAI account is optional: its role, endpoint and provider account exist only with one.
+var withOpenAi = !empty(openAiAccountName)
 // Provider key setting -> its Key Vault secret (PROVIDERS' key_setting names the setting).
 var providerKeySecretNames = {
   AIMLAPI_API_KEY: 'aimlapi-api-key'
@@ -695,8 +670,9 @@ resource operatorSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
-// Cognitive Services OpenAI User on the existing account, wherever it lives.
-module openAiAccess 'modules/openai-access.bicep' = {
+// Cognitive Services OpenAI User on the existing account, wherever it lives; only when one is named
+// (an empty name would make the deployment look up an account that does not exist and fail).
+module openAiAccess 'modules/openai-access.bicep' = if (withOpenAi) {
   name: 'openai-access-${token}'
   scope: resourceGroup(openAiSubscriptionId, openAiResourceGroup)
   params: {
@@ -723,11 +699,16 @@ var hostSettings = {
   SWEEP_SCHEDULE: sweepSchedule
 }
 
-var azureOpenAiEndpoint = empty(openAiEndpoint) ? openAiAccess.outputs.endpoint : openAiEndpoint
+// The endpoint only with an account: the module's output exists only then (ARM evaluates only the
+// branch a condition picks), and the app treats AZURE_OPENAI_ENDPOINT as "there is an azure-openai
+// account", so it is never set without the role that lets the identity call it.
+var azureOpenAiEndpoint = withOpenAi ? (empty(openAiEndpoint) ? openAiAccess.outputs.endpoint : openAiEndpoint) : ''
+var openAiSettings = withOpenAi ? {
+  AZURE_OPENAI_ENDPOINT: azureOpenAiEndpoint
+} : {}
 
 var gatewaySettings = {
   AZURE_CLIENT_ID: identity.properties.clientId
-  AZURE_OPENAI_ENDPOINT: empty(openAiEndpoint) ? openAiAccess.outputs.endpoint : openAiEndpoint
   ADMIN_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${adminKeySecretName})'
   VIDEOS_CONTAINER: videosContainer
   SAS_TTL_MINUTES: string(sasTtlMinutes)
@@ -743,26 +724,27 @@ var gatewaySettings = {
   ALLOW_LOCAL_URLS: 'false'
 }
 
-// The models: the per-model settings the app derives its default catalog from, or MODEL_CATALOG
-// instead of all of them (the app refuses both at once).
-var legacyModelSettings = {
-  SORA_DEPLOYMENTS: string(soraDeployments)
-  ALLOWED_MODELS: allowedModels
-  ALLOWED_SECONDS: allowedSeconds
-  ALLOWED_SIZES: allowedSizes
-  MODEL_OPTIONS: string(modelOptions)
-  PRICING: string(pricing)
-}
+// The models: MODEL_CATALOG when given; else each legacy per-model setting the operator gave (any
+// one of them switches the app to deriving the models on the Azure OpenAI account); else nothing,
+// and the app offers its built-in live models of the provider accounts it has.
+var soraDeploymentsSetting = empty(soraDeployments) ? {} : { SORA_DEPLOYMENTS: string(soraDeployments) }
+var allowedModelsSetting = empty(allowedModels) ? {} : { ALLOWED_MODELS: allowedModels }
+var allowedSecondsSetting = empty(allowedSeconds) ? {} : { ALLOWED_SECONDS: allowedSeconds }
+var allowedSizesSetting = empty(allowedSizes) ? {} : { ALLOWED_SIZES: allowedSizes }
+var modelOptionsSetting = empty(modelOptions) ? {} : { MODEL_OPTIONS: string(modelOptions) }
+var pricingSetting = empty(pricing) ? {} : { PRICING: string(pricing) }
+var legacyModelSettings = union(soraDeploymentsSetting, allowedModelsSetting, allowedSecondsSetting, allowedSizesSetting, modelOptionsSetting, pricingSetting)
 var modelSettings = empty(modelCatalog) ? legacyModelSettings : { MODEL_CATALOG: modelCatalog }
 
-// PROVIDERS only when given, with the deployed Azure OpenAI account unless it names its own
-// "azure-openai" (no key_setting: the identity's Entra ID tokens).
-var defaultProviderAccount = {
+// PROVIDERS only when given, with the deployed Azure OpenAI account (when there is one) unless it
+// names its own "azure-openai" (no key_setting: the identity's Entra ID tokens). Without an account
+// there is no endpoint and no role, so such an entry could only fail.
+var defaultProviderAccount = withOpenAi ? {
   'azure-openai': {
     kind: 'azure-openai'
     base_url: azureOpenAiEndpoint
   }
-}
+} : {}
 var providerSettings = empty(providers) ? {} : { PROVIDERS: string(union(defaultProviderAccount, json(empty(providers) ? '{}' : providers))) }
 
 // Provider keys: a Key Vault reference for each key given now or stored by an earlier deployment.
@@ -791,7 +773,7 @@ var schedulerSettings = useDurableTaskScheduler ? schedulerOverrides : {}
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(hostSettings, gatewaySettings, modelSettings, providerSettings, providerKeySettings, schedulerSettings)
+  properties: union(hostSettings, gatewaySettings, openAiSettings, modelSettings, providerSettings, providerKeySettings, schedulerSettings)
   dependsOn: [
     // Secrets written by this deployment exist before the references to them are applied.
     adminKeySecret
@@ -823,5 +805,6 @@ output adminKeySecretName string = adminKeySecretName
 output storageAccountName string = storage.name
 output identityClientId string = identity.properties.clientId
 output identityPrincipalId string = identity.properties.principalId
+@description('The Azure OpenAI endpoint the app calls; empty when no account was given.')
 output openAiEndpoint string = azureOpenAiEndpoint
 output durableBackend string = useDurableTaskScheduler ? 'durable-task-scheduler' : 'azure-storage'

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Deploy the Sora gateway to Azure: the infrastructure in infra/main.bicep, then the code.
+# Deploy the video gateway to Azure: the infrastructure in infra/main.bicep, then the code.
 # Idempotent: run it again to apply template or code changes. See --help.
 set -euo pipefail
+# An Azure OpenAI account is optional (Sora 2 is retired): the models come from a provider key, a
+# catalog or the legacy per-model parameters, and a deployment that would offer none is refused
+# before anything in Azure is changed.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TEMPLATE="$ROOT/infra/main.bicep"
@@ -17,21 +20,34 @@ PROVIDER_KEY_PARAMETERS=(aimlapiApiKey geminigenApiKey openaiCompatibleApiKey)
 PROVIDER_KEY_SECRETS=(aimlapi-api-key geminigen-api-key openai-compatible-api-key)
 # Template parameters that hold secrets: never taken from the command line.
 SECURE_PARAMETERS=(adminApiKey "${PROVIDER_KEY_PARAMETERS[@]}")
+# Template parameters this script sets from its own options, so that what it checks (the Azure
+# OpenAI account, the accounts and models) is what is deployed: --param NAME=... is refused for them.
+OPTION_PARAMETERS=(openAiAccountName:--openai openAiResourceGroup:--openai openAiSubscriptionId:--openai
+  providers:--providers modelCatalog:--catalog storedProviderKeys:--provider-keys)
+# The legacy per-model parameters: any of them makes the app derive its models on the Azure OpenAI
+# account (the template writes each only when given).
+LEGACY_MODEL_PARAMETERS=(soraDeployments allowedModels allowedSeconds allowedSizes modelOptions pricing)
 
 usage() {
   cat <<'EOF'
-Usage: scripts/deploy.sh RESOURCE_GROUP LOCATION OPENAI [options]
+Usage: scripts/deploy.sh RESOURCE_GROUP LOCATION [options]
+       scripts/deploy.sh RESOURCE_GROUP LOCATION --provider-keys ~/provider-keys.env
 
 Creates (or updates) the resource group, deploys infra/main.bicep into it, publishes the code with
 a remote build, and prints the base URL and how to create the first app.
 
   RESOURCE_GROUP   resource group to deploy into (created if missing)
   LOCATION         Azure region with Flex Consumption, e.g. eastus2, swedencentral
-  OPENAI           the existing Azure OpenAI account with the Sora deployments: its resource id,
-                   or its name (looked up in the current subscription)
+
+The gateway needs at least one model, from one of:
+  - a provider key (--provider-keys or the environment): AIMLAPI_API_KEY or GEMINIGEN_API_KEY gives
+    that provider's built-in live models (veo-3.1, veo-3.1-fast); a key stored by an earlier run counts;
+  - --catalog FILE listing the models, on the accounts of --providers FILE, of the keys, or of
+    --openai ACCOUNT (Azure OpenAI has no built-in models);
+  - the legacy per-model parameters (--param soraDeployments=..., allowedModels, ...) with --openai.
+A deployment that would offer none is refused before anything in Azure is changed.
 
 Options:
-  --openai-resource-group RG   resource group of OPENAI when given by name (speeds up the lookup)
   --provider-keys FILE         provider API keys, one NAME=VALUE a line (# comments allowed), NAME one
                                of AIMLAPI_API_KEY, GEMINIGEN_API_KEY, OPENAI_COMPATIBLE_API_KEY; the
                                same variables in the environment are read too (the file wins). Each
@@ -41,9 +57,12 @@ Options:
                                it on every run, like --param
   --catalog FILE               MODEL_CATALOG: JSON list of models (docs/providers.md); give it on
                                every run, like --param
+  --openai ACCOUNT             optional: an existing Azure OpenAI account the app may call with Entra
+                               ID (its resource id, or its name looked up in the current
+                               subscription); give it on every run, like --param
+  --openai-resource-group RG   resource group of ACCOUNT when given by name (speeds up the lookup)
   --param NAME=VALUE           template parameter, repeatable; e.g.
-                                 --param 'soraDeployments={"sora-2":"my-sora-deployment"}'
-                                 --param allowedModels=sora-2 --param upstreamCreatesPerMinute=4
+                                 --param upstreamCreatesPerMinute=4
                                  --param useDurableTaskScheduler=true --param alwaysReadyHttpInstances=1
   --publisher auto|az|func     how to publish the code (auto: func when installed, else az)
   --skip-code                  deploy the infrastructure only
@@ -53,8 +72,12 @@ Options:
   --no-operator-access         do not grant the signed-in identity read access to the management key
   -h, --help                   this help
 
+Deprecated: a third argument (scripts/deploy.sh RESOURCE_GROUP LOCATION OPENAI) is still taken as
+--openai OPENAI; it no longer brings the retired Sora models with it.
+
 Needs: az (logged in with `az login`, Owner or Contributor + Role Based Access Control
-Administrator on the resource group and on the OpenAI account), python3.
+Administrator on the resource group, and on the Azure OpenAI account when --openai is given),
+python3.
 EOF
 }
 
@@ -80,6 +103,7 @@ what_if=false
 rotate_key=false
 show_key=false
 operator_access=true
+legacy_models=false
 params=()
 positional=()
 
@@ -88,6 +112,11 @@ while [[ $# -gt 0 ]]; do
     -h | --help)
       usage
       exit 0
+      ;;
+    --openai)
+      [[ $# -ge 2 ]] || die "$1 needs an account name or resource id"
+      openai="$2"
+      shift 2
       ;;
     --openai-resource-group)
       [[ $# -ge 2 ]] || die "$1 needs a value"
@@ -99,6 +128,15 @@ while [[ $# -gt 0 ]]; do
       for secure in "${SECURE_PARAMETERS[@]}"; do
         [[ "${2%%=*}" != "$secure" ]] ||
           die "$secure is a secret: never on the command line (use --provider-keys FILE or the environment)"
+      done
+      for pair in "${OPTION_PARAMETERS[@]}"; do
+        [[ "${2%%=*}" != "${pair%%:*}" ]] || die "${pair%%:*} is set by ${pair#*:}, not --param"
+      done
+      for legacy in "${LEGACY_MODEL_PARAMETERS[@]}"; do
+        # An empty value writes no setting (the template's default), so it gives no model either.
+        if [[ "${2%%=*}" == "$legacy" && ! "${2#*=}" =~ ^[[:space:]]*(|\{[[:space:]]*\}|\'\'|\"\")[[:space:]]*$ ]]; then
+          legacy_models=true
+        fi
       done
       params+=("$2")
       shift 2
@@ -151,13 +189,24 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-[[ ${#positional[@]} -eq 3 ]] || {
+[[ ${#positional[@]} -eq 2 || ${#positional[@]} -eq 3 ]] || {
   usage >&2
   exit 2
 }
 resource_group="${positional[0]}"
 location="${positional[1]}"
-openai="${positional[2]}"
+if [[ ${#positional[@]} -eq 3 ]]; then
+  # Kept so existing commands still run; the account alone no longer gives any model.
+  [[ -z "$openai" ]] || die "the Azure OpenAI account is given twice (third argument and --openai)"
+  openai="${positional[2]}"
+  log "The third argument is deprecated: give the Azure OpenAI account as --openai $openai"
+fi
+if [[ -z "$openai" ]]; then
+  [[ -z "$openai_resource_group" ]] || die "--openai-resource-group needs --openai ACCOUNT"
+  for param in ${params[@]+"${params[@]}"}; do
+    [[ "${param%%=*}" != openAiEndpoint ]] || die "--param openAiEndpoint needs --openai ACCOUNT"
+  done
+fi
 case "$publisher" in
   auto | az | func) ;;
   *) die "--publisher must be auto, az or func" ;;
@@ -247,41 +296,38 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 chmod 700 "$work"
 
-# --- The Azure OpenAI account: a resource id, or a name to look up -------------------------------
-if [[ "$openai" == /subscriptions/* ]]; then
-  openai_id="$openai"
-elif [[ -n "$openai_resource_group" ]]; then
-  openai_id="$(az cognitiveservices account show --name "$openai" --resource-group "$openai_resource_group" --query id --output tsv)"
-else
-  [[ "$openai" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "not an account name or resource id: $openai"
-  openai_id="$(az cognitiveservices account list --query "[?name=='$openai'].id | [0]" --output tsv)"
-fi
-[[ -n "$openai_id" ]] || die "Azure OpenAI account '$openai' not found in this subscription (give its resource id)"
-IFS='/' read -r -a id_parts <<<"$openai_id"
-# /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>
-provider="$(printf '%s/%s' "${id_parts[6]:-}" "${id_parts[7]:-}" | tr '[:upper:]' '[:lower:]')"
-[[ ${#id_parts[@]} -eq 9 && "$provider" == "microsoft.cognitiveservices/accounts" ]] ||
-  die "not an Azure OpenAI account id: $openai_id"
-openai_subscription="${id_parts[2]}"
-openai_resource_group="${id_parts[4]}"
-openai_name="${id_parts[8]}"
-log "Azure OpenAI account: $openai_name (resource group $openai_resource_group)"
-
-# --- Resource group and providers (both idempotent) ----------------------------------------------
-log "Resource group $resource_group in $location"
-az group create --name "$resource_group" --location "$location" --output none
-for namespace in "${PROVIDERS[@]}"; do
-  az provider register --namespace "$namespace" --output none
-done
-for param in ${params[@]+"${params[@]}"}; do
-  if [[ "$param" == "useDurableTaskScheduler=true" ]]; then
-    az provider register --namespace Microsoft.DurableTask --output none
+# --- The Azure OpenAI account (optional): a resource id, or a name to look up ---------------------
+openai_params=()
+if [[ -n "$openai" ]]; then
+  if [[ "$openai" == /subscriptions/* ]]; then
+    openai_id="$openai"
+  elif [[ -n "$openai_resource_group" ]]; then
+    openai_id="$(az cognitiveservices account show --name "$openai" --resource-group "$openai_resource_group" --query id --output tsv)"
+  else
+    [[ "$openai" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "not an account name or resource id: $openai"
+    openai_id="$(az cognitiveservices account list --query "[?name=='$openai'].id | [0]" --output tsv)"
   fi
-done
+  [[ -n "$openai_id" ]] || die "Azure OpenAI account '$openai' not found in this subscription (give its resource id)"
+  IFS='/' read -r -a id_parts <<<"$openai_id"
+  # /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>
+  provider="$(printf '%s/%s' "${id_parts[6]:-}" "${id_parts[7]:-}" | tr '[:upper:]' '[:lower:]')"
+  [[ ${#id_parts[@]} -eq 9 && "$provider" == "microsoft.cognitiveservices/accounts" ]] ||
+    die "not an Azure OpenAI account id: $openai_id"
+  log "Azure OpenAI account: ${id_parts[8]} (resource group ${id_parts[4]})"
+  openai_params=(--parameters "openAiAccountName=${id_parts[8]}"
+    "openAiResourceGroup=${id_parts[4]}" "openAiSubscriptionId=${id_parts[2]}")
+else
+  log "No Azure OpenAI account (optional: --openai ACCOUNT)"
+fi
+
+# --- What an earlier run left (read only: nothing in Azure changes before the checks below pass) ---
+vault_id=""
+if [[ "$(az group exists --name "$resource_group")" == true ]]; then
+  vault_id="$(az keyvault list --resource-group "$resource_group" \
+    --query "[?tags.\"$VAULT_TAG\"=='$SECRET_NAME'].id | [0]" --output tsv)"
+fi
 
 # --- The management API key: generated once, kept in Key Vault, never on a command line ----------
-vault_id="$(az keyvault list --resource-group "$resource_group" \
-  --query "[?tags.\"$VAULT_TAG\"=='$SECRET_NAME'].id | [0]" --output tsv)"
 secret_exists=false
 if [[ -n "$vault_id" ]] && az resource show --ids "$vault_id/secrets/$SECRET_NAME" --output none 2>/dev/null; then
   secret_exists=true
@@ -346,6 +392,74 @@ if [[ -n "$catalog_file" ]]; then
   file_parameters+=("\"modelCatalog\": {\"value\": $(json_string "$catalog_json")}")
 fi
 
+# --- At least one model: Sora 2 is retired, so nothing offers a model by default -----------------
+# The accounts the app will have (PROVIDERS, or what it derives from the settings without it) and
+# the models it will offer (MODEL_CATALOG, the legacy per-model settings, or its built-in models of
+# AI/ML API and GeminiGen accounts), worked out here so that a deployment the app would refuse at
+# start, or that would offer nothing, stops before anything is created.
+command -v python3 >/dev/null 2>&1 || die "python3 is needed to check what the deployment offers"
+python3 - "$providers_file" "$catalog_file" "$([[ -n "$openai" ]] && echo true || echo false)" \
+  "$legacy_models" ${given_keys[@]+"${given_keys[@]}"} ${stored_keys[@]+"${stored_keys[@]}"} <<'EOF' || exit 1
+import json
+import sys
+
+providers_file, catalog_file, with_openai, legacy = sys.argv[1:5]
+keys = set(sys.argv[5:])
+BUILT_IN_KINDS = ("aimlapi", "geminigen")  # the only kinds the app has built-in models for
+if providers_file:
+    with open(providers_file, encoding="utf-8") as file:
+        table = json.load(file)
+    accounts = {name: entry.get("kind") if isinstance(entry, dict) else None for name, entry in table.items()}
+    if with_openai == "true":
+        accounts.setdefault("azure-openai", "azure-openai")  # the template adds it
+else:
+    accounts = {}
+    if "AIMLAPI_API_KEY" in keys:
+        accounts["aimlapi"] = "aimlapi"
+    if "GEMINIGEN_API_KEY" in keys:
+        accounts["geminigen"] = "geminigen"
+    if with_openai == "true":
+        accounts["azure-openai"] = "azure-openai"
+names = ", ".join(accounts) or "none"
+if catalog_file and legacy == "true":
+    # The template would leave them out, and the app refuses them with MODEL_CATALOG anyway.
+    sys.exit(
+        "deploy: --catalog replaces the legacy model parameters (soraDeployments, allowedModels, "
+        "allowedSeconds, allowedSizes, modelOptions, pricing): list those models in the catalog instead"
+    )
+if catalog_file:
+    with open(catalog_file, encoding="utf-8") as file:
+        models = json.load(file)
+    for model in models:
+        provider = model.get("provider") if isinstance(model, dict) else None
+        model_id = model.get("id") if isinstance(model, dict) else model
+        if provider in accounts:
+            continue
+        if provider == "azure-openai":
+            sys.exit(
+                f"deploy: {catalog_file} puts model {model_id!r} on provider 'azure-openai', but no Azure "
+                "OpenAI account is given: add --openai ACCOUNT (or drop the model)"
+            )
+        sys.exit(
+            f"deploy: {catalog_file} puts model {model_id!r} on provider {provider!r}, which the deployment "
+            f"has no account for (its accounts: {names}); add it to --providers FILE, or give its key"
+        )
+elif legacy == "true":
+    if "azure-openai" not in accounts:
+        sys.exit(
+            "deploy: the legacy model parameters (--param soraDeployments, allowedModels, allowedSeconds, "
+            "allowedSizes, modelOptions, pricing) describe models on the Azure OpenAI account: add "
+            "--openai ACCOUNT, or list the models in --catalog FILE instead"
+        )
+elif not [kind for kind in accounts.values() if kind in BUILT_IN_KINDS]:
+    sys.exit(
+        "deploy: this deployment would offer no video model (Sora 2 is retired, so there is no default; "
+        f"accounts: {names}, and only AI/ML API and GeminiGen accounts have built-in models). Give a "
+        "provider key (--provider-keys FILE with AIMLAPI_API_KEY or GEMINIGEN_API_KEY: its built-in "
+        "veo-3.1 and veo-3.1-fast), or --catalog FILE listing the models (docs/deployment.md)"
+    )
+EOF
+
 key_params=()
 if [[ ${#file_parameters[@]} -gt 0 ]]; then
   (
@@ -364,6 +478,18 @@ if [[ ${#file_parameters[@]} -gt 0 ]]; then
   key_params=(--parameters "@$parameters_file")
 fi
 unset file_parameters
+
+# --- Resource group and providers (both idempotent): the first changes in Azure -------------------
+log "Resource group $resource_group in $location"
+az group create --name "$resource_group" --location "$location" --output none
+for namespace in "${PROVIDERS[@]}"; do
+  az provider register --namespace "$namespace" --output none
+done
+for param in ${params[@]+"${params[@]}"}; do
+  if [[ "$param" == "useDurableTaskScheduler=true" ]]; then
+    az provider register --namespace Microsoft.DurableTask --output none
+  fi
+done
 
 # --- Who may read the key afterwards: the identity running this script -------------------------
 operator_params=()
@@ -392,9 +518,11 @@ deploy_args=(
   --resource-group "$resource_group"
   --name "$DEPLOYMENT_NAME"
   --template-file "$TEMPLATE"
-  --parameters "location=$location" "openAiAccountName=$openai_name"
-  "openAiResourceGroup=$openai_resource_group" "openAiSubscriptionId=$openai_subscription"
+  --parameters "location=$location"
 )
+if [[ ${#openai_params[@]} -gt 0 ]]; then
+  deploy_args+=("${openai_params[@]}")
+fi
 if [[ ${#key_params[@]} -gt 0 ]]; then
   deploy_args+=("${key_params[@]}")
 fi
@@ -463,7 +591,7 @@ fi
 # --- What next ---------------------------------------------------------------------------------
 cat <<EOF
 
-Sora gateway deployed.
+Video gateway deployed.
   Function app:  $app_name
   Base URL:      $base_url      (OpenAI SDK base_url)
   Health:        $health_url

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Remove what scripts/deploy.sh created: the resource group, the identity's role assignments
-# elsewhere (on the Azure OpenAI account), and the soft-deleted Key Vault. Idempotent. See --help.
+# elsewhere (on the Azure OpenAI account, when one was given), and the soft-deleted Key Vault.
+# Idempotent. See --help.
 set -euo pipefail
 
 VAULT_TAG="sora-gateway-secrets"
@@ -11,8 +12,8 @@ Usage: scripts/teardown.sh RESOURCE_GROUP [options]
 
 Deletes the gateway's resource group and everything in it (videos, apps, keys, jobs, telemetry),
 the role assignments its identity holds outside it (Cognitive Services OpenAI User on the Azure
-OpenAI account), and purges its soft-deleted Key Vault so the same names can be deployed again.
-The Azure OpenAI account and its Sora deployments are left alone.
+OpenAI account, when deploy.sh was given one), and purges its soft-deleted Key Vault so the same
+names can be deployed again. The Azure OpenAI account and its deployments are left alone.
 
 Options:
   --yes          do not ask for confirmation
@@ -81,8 +82,9 @@ if [[ "$assume_yes" != true ]]; then
   [[ "$answer" == "$resource_group" ]] || die "not confirmed"
 fi
 
-# Role assignments of the gateway's identities anywhere in the subscription: the one on the Azure
-# OpenAI account lives outside the resource group and would otherwise be left orphaned.
+# Role assignments of the gateway's identities anywhere in the subscription: the one on an Azure
+# OpenAI account (if any, now or in an earlier deployment) lives outside the resource group and
+# would otherwise be left orphaned.
 principals="$(az identity list --resource-group "$resource_group" --query "[].principalId" --output tsv)"
 for principal in $principals; do
   assignments="$(az role assignment list --assignee "$principal" --all --query "[].id" --output tsv)"

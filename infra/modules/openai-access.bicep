@@ -1,8 +1,9 @@
 // Lets the gateway's identity call an existing Azure OpenAI (or AI Foundry / AI Services) account
 // with Entra ID tokens, and reports the account's OpenAI endpoint. Deployed at the account's own
-// resource group, which may be in another resource group or subscription than the gateway.
+// resource group, which may be in another resource group or subscription than the gateway. Optional:
+// main.bicep deploys it only when an account is named.
 
-@description('Name of the existing Azure OpenAI account (kind OpenAI or AIServices) that hosts the Sora deployments.')
+@description('Name of the existing Azure OpenAI account (kind OpenAI or AIServices) whose deployments the gateway calls.')
 param accountName string
 
 @description('Principal (object) id of the identity that calls the account.')

@@ -113,3 +113,55 @@ def template_app_settings(template: dict[str, Any] | None = None) -> dict[str, l
 def text(expression: Any) -> str:
     """A value expression flattened to text, for 'does it mention X' checks."""
     return expression if isinstance(expression, str) else json.dumps(expression, sort_keys=True)
+
+
+def evaluate(expression: Any, template: dict[str, Any], arguments: dict[str, Any]) -> Any:
+    """The value of an expression for the given parameter values (others take their defaults), in
+    the small language the conditional settings use: empty, concat, union, contains, ?: and !.
+    Object values stay unevaluated (only which keys exist matters), as do other functions."""
+    if isinstance(expression, list):
+        return [evaluate(item, template, arguments) for item in expression]
+    if isinstance(expression, str):
+        if expression in arguments:
+            return arguments[expression]
+        if expression in template["parameters"]:
+            return template["parameters"][expression].get("default")
+        if expression in template["variables"]:
+            return evaluate(template["variables"][expression]["value"], template, arguments)
+        return expression
+    if isinstance(expression, dict) and "function" in expression:
+        function = expression["function"]
+        kind = function["type"]
+        if kind not in {"empty", "concat", "union", "contains"}:
+            return expression
+        values = [evaluate(value, template, arguments) for value in function["parameters"].values()]
+        if kind == "empty":
+            return not values[0]
+        if kind == "contains":
+            return values[1] in values[0]
+        if all(isinstance(value, dict) for value in values):
+            merged: dict[str, Any] = {}
+            for value in values:
+                merged.update(value)
+            return merged
+        items = [item for value in values for item in value]
+        return items if kind == "concat" else list(dict.fromkeys(items))
+    if isinstance(expression, dict) and "operator" in expression:
+        operator = expression["operator"]
+        operands = operator["operands"]
+        if operator["type"] == "conditional":
+            branch = "true_value" if evaluate(operands["condition"], template, arguments) else "false_value"
+            return evaluate(operands[branch], template, arguments)
+        if operator["type"] == "not":
+            return not evaluate(operands["bool_value"], template, arguments)
+        return expression
+    return expression
+
+
+def deployed_app_settings(**arguments: Any) -> dict[str, Any]:
+    """The app settings a deployment with these parameter values sets (others take their
+    defaults), each with its value expression, unevaluated."""
+    template = main_template()
+    value = evaluate(app_settings_expression(template), template, arguments)
+    assert isinstance(value, dict)
+    return value

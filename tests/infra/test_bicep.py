@@ -11,8 +11,9 @@ import pytest
 from tests.infra.bicep import (
     INFRA_DIR,
     PROJECT_DIR,
-    app_settings_expression,
     bicep_files,
+    deployed_app_settings,
+    evaluate,
     main_template,
     parse,
     resource_body,
@@ -230,7 +231,7 @@ def is_secure(parameter: dict[str, Any]) -> bool:
 
 def only_if_given(condition: Any, parameter: str) -> bool:
     """`!empty(parameter)`, exactly."""
-    return condition == {
+    expected: Any = {
         "operator": {
             "type": "not",
             "operands": {
@@ -238,6 +239,7 @@ def only_if_given(condition: Any, parameter: str) -> bool:
             },
         }
     }
+    return bool(condition == expected)
 
 
 def test_provider_keys_are_secure_parameters_that_default_to_nothing() -> None:
@@ -286,55 +288,9 @@ def test_each_given_provider_key_becomes_a_key_vault_secret_and_a_reference_sett
         assert parameter not in text(value)
 
 
-def evaluate(expression: Any, template: dict[str, Any], arguments: dict[str, Any]) -> Any:
-    """The value of an expression for the given parameter values (others take their defaults), in
-    the small language the conditional settings use: empty, concat, union, contains, ?: and !.
-    Object values stay unevaluated (only which keys exist matters), as do other functions."""
-    if isinstance(expression, list):
-        return [evaluate(item, template, arguments) for item in expression]
-    if isinstance(expression, str):
-        if expression in arguments:
-            return arguments[expression]
-        if expression in template["parameters"]:
-            return template["parameters"][expression].get("default")
-        if expression in template["variables"]:
-            return evaluate(template["variables"][expression]["value"], template, arguments)
-        return expression
-    if isinstance(expression, dict) and "function" in expression:
-        function = expression["function"]
-        kind = function["type"]
-        if kind not in {"empty", "concat", "union", "contains"}:
-            return expression
-        values = [evaluate(value, template, arguments) for value in function["parameters"].values()]
-        if kind == "empty":
-            return not values[0]
-        if kind == "contains":
-            return values[1] in values[0]
-        if all(isinstance(value, dict) for value in values):
-            merged: dict[str, Any] = {}
-            for value in values:
-                merged.update(value)
-            return merged
-        items = [item for value in values for item in value]
-        return items if kind == "concat" else list(dict.fromkeys(items))
-    if isinstance(expression, dict) and "operator" in expression:
-        operator = expression["operator"]
-        operands = operator["operands"]
-        if operator["type"] == "conditional":
-            branch = "true_value" if evaluate(operands["condition"], template, arguments) else "false_value"
-            return evaluate(operands[branch], template, arguments)
-        if operator["type"] == "not":
-            return not evaluate(operands["bool_value"], template, arguments)
-        return expression
-    return expression
-
-
 def deployed_settings(**arguments: Any) -> set[str]:
     """The app settings a deployment with these parameter values sets."""
-    template = main_template()
-    value = evaluate(app_settings_expression(template), template, arguments)
-    assert isinstance(value, dict)
-    return set(value)
+    return set(deployed_app_settings(**arguments))
 
 
 def written_secrets(**arguments: Any) -> set[str]:
@@ -391,32 +347,81 @@ def test_no_output_reveals_a_key_or_where_it_is_kept() -> None:
         assert not mentioned & hidden, f"output {name} mentions {mentioned & hidden}"
 
 
-def test_model_catalog_and_providers_are_set_only_when_given() -> None:
-    legacy = {
-        "MODEL_OPTIONS",
-        "PRICING",
-        "SORA_DEPLOYMENTS",
-        "ALLOWED_MODELS",
-        "ALLOWED_SIZES",
-        "ALLOWED_SECONDS",
-    }
-    default = deployed_settings()
-    assert legacy <= default
-    assert not {"MODEL_CATALOG", "PROVIDERS"} & default
+# The legacy per-model parameters -> the setting each writes. Any of these settings makes the app
+# derive its models on the Azure OpenAI account, so none may be written unless the operator asks.
+LEGACY_PARAMETERS = {
+    "soraDeployments": "SORA_DEPLOYMENTS",
+    "allowedModels": "ALLOWED_MODELS",
+    "allowedSeconds": "ALLOWED_SECONDS",
+    "allowedSizes": "ALLOWED_SIZES",
+    "modelOptions": "MODEL_OPTIONS",
+    "pricing": "PRICING",
+}
+LEGACY_SETTINGS = set(LEGACY_PARAMETERS.values())
+# A value each legacy parameter could be given (its type: an object or a comma-separated string).
+LEGACY_VALUES: dict[str, Any] = {
+    "soraDeployments": {"sora-2": "my-sora-2"},
+    "allowedModels": "sora-2",
+    "allowedSeconds": "4,8",
+    "allowedSizes": "1280x720",
+    "modelOptions": {"sora-2": {"sizes": ["1280x720"], "seconds": ["4"]}},
+    "pricing": {"sora-2": {"1280x720": 0.1}},
+}
+
+
+def test_no_legacy_sora_settings_by_default() -> None:
+    """Sora 2 is retired: a default deployment names no Sora model and writes no per-model setting
+    (any of which would make the app offer the retired models)."""
+    parameters = main_template()["parameters"]
+    for parameter in LEGACY_PARAMETERS:
+        assert parameter in parameters, f"{parameter} is gone: existing parameter files would fail"
+        assert parameters[parameter]["default"] in ("", {}), f"{parameter} has a default"
+    assert not LEGACY_SETTINGS & deployed_settings()
+    for name, parameter in parameters.items():
+        assert "sora-2" not in text(parameter.get("default", "")), (
+            f"parameter {name} defaults to a Sora model"
+        )
+
+
+def test_each_legacy_setting_is_written_only_when_its_parameter_is_given() -> None:
+    for parameter, setting in LEGACY_PARAMETERS.items():
+        written = deployed_settings(**{parameter: LEGACY_VALUES[parameter]}) & LEGACY_SETTINGS
+        assert written == {setting}, f"{parameter} given writes {written}"
+    everything = deployed_settings(**LEGACY_VALUES)
+    assert everything >= LEGACY_SETTINGS
     # MODEL_CATALOG replaces the per-model settings (the app refuses both at once).
-    with_catalog = deployed_settings(modelCatalog='[{"id": "m"}]')
+    with_catalog = deployed_settings(modelCatalog='[{"id": "m"}]', **LEGACY_VALUES)
     assert "MODEL_CATALOG" in with_catalog
-    assert not legacy & with_catalog
+    assert not LEGACY_SETTINGS & with_catalog
+
+
+def test_model_catalog_and_providers_are_set_only_when_given() -> None:
+    default = deployed_settings()
+    assert not {"MODEL_CATALOG", "PROVIDERS"} & default
+    assert "MODEL_CATALOG" in deployed_settings(modelCatalog='[{"id": "m"}]')
     with_providers = deployed_settings(providers='{"a": {}}')
     assert "PROVIDERS" in with_providers
-    assert legacy <= with_providers
-    # Given PROVIDERS, the deployed Azure OpenAI account joins the given ones (Entra ID, no key).
+    assert not LEGACY_SETTINGS & with_providers
+
+
+def default_provider_account(**arguments: Any) -> Any:
+    template = main_template()
+    return evaluate("defaultProviderAccount", template, arguments)
+
+
+def test_given_providers_get_the_azure_openai_account_only_when_one_is_deployed() -> None:
     template = main_template()
     providers = template["variables"]["providerSettings"]["value"]["operator"]["operands"]["false_value"]
     assert "defaultProviderAccount" in text(providers["PROVIDERS"])
-    default_account = template["variables"]["defaultProviderAccount"]["value"]["'azure-openai'"]
-    assert default_account["kind"] == "azure-openai"
-    assert "key_setting" not in default_account
+    # No account: nothing is added (an azure-openai entry without endpoint or role could only fail).
+    assert default_provider_account() == {}
+    # An account: it joins the given ones, with Entra ID (no key).
+    added = default_provider_account(openAiAccountName="my-openai")
+    assert set(added) == {"'azure-openai'"}
+    account = added["'azure-openai'"]
+    assert account["kind"] == "azure-openai"
+    assert "key_setting" not in account
+    assert account["base_url"] == "azureOpenAiEndpoint"
 
 
 def test_role_assignments_for_the_identity() -> None:
@@ -441,13 +446,41 @@ def test_role_assignments_for_the_identity() -> None:
 def test_openai_account_is_an_existing_resource_reached_through_a_local_module() -> None:
     template = main_template()
     (module,) = template["modules"].values()
-    assert module["config"]["scope"]["function"]["type"] == "resource_group"
-    assert module["config"]["params"]["accountName"] == "openAiAccountName"
+    config = module["config"]["config"]
+    assert config["scope"]["function"]["type"] == "resource_group"
+    assert config["params"]["accountName"] == "openAiAccountName"
     child = parse(INFRA_DIR / module["detail"]["path"])
     (account,) = resources_of_type(child, "Microsoft.CognitiveServices/accounts").values()
     assert account["existing"] is True
     assert "endpoint" in child["outputs"]
-    assert "openAiAccess" in text(template_app_settings()["AZURE_OPENAI_ENDPOINT"][0])
+    (endpoint,) = template_app_settings()["AZURE_OPENAI_ENDPOINT"]
+    assert endpoint == "azureOpenAiEndpoint"
+    assert "openAiAccess" in text(template["variables"]["azureOpenAiEndpoint"]["value"])
+
+
+def test_azure_openai_is_optional_and_nothing_of_it_is_deployed_without_an_account() -> None:
+    """No account (the default): no role assignment on one, no AZURE_OPENAI_ENDPOINT (which the app
+    takes as "there is an azure-openai account"), an empty endpoint output. With one: all of them."""
+    template = main_template()
+    parameters = template["parameters"]
+    assert parameters["openAiAccountName"]["default"] == ""
+    assert parameters["openAiEndpoint"]["default"] == ""
+    (module,) = template["modules"].values()
+    condition = module["config"]["condition"]
+    assert evaluate(condition, template, {}) is False
+    assert evaluate(condition, template, {"openAiAccountName": "my-openai"}) is True
+    # The module holds the only Cognitive Services role assignment.
+    assert not resources_of_type(template, "Microsoft.CognitiveServices/accounts")
+    assert "AZURE_OPENAI_ENDPOINT" not in deployed_settings()
+    assert "AZURE_OPENAI_ENDPOINT" not in deployed_settings(openAiEndpoint="https://proxy.example")
+    assert "AZURE_OPENAI_ENDPOINT" in deployed_settings(openAiAccountName="my-openai")
+    output = template["outputs"]["openAiEndpoint"]["value"]
+    assert evaluate(output, template, {}) == ""
+    assert evaluate(output, template, {"openAiEndpoint": "https://proxy.example"}) == ""
+    assert evaluate(
+        output, template, {"openAiAccountName": "a", "openAiEndpoint": "https://proxy.example"}
+    ) == ("https://proxy.example")
+    assert "openAiAccess" in text(evaluate(output, template, {"openAiAccountName": "a"}))
 
 
 def test_durable_task_scheduler_is_optional_and_off_by_default() -> None:

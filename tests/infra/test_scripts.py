@@ -112,6 +112,32 @@ def stored_key(home: Path) -> str:
     return key
 
 
+# What a newcomer has: one provider key, whose provider's built-in models the app then offers.
+NEWCOMER_KEY = "aiml_newcomer_0123456789abcdef"
+WITH_KEY = {"AIMLAPI_API_KEY": NEWCOMER_KEY}
+OPENAI_PARAMETERS = {"openAiAccountName", "openAiResourceGroup", "openAiSubscriptionId", "openAiEndpoint"}
+# az commands that only read: a refused deployment may run these and nothing else.
+READ_ONLY = (
+    ("account", "show"),
+    ("ad", "signed-in-user", "show"),
+    ("ad", "sp", "show"),
+    ("cognitiveservices", "account", "show"),
+    ("cognitiveservices", "account", "list"),
+    ("group", "exists"),
+    ("keyvault", "list"),
+    ("resource", "show"),
+)
+
+
+def changing_calls(run_: Run) -> list[list[str]]:
+    """The az calls that are not known to only read (creating, registering, deploying, ...)."""
+    return [
+        call["argv"]
+        for call in run_.calls
+        if not any(call["argv"][: len(command)] == list(command) for command in READ_ONLY)
+    ]
+
+
 @pytest.mark.parametrize("script", [DEPLOY, TEARDOWN], ids=lambda path: path.name)
 def test_help_and_bad_arguments(script: Path, fake_azure: Path) -> None:
     shown = run(script, fake_azure, "--help")
@@ -133,7 +159,7 @@ def test_deploy_without_az_says_so(tmp_path: Path) -> None:
         assert found
         (tmp_path / tool).symlink_to(found)
     result = subprocess.run(
-        [str(DEPLOY), "rg", "eastus2", "my-sora"],
+        [str(DEPLOY), "rg", "eastus2"],
         capture_output=True,
         text=True,
         env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
@@ -144,12 +170,15 @@ def test_deploy_without_az_says_so(tmp_path: Path) -> None:
 
 
 def test_deploy_creates_infrastructure_then_publishes_code(fake_azure: Path) -> None:
+    """The newcomer's deployment: a provider key file and no Azure OpenAI account."""
+    keys = write_private(fake_azure / "provider-keys.env", f"AIMLAPI_API_KEY={NEWCOMER_KEY}\n")
     first = run(
         DEPLOY,
         fake_azure,
         "rg-gw",
         "swedencentral",
-        "my-sora",
+        "--provider-keys",
+        str(keys),
         "--param",
         "upstreamCreatesPerMinute=4",
         "--publisher",
@@ -165,9 +194,9 @@ def test_deploy_creates_infrastructure_then_publishes_code(fake_azure: Path) -> 
 
     (deployment,) = calls_to(first, "deployment", "group", "create")
     parameters = deployment["parameters"]
-    assert parameters["openAiAccountName"] == "my-sora"
-    assert parameters["openAiResourceGroup"] == "rg-ai"
-    assert parameters["openAiSubscriptionId"] == "00000000-0000-0000-0000-000000000001"
+    assert not OPENAI_PARAMETERS & set(parameters), "no Azure OpenAI account was given"
+    assert not calls_to(first, "cognitiveservices")
+    assert parameters["aimlapiApiKey"] == NEWCOMER_KEY
     assert parameters["location"] == "swedencentral"
     assert parameters["operatorPrincipalId"] == "00000000-0000-0000-0000-0000000000aa"
     assert parameters["upstreamCreatesPerMinute"] == "4"
@@ -182,6 +211,7 @@ def test_deploy_creates_infrastructure_then_publishes_code(fake_azure: Path) -> 
     assert deployment["parameter_file_mode"] & 0o077 == 0
     assert not [call for call in first.calls if any(key in arg for arg in call["argv"])]
     assert key not in first.stdout + first.stderr
+    assert_never_exposed(first, fake_azure, NEWCOMER_KEY)
 
     (publish,) = calls_to(first, "functionapp", "deployment", "source", "config-zip")
     argv = publish["argv"]
@@ -196,7 +226,7 @@ def test_deploy_creates_infrastructure_then_publishes_code(fake_azure: Path) -> 
 
 
 def test_deploy_publishes_with_core_tools_when_installed(fake_azure: Path) -> None:
-    result = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora")
+    result = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", env=WITH_KEY)
     assert result.returncode == 0, result.stderr
     assert not calls_to(result, "functionapp", "deployment", "source", "config-zip")
     published = (fake_azure / "func.log").read_text(encoding="utf-8").split()
@@ -213,26 +243,37 @@ def test_deploy_publishes_with_core_tools_when_installed(fake_azure: Path) -> No
 
 
 def test_deploy_again_keeps_the_key_and_rotation_replaces_it(fake_azure: Path) -> None:
-    assert run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code").returncode == 0
+    assert run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code", env=WITH_KEY).returncode == 0
     key = stored_key(fake_azure)
 
-    again = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code")
+    # Again without the provider key: the one stored by the first run still offers its models.
+    again = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code")
     assert again.returncode == 0, again.stderr
     (deployment,) = calls_to(again, "deployment", "group", "create")
     assert "adminApiKey" not in deployment["parameters"]
     assert stored_key(fake_azure) == key
     assert not calls_to(again, "functionapp", "deployment", "source", "config-zip")
 
-    rotated = run(
-        DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code", "--rotate-admin-key"
-    )
+    rotated = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code", "--rotate-admin-key")
     assert rotated.returncode == 0, rotated.stderr
     assert stored_key(fake_azure) != key
     assert calls_to(rotated, "functionapp", "restart")
 
-    shown = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code", "--show-admin-key")
+    shown = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code", "--show-admin-key")
     assert shown.returncode == 0, shown.stderr
     assert f"ADMIN_API_KEY={stored_key(fake_azure)}" in shown.stdout
+
+
+AZURE_CATALOG = [
+    {
+        "id": "my-video-model",
+        "provider": "azure-openai",
+        "provider_model": "my-deployment",
+        "sizes": ["1280x720"],
+        "seconds": [4, 8],
+        "price_per_second": 0.1,
+    }
+]
 
 
 def test_deploy_takes_a_resource_id_and_what_if_changes_nothing(fake_azure: Path) -> None:
@@ -240,11 +281,25 @@ def test_deploy_takes_a_resource_id_and_what_if_changes_nothing(fake_azure: Path
         "/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/ai/providers/"
         "Microsoft.CognitiveServices/accounts/other"
     )
-    result = run(DEPLOY, fake_azure, "rg-gw", "eastus2", account, "--what-if", "--no-operator-access")
+    catalog = write_private(fake_azure / "catalog.json", json.dumps(AZURE_CATALOG))
+    result = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "eastus2",
+        "--openai",
+        account,
+        "--catalog",
+        str(catalog),
+        "--what-if",
+        "--no-operator-access",
+    )
     assert result.returncode == 0, result.stderr
     (what_if,) = calls_to(result, "deployment", "group", "what-if")
     assert what_if["parameters"]["openAiAccountName"] == "other"
+    assert what_if["parameters"]["openAiResourceGroup"] == "ai"
     assert what_if["parameters"]["openAiSubscriptionId"] == "00000000-0000-0000-0000-000000000002"
+    assert json.loads(what_if["parameters"]["modelCatalog"]) == AZURE_CATALOG
     assert "operatorPrincipalId" not in what_if["parameters"]
     assert not calls_to(result, "deployment", "group", "create")
     assert not calls_to(result, "cognitiveservices")
@@ -254,14 +309,177 @@ def test_deploy_takes_a_resource_id_and_what_if_changes_nothing(fake_azure: Path
         fake_azure,
         "rg-gw",
         "eastus2",
+        "--openai",
         "/subscriptions/x/resourceGroups/y/providers/Microsoft.Web/sites/z",
+        env=WITH_KEY,
     )
     assert bad.returncode == 1
     assert "not an Azure OpenAI account id" in bad.stderr
+    assert not changing_calls(bad)
+
+
+def test_deploy_looks_an_account_name_up(fake_azure: Path) -> None:
+    result = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "--openai", "my-sora", "--skip-code", env=WITH_KEY)
+    assert result.returncode == 0, result.stderr
+    assert calls_to(result, "cognitiveservices", "account", "list")
+    (deployment,) = calls_to(result, "deployment", "group", "create")
+    parameters = deployment["parameters"]
+    assert parameters["openAiAccountName"] == "my-sora"
+    assert parameters["openAiResourceGroup"] == "rg-ai"
+    assert parameters["openAiSubscriptionId"] == "00000000-0000-0000-0000-000000000001"
+
+    in_group = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "eastus2",
+        "--openai",
+        "my-sora",
+        "--openai-resource-group",
+        "rg-ai",
+        "--skip-code",
+    )
+    assert in_group.returncode == 0, in_group.stderr
+    (show,) = calls_to(in_group, "cognitiveservices", "account", "show")
+    assert show["argv"][show["argv"].index("--resource-group") + 1] == "rg-ai"
+
+
+def test_deploy_still_takes_the_account_as_a_deprecated_third_argument(fake_azure: Path) -> None:
+    result = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code", env=WITH_KEY)
+    assert result.returncode == 0, result.stderr
+    assert "deprecated" in result.stderr
+    assert "--openai my-sora" in result.stderr
+    (deployment,) = calls_to(result, "deployment", "group", "create")
+    assert deployment["parameters"]["openAiAccountName"] == "my-sora"
+    assert "deprecated: a third argument" in run(DEPLOY, fake_azure, "--help").stdout.lower()
+
+    twice = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--openai", "other", env=WITH_KEY)
+    assert twice.returncode == 1
+    assert "given twice" in twice.stderr
+    assert not twice.calls
+
+
+def test_deploy_keeps_the_legacy_model_parameters_for_an_azure_openai_account(fake_azure: Path) -> None:
+    result = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "swedencentral",
+        "--openai",
+        "my-sora",
+        "--param",
+        'soraDeployments={"sora-2":"my-sora-2"}',
+        "--param",
+        "allowedModels=sora-2",
+        "--skip-code",
+    )
+    assert result.returncode == 0, result.stderr
+    (deployment,) = calls_to(result, "deployment", "group", "create")
+    assert deployment["parameters"]["allowedModels"] == "sora-2"
+    assert deployment["parameters"]["openAiAccountName"] == "my-sora"
+
+
+def write_json(path: Path, value: Any) -> Path:
+    return write_private(path, json.dumps(value))
+
+
+@pytest.mark.parametrize(
+    ("case", "complaint"),
+    [
+        ("nothing", "would offer no video model"),
+        ("openai-only", "would offer no video model"),
+        ("deprecated-openai-only", "would offer no video model"),
+        ("what-if", "would offer no video model"),
+        ("openai-compatible-key-only", "would offer no video model"),
+        ("providers-without-built-in-models", "would offer no video model"),
+        ("catalog-on-azure-openai-without-account", "add --openai ACCOUNT"),
+        ("catalog-on-an-account-it-lacks", "has no account for"),
+        ("legacy-without-account", "add --openai ACCOUNT"),
+        ("empty-legacy-only", "would offer no video model"),
+        ("legacy-with-catalog", "--catalog replaces the legacy model parameters"),
+        ("catalog-as-param", "modelCatalog is set by --catalog"),
+        ("account-as-param", "openAiAccountName is set by --openai"),
+        ("endpoint-without-account", "openAiEndpoint needs --openai"),
+    ],
+)
+def test_deploy_refuses_a_deployment_without_models_before_changing_anything(
+    fake_azure: Path, case: str, complaint: str
+) -> None:
+    """Sora 2 is retired: without a key, catalog or legacy parameters nothing offers a model, and
+    the app would refuse to start. The script says so before it creates or deploys anything."""
+    compatible = {
+        "openai": {
+            "kind": "openai-compatible",
+            "base_url": "https://api.example/v1",
+            "key_setting": "OPENAI_COMPATIBLE_API_KEY",
+        }
+    }
+    aimlapi_catalog = [{**AZURE_CATALOG[0], "provider": "aimlapi", "id": "veo"}]
+    arguments: dict[str, tuple[list[str], dict[str, str]]] = {
+        "nothing": ([], {}),
+        "openai-only": (["--openai", "my-sora"], {}),
+        "deprecated-openai-only": (["my-sora"], {}),
+        "what-if": (["--openai", "my-sora", "--what-if"], {}),
+        "openai-compatible-key-only": ([], {"OPENAI_COMPATIBLE_API_KEY": "sk-compatible"}),
+        "providers-without-built-in-models": (
+            ["--providers", str(write_json(fake_azure / "providers.json", compatible))],
+            {"OPENAI_COMPATIBLE_API_KEY": "sk-compatible"},
+        ),
+        "catalog-on-azure-openai-without-account": (
+            ["--catalog", str(write_json(fake_azure / "catalog.json", AZURE_CATALOG))],
+            WITH_KEY,
+        ),
+        "catalog-on-an-account-it-lacks": (
+            ["--catalog", str(write_json(fake_azure / "aimlapi-catalog.json", aimlapi_catalog))],
+            {"GEMINIGEN_API_KEY": "gg-key"},
+        ),
+        "legacy-without-account": (["--param", "allowedModels=sora-2"], WITH_KEY),
+        "empty-legacy-only": (
+            ["--openai", "my-sora", "--param", "allowedModels=", "--param", "pricing={}"],
+            {},
+        ),
+        "legacy-with-catalog": (
+            [
+                "--openai",
+                "my-sora",
+                "--catalog",
+                str(write_json(fake_azure / "catalog.json", AZURE_CATALOG)),
+                "--param",
+                'pricing={"sora-2": {"1280x720": 0.1}}',
+            ],
+            {},
+        ),
+        "catalog-as-param": (["--param", f"modelCatalog={json.dumps(AZURE_CATALOG)}"], WITH_KEY),
+        "account-as-param": (["--param", "openAiAccountName=my-sora"], WITH_KEY),
+        "endpoint-without-account": (["--param", "openAiEndpoint=https://proxy.example"], WITH_KEY),
+    }
+    extra, environment = arguments[case]
+    refused = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", *extra, env=environment)
+    assert refused.returncode == 1, refused.stderr
+    assert complaint in refused.stderr
+    assert not changing_calls(refused), f"changed something before refusing: {changing_calls(refused)}"
+    assert not (fake_azure / "func.log").exists()
+    for secret in ("sk-compatible", "gg-key", NEWCOMER_KEY):
+        assert secret not in refused.stdout + refused.stderr
+
+
+def test_the_refusal_counts_a_key_stored_by_an_earlier_run(fake_azure: Path) -> None:
+    assert run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code", env=WITH_KEY).returncode == 0
+    again = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code")
+    assert again.returncode == 0, again.stderr
+    # After a teardown the key is gone with the vault, and a run without one is refused again.
+    assert run(TEARDOWN, fake_azure, "rg-gw", "--yes").returncode == 0
+    gone = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code")
+    assert gone.returncode == 1
+    assert "would offer no video model" in gone.stderr
+    assert not changing_calls(gone)
 
 
 def test_teardown_removes_roles_group_and_vault_and_is_idempotent(fake_azure: Path) -> None:
-    assert run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code").returncode == 0
+    deployed = run(
+        DEPLOY, fake_azure, "rg-gw", "swedencentral", "--openai", "my-sora", "--skip-code", env=WITH_KEY
+    )
+    assert deployed.returncode == 0, deployed.stderr
 
     refused = run(TEARDOWN, fake_azure, "rg-gw")
     assert refused.returncode == 1
@@ -325,9 +543,7 @@ def test_deploy_takes_provider_keys_from_a_file_into_a_private_parameters_file(f
         f"AIMLAPI_API_KEY={AIMLAPI_KEY}\n"
         f"export GEMINIGEN_API_KEY='{GEMINIGEN_KEY}'\r\n",
     )
-    result = run(
-        DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code", "--provider-keys", str(keys)
-    )
+    result = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code", "--provider-keys", str(keys))
     assert result.returncode == 0, result.stderr
 
     (deployment,) = calls_to(result, "deployment", "group", "create")
@@ -351,7 +567,6 @@ def test_deploy_takes_provider_keys_from_the_environment_and_the_file_wins(fake_
         fake_azure,
         "rg-gw",
         "swedencentral",
-        "my-sora",
         "--publisher",
         "az",
         "--provider-keys",
@@ -371,7 +586,6 @@ def test_deploy_takes_provider_keys_from_the_environment_and_the_file_wins(fake_
         fake_azure,
         "rg-gw",
         "swedencentral",
-        "my-sora",
         "--skip-code",
         env={"GEMINIGEN_API_KEY": GEMINIGEN_KEY},
     )
@@ -388,13 +602,12 @@ def test_deploy_again_without_keys_keeps_the_stored_ones(fake_azure: Path) -> No
         fake_azure,
         "rg-gw",
         "swedencentral",
-        "my-sora",
         "--skip-code",
         env={"AIMLAPI_API_KEY": AIMLAPI_KEY, "GEMINIGEN_API_KEY": GEMINIGEN_KEY},
     )
     assert first.returncode == 0, first.stderr
 
-    again = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code")
+    again = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code")
     assert again.returncode == 0, again.stderr
     (deployment,) = calls_to(again, "deployment", "group", "create")
     parameters = deployment["parameters"]
@@ -406,9 +619,7 @@ def test_deploy_again_without_keys_keeps_the_stored_ones(fake_azure: Path) -> No
 
 def test_deploy_never_takes_a_key_from_the_command_line(fake_azure: Path) -> None:
     for parameter in sorted(KEY_PARAMETERS | {"adminApiKey"}):
-        refused = run(
-            DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--param", f"{parameter}={AIMLAPI_KEY}"
-        )
+        refused = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "--param", f"{parameter}={AIMLAPI_KEY}")
         assert refused.returncode == 1
         assert "never on the command line" in refused.stderr
         assert AIMLAPI_KEY not in refused.stdout + refused.stderr
@@ -417,22 +628,20 @@ def test_deploy_never_takes_a_key_from_the_command_line(fake_azure: Path) -> Non
 
 def test_deploy_refuses_a_bad_keys_file_without_showing_its_lines(fake_azure: Path) -> None:
     nameless = write_private(fake_azure / "nameless.env", f"# a key without its name\n{AIMLAPI_KEY}\n")
-    result = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--provider-keys", str(nameless))
+    result = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "--provider-keys", str(nameless))
     assert result.returncode == 1
     assert "line 2: not NAME=VALUE" in result.stderr
     assert AIMLAPI_KEY not in result.stdout + result.stderr
     assert not result.calls
 
     unknown = write_private(fake_azure / "unknown.env", f"AIMLAPI_KEY={AIMLAPI_KEY}\n")
-    result = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--provider-keys", str(unknown))
+    result = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "--provider-keys", str(unknown))
     assert result.returncode == 1
     assert "unknown key AIMLAPI_KEY" in result.stderr
     assert AIMLAPI_KEY not in result.stdout + result.stderr
     assert not result.calls
 
-    missing = run(
-        DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--provider-keys", str(fake_azure / "absent.env")
-    )
+    missing = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "--provider-keys", str(fake_azure / "absent.env"))
     assert missing.returncode == 1
     assert not missing.calls
 
@@ -467,7 +676,6 @@ def test_deploy_hands_providers_and_the_catalog_over_as_json_strings(fake_azure:
         fake_azure,
         "rg-gw",
         "swedencentral",
-        "my-sora",
         "--skip-code",
         "--providers",
         str(providers),
@@ -484,9 +692,7 @@ def test_deploy_hands_providers_and_the_catalog_over_as_json_strings(fake_azure:
     assert_never_exposed(result, fake_azure, AIMLAPI_KEY)
 
     # Again without the key: PROVIDERS may name it, since it is stored.
-    again = run(
-        DEPLOY, fake_azure, "rg-gw", "swedencentral", "my-sora", "--skip-code", "--providers", str(providers)
-    )
+    again = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code", "--providers", str(providers))
     assert again.returncode == 0, again.stderr
     (deployment,) = calls_to(again, "deployment", "group", "create")
     assert deployment["parameters"]["storedProviderKeys"] == ["AIMLAPI_API_KEY"]
@@ -496,9 +702,7 @@ def test_deploy_hands_providers_and_the_catalog_over_as_json_strings(fake_azure:
 def test_deploy_refuses_providers_and_catalogs_that_cannot_work(fake_azure: Path) -> None:
     providers = fake_azure / "providers.json"
     providers.write_text(json.dumps(PROVIDERS_FILE), encoding="utf-8")
-    keyless = run(
-        DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--skip-code", "--providers", str(providers)
-    )
+    keyless = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "--skip-code", "--providers", str(providers))
     assert keyless.returncode == 1
     assert "key_setting AIMLAPI_API_KEY" in keyless.stderr
     assert not calls_to(keyless, "deployment", "group", "create")
@@ -512,7 +716,6 @@ def test_deploy_refuses_providers_and_catalogs_that_cannot_work(fake_azure: Path
         fake_azure,
         "rg-gw",
         "eastus2",
-        "my-sora",
         "--skip-code",
         "--providers",
         str(elsewhere),
@@ -528,7 +731,7 @@ def test_deploy_refuses_providers_and_catalogs_that_cannot_work(fake_azure: Path
         ("[]", "non-empty JSON list"),
     ):
         catalog = write_private(fake_azure / "catalog.json", content)
-        refused = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "my-sora", "--catalog", str(catalog))
+        refused = run(DEPLOY, fake_azure, "rg-gw", "eastus2", "--catalog", str(catalog))
         assert refused.returncode == 1
         assert complaint in refused.stderr
         assert not refused.calls

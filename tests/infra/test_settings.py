@@ -25,8 +25,8 @@ from gateway.settings import Settings
 from scripts.package import deployable_files
 from tests.infra.bicep import (
     PROJECT_DIR,
+    deployed_app_settings,
     main_template,
-    object_values,
     template_app_settings,
     text,
 )
@@ -39,8 +39,8 @@ OPTIONAL_SETTINGS: dict[str, str] = {
     "AzureWebJobsStorage": "a connection string (Azurite); in Azure the identity-based AzureWebJobsStorage__* settings replace it",
     "AZURE_OPENAI_API_KEY": "key authentication; in Azure the identity calls Azure OpenAI with Entra ID tokens",
     "TABLE_PREFIX": "several gateways in one storage account; each deployment has its own account",
-    "PROVIDERS": "provider accounts, set only from the template's providers parameter; unset, the one Azure OpenAI account at AZURE_OPENAI_ENDPOINT",
-    "MODEL_CATALOG": "the model catalog, set only from the template's modelCatalog parameter; unset, derived from MODEL_OPTIONS, PRICING and SORA_DEPLOYMENTS",
+    "PROVIDERS": "provider accounts, set only from the template's providers parameter; unset, derived from the key settings and AZURE_OPENAI_ENDPOINT that exist",
+    "MODEL_CATALOG": "the model catalog, set only from the template's modelCatalog parameter; unset, the built-in live models (or the legacy per-model settings when given)",
     "MODEL_CATALOG_FILE": "the model catalog in a file, instead of MODEL_CATALOG",
 }
 
@@ -116,6 +116,9 @@ IDENTITY_STORAGE = {
     "AzureWebJobsStorage__tableServiceUri": "https://example.table.core.windows.net",
     "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com",
 }
+# A configuration the app starts with, before and after Azure OpenAI became optional: an AI/ML API
+# key gives an account with built-in models (the endpoint alone offers none now that Sora is retired).
+APP_BASE = {**IDENTITY_STORAGE, "AIMLAPI_API_KEY": "k"}
 SETTING_REFERENCE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 MISSING_SETTING = re.compile(r"missing setting (\S+)")
 
@@ -205,10 +208,8 @@ def python_reads(source: str) -> tuple[set[str], set[str]]:
 @cache
 def code_settings() -> frozenset[str]:
     """Every setting the deployed code (and host.json) reads."""
-    read = settings_read_by_from_env({**sample_values(), **IDENTITY_STORAGE})
-    read |= settings_read_by_from_env(
-        {**IDENTITY_STORAGE, "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
-    )
+    read = settings_read_by_from_env({**sample_values(), **APP_BASE})
+    read |= settings_read_by_from_env({**APP_BASE, "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     for path in deployed_sources():
         if path.suffix == ".py":
             names, _ = python_reads(path.read_text(encoding="utf-8"))
@@ -465,19 +466,19 @@ def as_setting(value: Any) -> str:
 
 
 def test_template_defaults_parse_and_equal_the_code_defaults() -> None:
+    """Each setting a default deployment writes from a parameter's default means what the code's
+    own default means."""
     template = main_template()
     parameters = template["parameters"]
-    settings: dict[str, list[Any]] = {}
-    for variable in ("gatewaySettings", "modelSettings"):
-        settings.update(object_values(template["variables"][variable]["value"], template))
-    code_default = Settings.from_env(IDENTITY_STORAGE)
+    settings = deployed_app_settings()
+    code_default = Settings.from_env(APP_BASE)
     compared = []
-    for key, values in settings.items():
-        parameter = parameter_behind(values[0], parameters)
+    for key, value_expression in settings.items():
+        parameter = parameter_behind(value_expression, parameters)
         if parameter is None or key in IDENTITY_STORAGE:
             continue
         value = as_setting(literal(parameters[parameter]["default"]))
-        deployed = Settings.from_env({**IDENTITY_STORAGE, key: value})
+        deployed = Settings.from_env({**APP_BASE, key: value})
         differing = [
             f.name for f in fields(Settings) if getattr(deployed, f.name) != getattr(code_default, f.name)
         ]
@@ -485,9 +486,109 @@ def test_template_defaults_parse_and_equal_the_code_defaults() -> None:
         compared.append(key)
     assert {
         "PLAN_LIMITS",
-        "PRICING",
-        "SORA_DEPLOYMENTS",
-        "MODEL_OPTIONS",
+        "UPSTREAM_CREATES_PER_MINUTE",
         "VIDEO_RETENTION_DAYS",
         "POLL_MIN_SECONDS",
     } <= set(compared)
+    assert not {"PRICING", "SORA_DEPLOYMENTS", "MODEL_OPTIONS"} & set(settings), "legacy settings by default"
+
+
+# --- what a deployment offers, as the app sees it ------------------------------------------------
+
+# What Azure puts behind the settings the template computes from resources: the resolved Key Vault
+# references (the platform fetches the secret), and the endpoints and ids of the deployed resources.
+RESOLVED_KEY = "key-from-key-vault"
+AZURE_VALUES = {
+    "AzureWebJobsStorage__blobServiceUri": "https://stexample.blob.core.windows.net",
+    "AzureWebJobsStorage__queueServiceUri": "https://stexample.queue.core.windows.net",
+    "AzureWebJobsStorage__tableServiceUri": "https://stexample.table.core.windows.net",
+    "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-0000000000c1",
+    "AZURE_CLIENT_ID": "00000000-0000-0000-0000-0000000000c1",
+    "AZURE_OPENAI_ENDPOINT": "https://my-openai.openai.azure.com",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+}
+
+
+def app_environment(**arguments: Any) -> dict[str, str]:
+    """The app settings a deployment with these template parameters gives the app in Azure."""
+    template = main_template()
+    parameters = template["parameters"]
+    environment: dict[str, str] = {}
+    for key, expression in deployed_app_settings(**arguments).items():
+        parameter = parameter_behind(expression, parameters)
+        if key in AZURE_VALUES:
+            environment[key] = AZURE_VALUES[key]
+        elif isinstance(expression, str) and expression.startswith("@Microsoft.KeyVault("):
+            environment[key] = RESOLVED_KEY
+        elif parameter is not None:
+            given = arguments.get(parameter, literal(parameters[parameter].get("default")))
+            environment[key] = as_setting(given)
+        elif isinstance(expression, str) and "${" not in expression:
+            environment[key] = expression
+        else:
+            environment[key] = f"stand-in for {key}"  # a resource's property the code does not parse
+    return environment
+
+
+def test_a_deployment_with_only_a_provider_key_offers_live_models_only() -> None:
+    """What deploy.sh --provider-keys (AIMLAPI_API_KEY or GEMINIGEN_API_KEY) and nothing else
+    deploys: the app starts with that provider's built-in models, none of them a retired Sora."""
+    for parameter, account in (("aimlapiApiKey", "aimlapi"), ("geminigenApiKey", "geminigen")):
+        environment = app_environment(**{parameter: "a-key"})
+        assert "AZURE_OPENAI_ENDPOINT" not in environment
+        settings = Settings.from_env(environment)
+        assert set(settings.providers) == {account}
+        assert settings.catalog, f"{parameter}: no model offered"
+        assert {"veo-3.1", "veo-3.1-fast"} <= set(settings.catalog)
+        assert not [model for model in settings.catalog if model.startswith("sora")]
+        assert {model.provider for model in settings.catalog.values()} == {account}
+    # A key stored by an earlier run (deploy.sh passes storedProviderKeys) offers the same.
+    stored = Settings.from_env(app_environment(storedProviderKeys=["AIMLAPI_API_KEY"]))
+    assert set(stored.catalog) >= {"veo-3.1", "veo-3.1-fast"}
+    assert not [model for model in stored.catalog if model.startswith("sora")]
+
+
+def test_a_deployment_with_an_azure_openai_account_too_offers_no_sora() -> None:
+    settings = Settings.from_env(app_environment(aimlapiApiKey="a-key", openAiAccountName="my-openai"))
+    assert set(settings.providers) == {"aimlapi", "azure-openai"}
+    assert settings.catalog
+    assert not [model for model in settings.catalog if model.startswith("sora")]
+
+
+def test_deployments_without_a_model_are_refused_by_the_app_as_by_deploy_sh() -> None:
+    """The cases deploy.sh refuses before deploying are the ones the app would refuse at start."""
+    with pytest.raises(SettingsError, match="PROVIDERS"):
+        Settings.from_env(app_environment())
+    with pytest.raises(SettingsError, match="MODEL_CATALOG"):
+        Settings.from_env(app_environment(openAiAccountName="my-openai"))
+    # An OpenAI-compatible key alone makes no account: such an account is only listed in PROVIDERS.
+    with pytest.raises(SettingsError, match="PROVIDERS"):
+        Settings.from_env(app_environment(openaiCompatibleApiKey="a-key"))
+
+
+def test_an_azure_openai_catalog_and_the_legacy_parameters_still_deploy() -> None:
+    catalog = [
+        {
+            "id": "my-video-model",
+            "provider": "azure-openai",
+            "provider_model": "my-deployment",
+            "sizes": ["1280x720"],
+            "seconds": [4, 8],
+            "price_per_second": 0.1,
+        }
+    ]
+    settings = Settings.from_env(
+        app_environment(openAiAccountName="my-openai", modelCatalog=json.dumps(catalog))
+    )
+    assert set(settings.catalog) == {"my-video-model"}
+    assert settings.catalog["my-video-model"].provider == "azure-openai"
+    # An existing parameter file that still sets the per-model parameters keeps its models.
+    legacy = Settings.from_env(
+        app_environment(
+            openAiAccountName="my-openai",
+            soraDeployments={"sora-2": "my-sora-2"},
+            allowedModels="sora-2",
+        )
+    )
+    assert set(legacy.catalog) == {"sora-2"}
+    assert legacy.catalog["sora-2"].provider_model == "my-sora-2"
