@@ -102,15 +102,20 @@ def parse_catalog(key: str, value: Any, accounts: Iterable[str]) -> dict[str, Ca
 
 
 def built_in_catalog(accounts: Mapping[str, str]) -> dict[str, CatalogModel]:
-    """The built-in models of the given accounts (name -> kind), in their order; when two accounts
-    offer the same public id, the first one listed makes it."""
-    entries: list[dict[str, Any]] = []
-    for name, kind in accounts.items():
-        entries.extend({**model, "provider": name} for model in BUILT_IN_MODELS.get(kind, ()))
+    """The built-in models of the given accounts (name -> kind), in their order. When two accounts
+    offer the same public id, the first one listed makes it under that id and a later one under
+    `<id>-<account>` (`veo-3.1-geminigen`), so every account with a key serves something."""
     catalog: dict[str, CatalogModel] = {}
-    for entry in entries:
-        model = _entry("MODEL_CATALOG", entry, tuple(accounts))
-        catalog.setdefault(model.id, model)
+    for name, kind in accounts.items():
+        for entry in BUILT_IN_MODELS.get(kind, ()):
+            model_id = str(entry["id"])
+            if model_id in catalog:
+                model_id = f"{model_id}-{name}"
+                if model_id in catalog or not MODEL_ID.fullmatch(model_id):
+                    continue
+            provider_model = entry.get("provider_model", entry["id"])
+            described = {**entry, "id": model_id, "provider_model": provider_model, "provider": name}
+            catalog[model_id] = _entry("MODEL_CATALOG", described, tuple(accounts))
     return catalog
 
 

@@ -352,11 +352,14 @@ def test_without_an_azure_account_the_older_model_settings_need_a_catalog() -> N
 
 def test_without_a_catalog_each_account_offers_its_built_in_live_models() -> None:
     both = Settings.from_env({**MINIMAL, "GEMINIGEN_API_KEY": "gemini-key"})
-    # Both offer Veo 3.1: the AI/ML API account, listed first, makes it.
+    # Both offer Veo 3.1: the AI/ML API account, listed first, makes it under its own id, and
+    # GeminiGen under an id naming it, so each key serves a model.
     assert list(both.providers) == ["aimlapi", "geminigen"]
-    assert {model.id: model.provider for model in both.catalog.values()} == {
-        "veo-3.1": "aimlapi",
-        "veo-3.1-fast": "aimlapi",
+    assert {model.id: (model.provider, model.provider_model) for model in both.catalog.values()} == {
+        "veo-3.1": ("aimlapi", "google/veo-3.1-t2v"),
+        "veo-3.1-fast": ("aimlapi", "google/veo-3.1-t2v-fast"),
+        "veo-3.1-geminigen": ("geminigen", "veo-3.1"),
+        "veo-3.1-fast-geminigen": ("geminigen", "veo-3.1-fast"),
     }
     geminigen = Settings.from_env(
         {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GEMINIGEN_API_KEY": "k"}

@@ -111,10 +111,12 @@ def test_without_a_catalog_the_gateway_offers_the_built_in_live_models_and_makes
         document = requests.get(f"{stack.api}/openapi.json", timeout=10).json()
 
     # The sample's accounts in order: Azure OpenAI and the OpenAI-compatible one have no built-in
-    # models, so the AI/ML API account makes both Veo models.
+    # models; the AI/ML API account makes the Veo ids and GeminiGen the same models under its name.
     assert [(model["id"], model["owned_by"]) for model in listed["data"]] == [
         ("veo-3.1", "aimlapi"),
         ("veo-3.1-fast", "aimlapi"),
+        ("veo-3.1-geminigen", "geminigen"),
+        ("veo-3.1-fast-geminigen", "geminigen"),
     ]
     assert (done["status"], done["model"], done["provider"], done["size"]) == (
         "completed",
@@ -123,4 +125,4 @@ def test_without_a_catalog_the_gateway_offers_the_built_in_live_models_and_makes
         "1280x720",
     )
     create = document["paths"]["/v1/videos"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert create["properties"]["model"]["enum"] == ["veo-3.1", "veo-3.1-fast"]
+    assert create["properties"]["model"]["enum"] == [model["id"] for model in listed["data"]]
