@@ -213,9 +213,11 @@ def test_a_bad_user_is_refused(user: Any) -> None:
     assert refused({"prompt": "p", "user": user}).param == "user"
 
 
-def test_without_a_model_the_catalogs_first_is_made_in_its_first_size_and_duration() -> None:
+def test_without_a_model_the_catalogs_first_is_made_at_portrait_720p_and_its_shortest_duration() -> None:
     # OpenAI's default model (sora-2) is retired: the default is whatever the operator lists first.
-    built_in = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AIMLAPI_API_KEY": "k"})
+    built_in = Settings.from_env(
+        {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AIMLAPI_API_KEY": "k"}
+    )
     assert parse_video_spec({"prompt": "p"}, built_in) == VideoSpec(
         prompt="p", model="veo-3.1", seconds="4", size="720x1280"
     )
