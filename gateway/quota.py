@@ -1,27 +1,54 @@
-"""Exact rolling-window quota per app, in one Table Storage row per app.
+"""Exact rolling-window quota per app, in Table Storage, with bounded rows.
 
-The row lists the admissions of the last day. Admitting is read, decide, write-if-unchanged
-(ETag): two concurrent admissions cannot both see the last free slot, so N simultaneous
-requests with R slots left admit exactly min(N, R).
+Each app's partition holds one state row and one row per ticket:
+
+- the state row keeps the time (milliseconds) of every admission of the last day, sorted,
+  packed as 4-byte offsets from a base across several binary properties (an entity may be
+  1 MiB, a property 64 KiB): 229,374 admissions a day fit;
+- a ticket row ("which job holds a slot, taken when") lets a refund find its slot and keeps a
+  retried admission from taking a second one.
+
+An admission is one entity-group transaction: the state row replaced if unchanged (ETag) plus
+the ticket row inserted. Two concurrent admissions cannot both see the last free slot, so N
+simultaneous requests with R slots left admit exactly min(N, R). The last state seen is kept
+per app in process, so a steady stream of admissions writes without reading first; a stale
+ETag fails the write (412) and the admission reads, decides and writes again.
 """
 
 from __future__ import annotations
 
+import array
+import bisect
+import contextlib
+import hashlib
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from gateway.tables import Tables
 
 QUOTA_TABLE = "quota"
 WINDOWS: dict[str, int] = {"hour": 3600, "day": 86400}
-_ROW = "usage"
+DAY_MS = WINDOWS["day"] * 1000
+STATE_ROW = "usage"
+TICKET_PREFIX = "ticket-"  # ticket rows sort between these two prefixes
+_TICKET_END = "ticket."
+_CHUNK_BYTES = 65_536  # the Table Storage limit of one binary property
+_CHUNKS = 14  # 14 x 64 KiB, plus the legacy list (at most 64 KiB), stays under the 1 MiB entity limit
+_BASE_BYTES = 8
+# The most admissions one state row can hold: a day limit above this is served as this.
+CAPACITY = (_CHUNKS * _CHUNK_BYTES - _BASE_BYTES) // 4
+# Ticket rows of expired admissions are deleted this many at a time (one transaction).
+SWEEP_BATCH = 100
+_CACHED_APPS = 256
 Entries = list[tuple[float, str]]  # (unix time taken, ticket) of each admission in the last day
 
 
@@ -70,62 +97,9 @@ class Admission:
     retry_after: int | None = None
 
 
-class QuotaStore:
-    def __init__(self, tables: Tables) -> None:
-        self._table = tables.get(QUOTA_TABLE)
-
-    def admit(self, app_id: str, limits: Limits, ticket: str, now: float) -> Admission:
-        """Take one slot for `ticket` (a job id) if both windows allow it (see `decide`).
-
-        Taking the same ticket twice takes one slot: a retried request is not counted again.
-        """
-        while True:
-            entries, etag = self._read(app_id, now)
-            admission = decide(entries, limits, ticket, now)
-            if not admission.admitted or holds(entries, ticket):
-                return admission
-            if self._write(app_id, [*entries, (now, ticket)], etag):
-                return admission
-
-    def release(self, app_id: str, ticket: str, now: float) -> bool:
-        """Give back the slot taken for `ticket`; False when it held none (idempotent)."""
-        while True:
-            entries, etag = self._read(app_id, now)
-            if not holds(entries, ticket):
-                return False
-            if self._write(app_id, [entry for entry in entries if entry[1] != ticket], etag):
-                return True
-
-    def usage(self, app_id: str, limits: Limits, now: float) -> Usage:
-        entries, _ = self._read(app_id, now)
-        return usage_of(entries, limits, now)
-
-    def _read(self, app_id: str, now: float) -> tuple[Entries, str | None]:
-        try:
-            entity = self._table.get_entity(app_id, _ROW)
-        except ResourceNotFoundError:
-            return [], None
-        entries = [(float(at), str(ticket)) for at, ticket in json.loads(entity.get("entries") or "[]")]
-        # Only the last day matters; dropping older entries keeps the row small.
-        fresh = [entry for entry in entries if entry[0] > now - WINDOWS["day"]]
-        return fresh, entity.metadata["etag"]
-
-    def _write(self, app_id: str, entries: Entries, etag: str | None) -> bool:
-        entity: dict[str, Any] = {
-            "PartitionKey": app_id,
-            "RowKey": _ROW,
-            "entries": json.dumps([[round(at, 3), ticket] for at, ticket in entries], separators=(",", ":")),
-        }
-        try:
-            if etag is None:
-                self._table.create_entity(entity)
-            else:
-                self._table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                )
-        except (ResourceExistsError, ResourceModifiedError):
-            return False  # someone else wrote first: decide again on fresh data
-        return True
+# --- Pure decisions -------------------------------------------------------------------------
+# The store works on sorted admission times in milliseconds; `decide` and `usage_of` keep the
+# ticket-carrying form for callers and tests that think in (time, ticket) pairs.
 
 
 def holds(entries: Entries, ticket: str) -> bool:
@@ -140,30 +114,375 @@ def decide(entries: Entries, limits: Limits, ticket: str, now: float) -> Admissi
     names the first full window and when its next slot frees (whole seconds, at least 1, at most
     the window). When admitted, the usage counts the new slot.
     """
+    times = sorted(to_ms(at) for at, _ in entries)
     if holds(entries, ticket):
-        return Admission(admitted=True, usage=usage_of(entries, limits, now))
-    for window, seconds in WINDOWS.items():
-        in_window = sorted(at for at, _ in entries if at > now - seconds)
-        if len(in_window) >= limits.of(window):
-            # The slot that frees first is the one taken longest ago in this window;
-            # when the limit was lowered, count from the entry that brings us under it.
-            freeing = in_window[len(in_window) - limits.of(window)] if limits.of(window) else None
-            wait = seconds if freeing is None else math.ceil(freeing + seconds - now)
-            return Admission(
-                admitted=False,
-                usage=usage_of(entries, limits, now),
-                window=window,
-                retry_after=min(max(wait, 1), seconds),
-            )
-    return Admission(admitted=True, usage=usage_of([*entries, (now, ticket)], limits, now))
+        return Admission(admitted=True, usage=usage_at(times, limits, now))
+    return decide_at(times, limits, now)
 
 
 def usage_of(entries: Entries, limits: Limits, now: float) -> Usage:
     """Slots used per window at `now`, and when one more frees."""
+    return usage_at(sorted(to_ms(at) for at, _ in entries), limits, now)
+
+
+def to_ms(at: float) -> int:
+    return round(at * 1000)
+
+
+def _in_window_from(times: Sequence[int], seconds: int, now: float) -> int:
+    """Index of the first admission inside the window (now - seconds, now]."""
+    return bisect.bisect_right(times, (now - seconds) * 1000)
+
+
+def decide_at(times: Sequence[int], limits: Limits, now: float) -> Admission:
+    """`decide` for a new ticket over sorted admission times (ms). Pure."""
+    for window, seconds in WINDOWS.items():
+        first = _in_window_from(times, seconds, now)
+        used = len(times) - first
+        limit = limits.of(window)
+        if used >= limit:
+            # The slot that frees first is the one taken longest ago in this window;
+            # when the limit was lowered, count from the entry that brings us under it.
+            wait = seconds if limit <= 0 else math.ceil(times[first + used - limit] / 1000 + seconds - now)
+            return Admission(
+                admitted=False,
+                usage=usage_at(times, limits, now),
+                window=window,
+                retry_after=min(max(wait, 1), seconds),
+            )
+    return Admission(admitted=True, usage=usage_at(_with(times, to_ms(now)), limits, now))
+
+
+def usage_at(times: Sequence[int], limits: Limits, now: float) -> Usage:
+    """`usage_of` over sorted admission times (ms). Pure."""
     used: dict[str, int] = {}
     resets_at: dict[str, int | None] = {}
     for window, seconds in WINDOWS.items():
-        in_window = sorted(at for at, _ in entries if at > now - seconds)
-        used[window] = len(in_window)
-        resets_at[window] = math.ceil(in_window[0] + seconds) if in_window else None
+        first = _in_window_from(times, seconds, now)
+        used[window] = len(times) - first
+        resets_at[window] = math.ceil(times[first] / 1000 + seconds) if first < len(times) else None
     return Usage(limits=limits, used=used, resets_at=resets_at)
+
+
+def within_capacity(limits: Limits) -> Limits:
+    """The limits one state row can keep exactly (a larger day limit is served as CAPACITY)."""
+    return Limits(hour=limits.hour, day=min(limits.day, CAPACITY))
+
+
+def _with(times: Sequence[int], at_ms: int) -> array.array[int]:
+    grown = array.array("q", times)
+    grown.insert(bisect.bisect_right(grown, at_ms), at_ms)
+    return grown
+
+
+# --- The stored state -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuotaState:
+    """An app's state row as read: sorted admission times and what the row also carries."""
+
+    times: array.array[int] = field(default_factory=lambda: array.array("q"))
+    # Admissions written by the gateway before ticket rows existed: ticket -> time (ms).
+    # Their tickets live here until they leave the day; new admissions never add to it.
+    legacy: dict[str, int] = field(default_factory=dict)
+    unswept: int = 0  # expired admissions whose ticket rows are not deleted yet
+    etag: str | None = None  # None: no row yet
+
+    def live(self, now: float) -> QuotaState:
+        """This state without the admissions older than a day (they count as unswept)."""
+        first = _in_window_from(self.times, WINDOWS["day"], now)
+        if first == 0:
+            return self
+        cutoff = self.times[first - 1]
+        return QuotaState(
+            times=self.times[first:],
+            legacy={ticket: at for ticket, at in self.legacy.items() if at > cutoff},
+            unswept=self.unswept + first,
+            etag=self.etag,
+        )
+
+
+def encode_state(app_id: str, state: QuotaState) -> dict[str, Any]:
+    """The state row: times packed as 4-byte offsets from an 8-byte base, 64 KiB per property."""
+    times = state.times
+    if len(times) > CAPACITY:
+        raise ValueError(f"{len(times)} admissions exceed the row's capacity of {CAPACITY}")
+    base = times[0] if times else 0
+    packed = base.to_bytes(_BASE_BYTES, "little", signed=True)
+    offsets = array.array("I", (at - base for at in times))
+    if offsets.itemsize != 4:  # pragma: no cover - every platform CPython supports has 4-byte "I"
+        raise RuntimeError("unsigned int is not 4 bytes here")
+    packed += offsets.tobytes() if _little_endian() else _swapped(offsets)
+    entity: dict[str, Any] = {
+        "PartitionKey": app_id,
+        "RowKey": STATE_ROW,
+        "format": 2,
+        "unswept": state.unswept,
+    }
+    for index in range(0, len(packed), _CHUNK_BYTES):
+        entity[f"t{index // _CHUNK_BYTES:02d}"] = packed[index : index + _CHUNK_BYTES]
+    if state.legacy:
+        entity["legacy"] = json.dumps(sorted(state.legacy.items(), key=lambda item: item[1]))
+    return entity
+
+
+def decode_state(entity: Mapping[str, Any], etag: str | None) -> QuotaState:
+    """A state row in either format: packed times (format 2) or the old JSON list of entries."""
+    if "format" not in entity:
+        # Written before the row was packed: [[unix seconds, ticket], ...]. Keep the tickets
+        # as legacy ones; the next write stores the row packed.
+        pairs = [(to_ms(float(at)), str(ticket)) for at, ticket in json.loads(entity.get("entries") or "[]")]
+        times = array.array("q", sorted(at for at, _ in pairs))
+        return QuotaState(times=times, legacy={ticket: at for at, ticket in pairs}, etag=etag)
+    packed = b"".join(bytes(entity[name]) for name in sorted(k for k in entity if _is_chunk(k)))
+    times = array.array("q")
+    if packed:
+        base = int.from_bytes(packed[:_BASE_BYTES], "little", signed=True)
+        offsets = array.array("I")
+        offsets.frombytes(packed[_BASE_BYTES:])
+        if not _little_endian():  # pragma: no cover - big-endian hosts only
+            offsets.byteswap()
+        times = array.array("q", (base + offset for offset in offsets))
+    legacy = {str(ticket): int(at) for ticket, at in json.loads(entity.get("legacy") or "[]")}
+    return QuotaState(times=times, legacy=legacy, unswept=int(entity.get("unswept") or 0), etag=etag)
+
+
+def _is_chunk(name: str) -> bool:
+    return len(name) == 3 and name[0] == "t" and name[1:].isdigit()
+
+
+def _little_endian() -> bool:
+    return array.array("I", [1]).tobytes()[0] == 1
+
+
+def _swapped(offsets: array.array[int]) -> bytes:  # pragma: no cover - big-endian hosts only
+    copy = array.array("I", offsets)
+    copy.byteswap()
+    return copy.tobytes()
+
+
+def ticket_row_key(ticket: str) -> str:
+    """A ticket's row: hashed, so any ticket text makes a valid RowKey."""
+    return TICKET_PREFIX + hashlib.sha256(ticket.encode()).hexdigest()
+
+
+# --- The store ------------------------------------------------------------------------------
+
+
+class _Conflict(Exception):
+    """The state row changed since it was read: read again and decide again."""
+
+
+class QuotaStore:
+    def __init__(self, tables: Tables) -> None:
+        self._table: TableClient = tables.get(QUOTA_TABLE)
+        self._seen: OrderedDict[str, QuotaState] = OrderedDict()
+        self._seen_lock = threading.Lock()
+
+    def admit(self, app_id: str, limits: Limits, ticket: str, now: float) -> Admission:
+        """Take one slot for `ticket` (a job id) if both windows allow it (see `decide`).
+
+        Taking the same ticket twice takes one slot: a retried request is not counted again.
+        """
+        limits = within_capacity(limits)
+        state = self._remembered(app_id)
+        fresh = state is None
+        replace_ticket = False  # the ticket's row is an expired admission's, to be overwritten
+        while True:
+            if state is None:
+                state = self._read(app_id)
+            live = state.live(now)
+            if ticket in live.legacy:
+                if not fresh:  # legacy tickets only ever leave: confirm it is still there
+                    state, fresh = None, True
+                    continue
+                return Admission(admitted=True, usage=usage_at(live.times, limits, now))
+            admission = decide_at(live.times, limits, now)
+            if not admission.admitted:
+                if not fresh:  # a refusal is only as good as the state it saw: confirm it
+                    state, fresh = None, True
+                    continue
+                if self._holds_ticket(app_id, ticket, now):
+                    return Admission(admitted=True, usage=admission.usage)
+                return admission
+            try:
+                self._write_admission(app_id, live, ticket, now, replace_ticket=replace_ticket)
+            except _Conflict:
+                state, fresh = None, True
+                continue
+            except _TicketTaken:
+                if self._holds_ticket(app_id, ticket, now):
+                    return Admission(admitted=True, usage=usage_at(live.times, limits, now))
+                replace_ticket = True
+                continue
+            return admission
+
+    def release(self, app_id: str, ticket: str, now: float) -> bool:
+        """Give back the slot taken for `ticket`; False when it held none (idempotent)."""
+        while True:
+            # Always fresh: "this ticket's slot is not in the row" must not come from a stale copy.
+            state = self._read(app_id).live(now)
+            try:
+                return self._release_once(app_id, state, ticket, now)
+            except _Conflict:
+                self._forget(app_id)
+
+    def usage(self, app_id: str, limits: Limits, now: float) -> Usage:
+        return usage_at(self._read(app_id).live(now).times, within_capacity(limits), now)
+
+    def _release_once(self, app_id: str, state: QuotaState, ticket: str, now: float) -> bool:
+        if ticket in state.legacy:
+            at = state.legacy[ticket]
+            legacy = {held: taken for held, taken in state.legacy.items() if held != ticket}
+            self._commit(app_id, _without(state, at, legacy), [])
+            return True
+        try:
+            row = self._table.get_entity(app_id, ticket_row_key(ticket))
+        except ResourceNotFoundError:
+            return False
+        at = to_ms(float(row["at"]))
+        delete = (
+            "delete",
+            row,
+            {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
+        )
+        if at <= to_ms(now) - DAY_MS or not _contains(state.times, at):
+            # Its slot already left the day (or never made it into the row): nothing to give back.
+            self._table.delete_entity(
+                row, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified
+            )
+            return False
+        self._commit(app_id, _without(state, at, state.legacy), [delete])
+        return True
+
+    def _write_admission(
+        self, app_id: str, state: QuotaState, ticket: str, now: float, *, replace_ticket: bool
+    ) -> None:
+        at = to_ms(now)
+        ticket_row = {
+            "PartitionKey": app_id,
+            "RowKey": ticket_row_key(ticket),
+            "ticket": ticket,
+            "at": at / 1000,
+        }
+        due = state.unswept >= SWEEP_BATCH
+        admitted = QuotaState(
+            times=_with(state.times, at),
+            legacy=state.legacy,
+            unswept=0 if due else state.unswept,
+            etag=state.etag,
+        )
+        operation = (
+            ("upsert", ticket_row, {"mode": UpdateMode.REPLACE}) if replace_ticket else ("create", ticket_row)
+        )
+        self._commit(app_id, admitted, [operation])
+        if due:  # this writer took the sweep on (its write reset the count)
+            self._sweep_tickets(app_id, now)
+
+    def _commit(self, app_id: str, state: QuotaState, others: list[Any]) -> None:
+        """Write `state` if the row is unchanged since read, with `others` in the same transaction."""
+        entity = encode_state(app_id, state)
+        if state.etag is None:
+            write: Any = ("create", entity)
+        else:
+            conditions = {
+                "mode": UpdateMode.REPLACE,
+                "etag": state.etag,
+                "match_condition": MatchConditions.IfNotModified,
+            }
+            write = ("update", entity, conditions)
+        try:
+            results = self._table.submit_transaction([write, *others])
+        except TableTransactionError as error:
+            self._forget(app_id)
+            if error.index != 0 and _is_code(error, "EntityAlreadyExists"):
+                raise _TicketTaken from error
+            if _is_code(error, "EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"):
+                raise _Conflict from error
+            if error.status_code in (404, 409, 412):
+                raise _Conflict from error
+            raise
+        self._remember(app_id, QuotaState(state.times, state.legacy, state.unswept, str(results[0]["etag"])))
+
+    def _holds_ticket(self, app_id: str, ticket: str, now: float) -> bool:
+        """Whether `ticket` holds a live slot (one extra read, only when it matters)."""
+        try:
+            row = self._table.get_entity(app_id, ticket_row_key(ticket), select=["at"])
+        except ResourceNotFoundError:
+            return False
+        return to_ms(float(row["at"])) > to_ms(now) - DAY_MS
+
+    def _sweep_tickets(self, app_id: str, now: float) -> None:
+        """Delete up to SWEEP_BATCH ticket rows of admissions that left the day (best effort:
+        a row left behind is found by a later sweep)."""
+        rows = self._table.query_entities(
+            "PartitionKey eq @app and RowKey ge @first and RowKey lt @end and at le @cutoff",
+            parameters={
+                "app": app_id,
+                "first": TICKET_PREFIX,
+                "end": _TICKET_END,
+                "cutoff": now - WINDOWS["day"],
+            },
+            select=["RowKey"],
+            results_per_page=SWEEP_BATCH,
+        )
+        expired = [row for _, row in zip(range(SWEEP_BATCH), rows, strict=False)]
+        if not expired:
+            return
+        with contextlib.suppress(HttpResponseError):  # a row changed meanwhile: the next sweep looks again
+            self._table.submit_transaction(
+                [
+                    (
+                        "delete",
+                        row,
+                        {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
+                    )
+                    for row in expired
+                ]
+            )
+
+    def _read(self, app_id: str) -> QuotaState:
+        try:
+            entity = self._table.get_entity(app_id, STATE_ROW)
+        except ResourceNotFoundError:
+            self._forget(app_id)
+            return QuotaState()
+        state = decode_state(entity, entity.metadata["etag"])
+        self._remember(app_id, state)
+        return state
+
+    def _remembered(self, app_id: str) -> QuotaState | None:
+        with self._seen_lock:
+            return self._seen.get(app_id)
+
+    def _remember(self, app_id: str, state: QuotaState) -> None:
+        with self._seen_lock:
+            self._seen[app_id] = state
+            self._seen.move_to_end(app_id)
+            while len(self._seen) > _CACHED_APPS:
+                self._seen.popitem(last=False)
+
+    def _forget(self, app_id: str) -> None:
+        with self._seen_lock:
+            self._seen.pop(app_id, None)
+
+
+class _TicketTaken(Exception):
+    """The ticket's row exists: it holds a slot, or held one that has left the day."""
+
+
+def _is_code(error: HttpResponseError, *codes: str) -> bool:
+    return str(getattr(error, "error_code", "") or "") in codes
+
+
+def _contains(times: Sequence[int], at: int) -> bool:
+    index = bisect.bisect_left(times, at)
+    return index < len(times) and times[index] == at
+
+
+def _without(state: QuotaState, at: int, legacy: dict[str, int]) -> QuotaState:
+    """`state` with one admission taken at `at` given back."""
+    times = array.array("q", state.times)
+    del times[bisect.bisect_left(times, at)]
+    return QuotaState(times=times, legacy=legacy, unswept=state.unswept, etag=state.etag)
