@@ -9,15 +9,24 @@ from __future__ import annotations
 import io
 import math
 import re
+import struct
 from dataclasses import dataclass
-
-from PIL import ExifTags, Image, ImageOps
+from typing import TYPE_CHECKING
 
 from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
+if TYPE_CHECKING:
+    # Pillow is imported where images are decoded, never at start-up: most requests carry none,
+    # and importing it would lengthen every cold start.
+    from PIL import Image
+
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
-# A small file can declare enormous dimensions; decoding it would take gigabytes of memory.
-MAX_IMAGE_PIXELS = 50_000_000
+# A small file can declare enormous dimensions, and decoding costs 4 bytes a pixel and more. The
+# largest video is 1920x1080 (2.1 MP); 4096x4096 (16.8 MP, 64 MiB of RGBA once decoded) takes
+# 4K UHD frames and 12 MP phone photos with room to spare, while a 7000x7000 PNG (49 MP, the
+# reviewed 400-600 MB decode) is refused from its header.
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
 JPEG_QUALITY = 92
 WEBP_QUALITY = 92
 PARAM = "input_reference"
@@ -54,9 +63,18 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-def prepare_reference_image(data: bytes, size: str) -> ReferenceImage:
-    """Check, decode and fit `data` to `size` ("WIDTHxHEIGHT"), or raise the client's error."""
-    width, height = _parse_size(size)
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says, read without decoding a pixel."""
+
+    content_type: str
+    width: int
+    height: int
+
+
+def check_image_header(data: bytes) -> ImageHeader:
+    """Size in bytes, type by content and dimensions, from the header alone (no Pillow, no
+    decoding): cheap enough to run before any quota is taken. Raises the client's error."""
     if len(data) > MAX_IMAGE_BYTES:
         raise PayloadTooLarge(
             f"'{PARAM}' is {len(data)} bytes; at most {MAX_IMAGE_BYTES} bytes (10 MiB) are accepted.",
@@ -68,8 +86,19 @@ def prepare_reference_image(data: bytes, size: str) -> ReferenceImage:
         raise UnsupportedMediaType(
             f"'{PARAM}' must be a JPEG, PNG or WebP image.", code="unsupported_image_type", param=PARAM
         )
-    content = _fit(data, _PIL_FORMATS[content_type], (width, height))
-    return ReferenceImage(content=content, content_type=content_type, width=width, height=height)
+    dimensions = read_dimensions(data, content_type)
+    if dimensions is None:
+        raise _undecodable()
+    _check_pixels(dimensions)
+    return ImageHeader(content_type, *dimensions)
+
+
+def prepare_reference_image(data: bytes, size: str) -> ReferenceImage:
+    """Check, decode and fit `data` to `size` ("WIDTHxHEIGHT"), or raise the client's error."""
+    width, height = _parse_size(size)
+    header = check_image_header(data)
+    content = _fit(data, _PIL_FORMATS[header.content_type], (width, height))
+    return ReferenceImage(content=content, content_type=header.content_type, width=width, height=height)
 
 
 def _parse_size(size: str) -> tuple[int, int]:
@@ -80,8 +109,12 @@ def _parse_size(size: str) -> tuple[int, int]:
 
 
 def _fit(data: bytes, pil_format: str, target: tuple[int, int]) -> bytes:
+    from PIL import ExifTags, Image, ImageOps
+
     try:
         with Image.open(io.BytesIO(data), formats=[pil_format]) as source:
+            # Pillow read the header itself: should it see other dimensions than ours, its own
+            # count must pass too before anything is decoded.
             _check_pixels(source.size)
             orientation = source.getexif().get(ExifTags.Base.Orientation, 1)
             animated = getattr(source, "n_frames", 1) > 1
@@ -105,11 +138,15 @@ def _fit(data: bytes, pil_format: str, target: tuple[int, int]) -> bytes:
     except Exception:
         # Hostile input makes Pillow's plugins raise many types (OSError, SyntaxError, struct.error,
         # ValueError...); every one of them is the client's broken image, never a server fault.
-        raise InvalidRequest(
-            f"'{PARAM}' could not be decoded as an image (corrupt or truncated).",
-            code="invalid_value",
-            param=PARAM,
-        ) from None
+        raise _undecodable() from None
+
+
+def _undecodable() -> InvalidRequest:
+    return InvalidRequest(
+        f"'{PARAM}' could not be decoded as an image (corrupt or truncated).",
+        code="invalid_value",
+        param=PARAM,
+    )
 
 
 def _check_pixels(size: tuple[int, int]) -> None:
@@ -120,8 +157,9 @@ def _check_pixels(size: tuple[int, int]) -> None:
 def _too_many_pixels(size: tuple[int, int] | None = None) -> InvalidRequest:
     dimensions = f" is {size[0]}x{size[1]} pixels;" if size else " has too many pixels;"
     return InvalidRequest(
-        f"'{PARAM}'{dimensions} at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
-        code="invalid_value",
+        f"'{PARAM}'{dimensions} at most {MAX_IMAGE_PIXELS:,} pixels ({MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}, "
+        f"{MAX_IMAGE_PIXELS / 1_000_000:.1f} megapixels) are accepted.",
+        code="image_too_large",
         param=PARAM,
     )
 
@@ -155,3 +193,79 @@ def _encode(image: Image.Image, pil_format: str, icc_profile: bytes | None) -> b
     buffer = io.BytesIO()
     image.save(buffer, format=pil_format, **options)
     return buffer.getvalue()
+
+
+# --- dimensions from the header, without Pillow ------------------------------------------------------
+# Pillow's own open is lazy but not free: its WebP plugin has libwebp allocate the whole canvas
+# before the size can be checked. These readers look at a few bytes per format instead.
+
+
+def read_dimensions(data: bytes, content_type: str) -> tuple[int, int] | None:
+    """(width, height) as the header declares them, or None when the header is not readable."""
+    try:
+        if content_type == "image/png":
+            return _png_dimensions(data)
+        if content_type == "image/webp":
+            return _webp_dimensions(data)
+        return _jpeg_dimensions(data)
+    except (struct.error, IndexError):
+        return None  # cut short inside the header
+
+
+def _png_dimensions(data: bytes) -> tuple[int, int] | None:
+    # The signature, then IHDR first of all chunks: length, type, width, height (big-endian).
+    if data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack_from(">II", data, 16)
+    return int(width), int(height)
+
+
+def _webp_dimensions(data: bytes) -> tuple[int, int] | None:
+    chunk, body = data[12:16], 20
+    if chunk == b"VP8X":  # extended: the canvas, 24-bit little-endian, minus one
+        return (
+            int.from_bytes(data[body + 4 : body + 7], "little") + 1,
+            int.from_bytes(data[body + 7 : body + 10], "little") + 1,
+        )
+    if chunk == b"VP8 ":  # lossy: a frame tag, a start code, then 14-bit sizes
+        if data[body + 3 : body + 6] != b"\x9d\x01\x2a":
+            return None
+        width, height = struct.unpack_from("<HH", data, body + 6)
+        return int(width) & 0x3FFF, int(height) & 0x3FFF
+    if chunk == b"VP8L":  # lossless: a signature byte, then 14-bit sizes minus one
+        if data[body] != 0x2F:
+            return None
+        bits = int.from_bytes(data[body + 1 : body + 5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
+# Start-of-frame markers carry the dimensions; C4 (Huffman), C8 (reserved) and CC (arithmetic
+# coding) share the range but are not frames.
+_JPEG_FRAMES = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_START_OF_SCAN, _JPEG_END = 0xDA, 0xD9
+
+
+def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
+    """The largest frame declared before the first scan: a decoder may use any of them."""
+    largest: tuple[int, int] | None = None
+    position = 2
+    while position < len(data):
+        if data[position] != 0xFF:
+            return None
+        while data[position] == 0xFF:  # fill bytes may pad any marker
+            position += 1
+        marker = data[position]
+        position += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (_JPEG_START_OF_SCAN, _JPEG_END):
+            break
+        (length,) = struct.unpack_from(">H", data, position)
+        if marker in _JPEG_FRAMES:
+            height, width = struct.unpack_from(">HH", data, position + 3)
+            if largest is None or width * height > largest[0] * largest[1]:
+                largest = (int(width), int(height))
+        position += length
+    return largest

@@ -1,9 +1,12 @@
-"""Reference images with real Pillow: type by content, limits, corrupt input, and the exact fit."""
+"""Reference images with real Pillow: type by content, limits read from the header, corrupt input,
+and the exact fit."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
@@ -11,7 +14,10 @@ from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 from gateway.errors import ApiError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from gateway.images import (
     MAX_IMAGE_BYTES,
+    MAX_IMAGE_SIDE,
+    ImageHeader,
     ReferenceImage,
+    check_image_header,
     prepare_reference_image,
     sniff_image_type,
 )
@@ -118,27 +124,129 @@ def test_corrupt_or_truncated_images_are_400(case: str) -> None:
 
 @pytest.mark.parametrize(
     ("width", "height"),
-    [(8000, 8000), (30000, 30000), (100_000, 1_000)],
-    ids=["over-our-50MP", "over-pillows-own-limit", "long-strip"],
+    [(4097, 4096), (8000, 8000), (30000, 30000), (100_000, 1_000)],
+    ids=["one-column-over-the-cap", "over-our-cap", "over-pillows-own-limit", "long-strip"],
 )
 @pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
 def test_decompression_bombs_are_refused_from_the_header(width: int, height: int) -> None:
-    """A few hundred bytes declaring 64-900 megapixels: refused before any pixel is decoded.
+    """A few hundred bytes declaring 16.8-900 megapixels: refused before any pixel is decoded.
     Pillow's own bomb warning is made an error here: neither form may escape as a 500."""
     bomb = png_header_only(width, height)
     assert len(bomb) < 200
-    started = time.monotonic()
     with pytest.raises(InvalidRequest) as refused:
         prepare_reference_image(bomb, "1280x720")
-    assert time.monotonic() - started < 1
-    assert_error(refused, 400, "invalid_value")
-    assert "megapixels" in refused.value.message
+    assert_error(refused, 400, "image_too_large")
+    assert f"{width}x{height}" in refused.value.message
+    assert f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}" in refused.value.message
 
 
-def test_a_real_image_under_the_pixel_limit_is_decoded() -> None:
-    big = encode(Image.new("L", (7000, 7000), 128), "image/png")  # 49 MP of grey, compresses well
-    prepared = prepare_reference_image(big, "720x1280")
+def test_the_largest_accepted_image_is_decoded() -> None:
+    at_cap = encode(Image.new("L", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE), 128), "image/png")
+    prepared = prepare_reference_image(at_cap, "720x1280")
     assert decode(prepared.content).size == (720, 1280)
+
+
+REFUSE_IN_A_FRESH_PROCESS = """
+import re, sys
+from gateway.errors import InvalidRequest
+from gateway.images import prepare_reference_image
+data = open(sys.argv[1], "rb").read()
+try:
+    prepare_reference_image(data, "1280x720")
+except InvalidRequest as error:
+    print(error.code)
+else:
+    print("accepted")
+print("PIL" in sys.modules)
+# This process's peak resident memory (ru_maxrss would carry the parent's over from fork).
+status = open("/proc/self/status").read()
+print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status)[1]) // 1024)
+"""
+
+
+def test_a_7000x7000_png_is_refused_without_decoding_or_even_importing_pillow(tmp_path: Path) -> None:
+    """The review's case: a small PNG of 49 MP, which took 400-600 MB to decode. Refused from its
+    header in a fresh process that never imports Pillow, and whose peak memory stays that of
+    the interpreter: decoding would have needed 49 MB for the grey pixels alone, 147 MB in RGB."""
+    path = tmp_path / "grey.png"
+    path.write_bytes(encode(Image.new("L", (7000, 7000), 128), "image/png"))
+    assert path.stat().st_size < 300_000
+    run = subprocess.run(
+        [sys.executable, "-c", REFUSE_IN_A_FRESH_PROCESS, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    code, pillow_imported, peak_mib = run.stdout.split()
+    assert code == "image_too_large"
+    assert pillow_imported == "False"
+    assert int(peak_mib) < 45, f"peak RSS {peak_mib} MiB"
+
+
+def test_a_refused_image_allocates_no_pixels_and_an_accepted_one_does() -> None:
+    """Pillow counts every image memory it creates: none for the refusal, some for the control."""
+    from PIL import Image as PillowImage
+
+    oversize = encode(Image.new("L", (7000, 7000), 128), "image/png")
+    images_created = PillowImage.core.get_stats()["new_count"]
+    with pytest.raises(InvalidRequest):
+        prepare_reference_image(oversize, "1280x720")
+    assert PillowImage.core.get_stats()["new_count"] == images_created
+    prepare_reference_image(encode(Image.new("L", (700, 700), 128), "image/png"), "1280x720")
+    assert PillowImage.core.get_stats()["new_count"] > images_created
+
+
+def test_importing_the_function_app_does_not_import_pillow() -> None:
+    """Cold start: Pillow is loaded by the first request that carries an image, not at start-up."""
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys, function_app; print('PIL' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    assert run.stdout.split()[-1] == "False", run.stderr
+
+
+# --- the header, without decoding -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", TYPES)
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_the_header_gives_the_dimensions_pillow_sees(content_type: str, mode: str) -> None:
+    if content_type == "image/jpeg" and mode == "RGBA":
+        mode = "CMYK"
+    options = [{}, {"progressive": True}] if content_type == "image/jpeg" else [{}, {"lossless": True}]
+    for extra in options:
+        data = encode(Image.new(mode, (1234, 567)), content_type, **extra)
+        assert check_image_header(data) == ImageHeader(content_type, 1234, 567)
+
+
+def test_an_animated_webp_header_gives_its_canvas() -> None:
+    frames = [Image.new("RGB", (300, 200), RED), Image.new("RGB", (300, 200), BLUE)]
+    animated = encode(frames[0], "image/webp", save_all=True, append_images=frames[1:], duration=100)
+    assert check_image_header(animated) == ImageHeader("image/webp", 300, 200)
+
+
+@pytest.mark.parametrize("content_type", TYPES)
+def test_a_header_cut_short_is_400_not_a_crash(content_type: str) -> None:
+    data = encode(Image.new("RGB", (64, 64)), content_type)
+    with pytest.raises(InvalidRequest) as refused:
+        check_image_header(data[:14])
+    assert_error(refused, 400, "invalid_value")
+
+
+def test_the_header_check_refuses_like_the_full_preparation() -> None:
+    with pytest.raises(PayloadTooLarge):
+        check_image_header(b"\x89PNG\r\n\x1a\n" + b"\0" * MAX_IMAGE_BYTES)
+    with pytest.raises(UnsupportedMediaType):
+        check_image_header(b"GIF89a" + b"\0" * 64)
+    with pytest.raises(InvalidRequest) as refused:
+        check_image_header(png_header_only(7000, 7000))
+    assert_error(refused, 400, "image_too_large")
 
 
 @pytest.mark.parametrize("size", ["1280", "1280X720", "0x720", "-1x720", "1280x720x3", "axb", ""])
