@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
     ContentSettings,
+    LinearRetry,
     UserDelegationKey,
     generate_blob_sas,
 )
 
 from gateway.errors import UpstreamTransientError
 from gateway.providers.port import VideoProvider
+from gateway.tables import REQUEST_TIMEOUTS, StorageTimeouts, guard_storage_call
 
 # Blocks small enough that memory stays bounded (block size x concurrency), large enough
 # that a 1 GiB video is a few hundred requests.
@@ -27,6 +31,27 @@ BLOCK_SIZE = 4 * 1024 * 1024
 UPLOAD_CONCURRENCY = 4
 # Clocks of client and storage differ a little; a SAS that starts "now" can be refused.
 CLOCK_SKEW = timedelta(minutes=5)
+# A video's blocks (BLOCK_SIZE each, UPLOAD_CONCURRENCY at once) take longer to send and to be
+# acknowledged than the request path's point reads, and a whole copy restarts when one block
+# fails for good: a longer wait per try and more tries than REQUEST_TIMEOUTS.
+TRANSFER_TIMEOUTS = StorageTimeouts(connect=10.0, read=60.0, retries=3, backoff=0.75)
+
+
+class _BoundedRetry(LinearRetry):
+    """Storage's retry (it knows which answers are worth another try), with short jittered
+    pauses instead of its default 15 s, and the storage seam around it: once its tries are
+    spent, an outage becomes `StorageUnavailable` (see gateway.tables.StorageOutagePolicy; the
+    Blob SDK takes no per-call policies, so the seam wraps the retry policy it does take)."""
+
+    def __init__(self, timeouts: StorageTimeouts) -> None:
+        super().__init__(retry_total=timeouts.retries, retry_to_secondary=False)
+        self._max_backoff = timeouts.backoff
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        return random.uniform(self._max_backoff / 3, self._max_backoff)  # noqa: S311 - jitter, not a secret
+
+    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        return guard_storage_call(request, super().send)
 
 
 def blob_service(
@@ -35,20 +60,21 @@ def blob_service(
     account_url: str | None = None,
     credential: TokenCredential | None = None,
 ) -> BlobServiceClient:
-    """A Blob service client that uploads in BLOCK_SIZE blocks. The SDK's default would send
-    anything up to 64 MiB as one PUT, holding the whole video in memory to do it."""
+    """A Blob service client with the request timeouts, bounded retries and the storage seam,
+    that uploads in BLOCK_SIZE blocks. The SDK's default would send anything up to 64 MiB as
+    one PUT, holding the whole video in memory to do it."""
+    options: dict[str, Any] = {
+        "max_single_put_size": BLOCK_SIZE,
+        "max_block_size": BLOCK_SIZE,
+        "connection_timeout": REQUEST_TIMEOUTS.connect,
+        "read_timeout": REQUEST_TIMEOUTS.read,
+        "retry_policy": _BoundedRetry(REQUEST_TIMEOUTS),
+    }
     if connection_string:
-        return BlobServiceClient.from_connection_string(
-            connection_string, max_single_put_size=BLOCK_SIZE, max_block_size=BLOCK_SIZE
-        )
+        return BlobServiceClient.from_connection_string(connection_string, **options)
     if account_url is None:
         raise ValueError("a Blob service needs a connection string or an account URL")
-    return BlobServiceClient(
-        account_url=account_url,
-        credential=credential,
-        max_single_put_size=BLOCK_SIZE,
-        max_block_size=BLOCK_SIZE,
-    )
+    return BlobServiceClient(account_url=account_url, credential=credential, **options)
 
 
 def asset_blob_name(app_id: str, job_id: str, asset: str) -> str:
@@ -75,6 +101,7 @@ class VideoAssets:
             overwrite=True,
             max_concurrency=UPLOAD_CONCURRENCY,
             content_settings=ContentSettings(content_type=content_type),
+            **TRANSFER_TIMEOUTS.call_options(),
         )
         return counted.total
 

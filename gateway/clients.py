@@ -27,7 +27,7 @@ from gateway.providers.registry import ProviderUnavailable, build_provider
 from gateway.quota import QuotaStore
 from gateway.settings import DEFAULT_PROVIDER, get_settings
 from gateway.submissions import Submissions
-from gateway.tables import Tables
+from gateway.tables import Tables, table_service
 from gateway.webhooks import WebhookSender
 
 T = TypeVar("T")
@@ -67,11 +67,13 @@ def get_credential() -> TokenCredential:
 
 @_ProcessSingleton
 def get_table_service() -> TableServiceClient:
+    # Built by gateway.tables.table_service, as the Blob client by gateway.blobs.blob_service:
+    # both carry the storage seam (bounded timeouts and retries, outages as StorageUnavailable).
     storage = get_settings().storage
     if storage.connection_string:
-        return TableServiceClient.from_connection_string(storage.connection_string)
+        return table_service(storage.connection_string)
     assert storage.table_service_uri is not None
-    return TableServiceClient(endpoint=storage.table_service_uri, credential=_storage_credential())
+    return table_service(endpoint=storage.table_service_uri, credential=_storage_credential())
 
 
 @_ProcessSingleton

@@ -86,6 +86,21 @@ class ServiceUnavailable(ApiError):
     code = "service_unavailable"
 
 
+class StorageUnavailable(ServiceUnavailable):
+    """Table or Blob Storage did not answer in time, refused the connection or answered 5xx after
+    the client's retries (raised at the storage seam, gateway.tables.StorageOutagePolicy)."""
+
+    code = "storage_unavailable"
+    # Long enough for a storage blip or failover to pass, short enough that a client polling
+    # on it notices the recovery quickly.
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(
+        self, message: str = "Storage is unavailable; try again shortly.", *, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)})
+
+
 class UpstreamError(GatewayError):
     """The video provider did not do what was asked."""
 
