@@ -1,7 +1,9 @@
 """Apps (the gateway's callers), their plans and their API keys, in Table Storage.
 
 Keys are 256 random bits, shown once, stored only as SHA-256 hashes: with that much entropy a
-slow hash adds nothing, and a hash lets a key be found with one point read.
+slow hash adds nothing, and a hash lets a key be found with one point read. The key's row also
+carries what a request needs of its app (plan, name, webhook secret), so authenticating is that
+one read; plan changes write both rows, and a rotation replaces the key row.
 """
 
 from __future__ import annotations
@@ -10,20 +12,25 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableEntity, UpdateMode
 
+from gateway.errors import Conflict
 from gateway.tables import APP_KEYS_TABLE, APPS_TABLE, Tables
 
 PLANS = ("free", "pro", "business")
 KEY_PREFIX = "sgw_"
 _APP_PARTITION = "app"
 _KEY_PARTITION = "key"
+ROTATION_QUIET_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,17 @@ def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+class ConcurrentUpdate(Conflict):
+    """Another change to the same app won the race; the caller may try again."""
+
+    code = "concurrent_update"
+
+
 class AppStore:
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, *, clock: Callable[[], float] = time.time) -> None:
         self._apps = tables.get(APPS_TABLE)
         self._keys = tables.get(APP_KEYS_TABLE)
+        self._clock = clock
 
     def create_app(
         self, name: str, plan: str, *, app_id: str | None = None, api_key: str | None = None
@@ -69,14 +83,14 @@ class AppStore:
             id=app_id or "app_" + uuid.uuid4().hex,
             name=name,
             plan=plan,
-            created_at=int(time.time()),
+            created_at=int(self._clock()),
             key_hash=hash_key(api_key),
             webhook_secret=new_webhook_secret(),
         )
         # The key row first: an app row without its key row would be unusable but harmless,
         # the reverse would let a key reach a missing app.
-        self._keys.create_entity({"PartitionKey": _KEY_PARTITION, "RowKey": app.key_hash, "app_id": app.id})
-        self._apps.create_entity(_app_entity(app))
+        self._keys.create_entity(_key_entity(app, version=1))
+        self._apps.create_entity({**_app_entity(app), "version": 1})
         return NewApp(app=app, api_key=api_key)
 
     def ensure_app(self, app_id: str, name: str, plan: str, api_key: str) -> App:
@@ -100,43 +114,147 @@ class AppStore:
         return _app_from_entity(entity)
 
     def authenticate(self, api_key: str) -> App | None:
-        """The app owning `api_key`, or None. Reads storage every time so rotation is immediate."""
+        """The app owning `api_key`, or None: one point read of the key's row.
+
+        The key row carries what a request needs of its app (written with every plan change and
+        replaced by every rotation), so a change applies to the very next request without the
+        app row being read. Key rows written before that carry only the app id: they are checked
+        against the app row, as before, and brought up to date.
+        """
         key_hash = hash_key(api_key)
         try:
             key_row = self._keys.get_entity(_KEY_PARTITION, key_hash)
         except ResourceNotFoundError:
             return None
-        app = self.get_app(str(key_row["app_id"]))
-        # The app row is the source of truth: a key row left behind by an interrupted
-        # rotation must not keep working.
-        if app is None or not hmac.compare_digest(app.key_hash, key_hash):
-            return None
-        return app
+        if "plan" in key_row:
+            return _app_from_key_row(key_row)
+        return self._authenticate_old_key_row(key_row)
 
     def set_plan(self, app_id: str, plan: str) -> App | None:
-        app = self.get_app(app_id)
-        if app is None:
-            return None
-        self._apps.update_entity({"PartitionKey": _APP_PARTITION, "RowKey": app_id, "plan": plan})
-        return self.get_app(app_id)
+        """Change the app's plan; its key row follows before this returns."""
+        while True:
+            try:
+                entity = self._apps.get_entity(_APP_PARTITION, app_id)
+            except ResourceNotFoundError:
+                return None
+            entity["plan"] = plan
+            version = _version(entity) + 1
+            entity["version"] = version
+            try:
+                self._apps.update_entity(
+                    entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue  # a rotation or another plan change came first: apply ours on top of it
+            app = _app_from_entity(entity)
+            self._sync_key_row(app, version)
+            return app
 
     def replace_key(self, app_id: str, api_key: str) -> App:
-        """Give the app a new key; the old one stops working with this call. Returns the app."""
+        """Give the app a new key; the old one stops working with this call. Returns the app.
+
+        Raises ConcurrentUpdate when another rotation of the same app wins the race: of racing
+        rotations exactly one hands out a key, and that key works.
+        """
+        new_hash = hash_key(api_key)
         entity = self._apps.get_entity(_APP_PARTITION, app_id)
         old_hash = str(entity["key_hash"])
-        new_hash = hash_key(api_key)
-        self._keys.upsert_entity({"PartitionKey": _KEY_PARTITION, "RowKey": new_hash, "app_id": app_id})
-        entity["key_hash"] = new_hash
-        self._apps.update_entity(
-            entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
-        )
-        with contextlib.suppress(ResourceNotFoundError):
-            self._keys.delete_entity(_KEY_PARTITION, old_hash)
-        return _app_from_entity(self._apps.get_entity(_APP_PARTITION, app_id))
+        # A rotation interrupted after its app row write may have left its old key's row behind.
+        self._delete_key_row(str(entity.get("retired_key_hash") or ""))
+        while True:
+            version = _version(entity) + 1
+            rotated = replace(_app_from_entity(entity), key_hash=new_hash)
+            # The new key's row first, so the key works the moment the app row names it.
+            self._keys.upsert_entity(_key_entity(rotated, version=version), mode=UpdateMode.REPLACE)
+            entity.update(
+                {
+                    "key_hash": new_hash,
+                    "retired_key_hash": old_hash,
+                    "version": version,
+                    "rotated_at": self._clock(),
+                }
+            )
+            try:
+                self._apps.update_entity(
+                    entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                )
+                break
+            except ResourceModifiedError:
+                entity = self._apps.get_entity(_APP_PARTITION, app_id)
+                if str(entity["key_hash"]) != old_hash:  # another rotation won
+                    self._delete_key_row(new_hash)
+                    raise ConcurrentUpdate(
+                        "Another key rotation for this app happened at the same time and won; "
+                        "its key is the app's key now. Retry if you still need a new one.",
+                        headers={"Retry-After": "1"},
+                    ) from None
+                # A plan change came first: rotate again on top of it (its plan in the key row).
+        self._delete_key_row(old_hash)
+        return _app_from_entity(entity)
 
     def rotate_key(self, app_id: str) -> NewApp:
+        """A new random key for the app, refused with ConcurrentUpdate within
+        ROTATION_QUIET_SECONDS of the previous rotation: rotations that close together are
+        one intent sent twice, and each would silently invalidate the key the other handed out."""
+        entity = self._apps.get_entity(_APP_PARTITION, app_id)
+        rotated_at = float(entity.get("rotated_at") or 0.0)
+        wait = math.ceil(rotated_at + ROTATION_QUIET_SECONDS - self._clock())
+        if wait > 0:
+            raise ConcurrentUpdate(
+                f"This app's key was rotated less than {ROTATION_QUIET_SECONDS} seconds ago, by another "
+                f"request; its key is the app's key now. Retry in {wait} seconds if you still need a new one.",
+                headers={"Retry-After": str(wait)},
+            )
         api_key = new_api_key()
         return NewApp(app=self.replace_key(app_id, api_key), api_key=api_key)
+
+    def _authenticate_old_key_row(self, key_row: TableEntity) -> App | None:
+        key_hash = str(key_row["RowKey"])
+        try:
+            entity = self._apps.get_entity(_APP_PARTITION, str(key_row["app_id"]))
+        except ResourceNotFoundError:
+            return None
+        app = _app_from_entity(entity)
+        # The app row is the source of truth for such rows: a key row left behind by an
+        # interrupted rotation of the old code must not keep working.
+        if not hmac.compare_digest(app.key_hash, key_hash):
+            return None
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            # If unchanged since read: a plan change or rotation meanwhile wrote it (or deleted it).
+            self._keys.update_entity(
+                _key_entity(app, version=_version(entity)),
+                mode=UpdateMode.REPLACE,
+                etag=key_row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        return app
+
+    def _sync_key_row(self, app: App, version: int) -> None:
+        """Bring the key row up to the app row's `version`, unless a later write already did."""
+        while True:
+            try:
+                key_row = self._keys.get_entity(_KEY_PARTITION, app.key_hash)
+            except ResourceNotFoundError:
+                return  # rotated away: the rotation wrote its new row from the app row we wrote
+            if int(key_row.get("app_version") or 0) >= version:
+                return
+            try:
+                self._keys.update_entity(
+                    _key_entity(app, version=version),
+                    mode=UpdateMode.REPLACE,
+                    etag=key_row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return
+            except ResourceModifiedError:
+                continue
+            except ResourceNotFoundError:
+                return
+
+    def _delete_key_row(self, key_hash: str) -> None:
+        if key_hash:
+            with contextlib.suppress(ResourceNotFoundError):
+                self._keys.delete_entity(_KEY_PARTITION, key_hash)
 
 
 def _app_entity(app: App) -> dict[str, object]:
@@ -151,7 +269,37 @@ def _app_entity(app: App) -> dict[str, object]:
     }
 
 
-def _app_from_entity(entity: dict[str, object]) -> App:
+def _key_entity(app: App, *, version: int) -> dict[str, object]:
+    """The key's row: what authentication needs of the app, as of the app row's `version`."""
+    return {
+        "PartitionKey": _KEY_PARTITION,
+        "RowKey": app.key_hash,
+        "app_id": app.id,
+        "name": app.name,
+        "plan": app.plan,
+        "created_at": app.created_at,
+        "webhook_secret": app.webhook_secret,
+        "app_version": version,
+    }
+
+
+def _app_from_key_row(row: Mapping[str, object]) -> App:
+    return App(
+        id=str(row["app_id"]),
+        name=str(row["name"]),
+        plan=str(row["plan"]),
+        created_at=int(row["created_at"]),  # type: ignore[call-overload]
+        key_hash=str(row["RowKey"]),
+        webhook_secret=str(row["webhook_secret"]),
+    )
+
+
+def _version(entity: Mapping[str, object]) -> int:
+    """The app row's write count (0 for rows from before it was kept)."""
+    return int(str(entity.get("version") or 0))
+
+
+def _app_from_entity(entity: Mapping[str, object]) -> App:
     return App(
         id=str(entity["RowKey"]),
         name=str(entity["name"]),
