@@ -21,17 +21,16 @@ from gateway.messages import (
     StoredAssets,
     StoreOutcome,
     UpstreamJobRef,
+    failure_code,
     failure_message,
     rejection_code,
 )
 from gateway.providers.port import VideoProvider
+from gateway.retention import JOB_ASSETS, THUMBNAIL_ASSET, VIDEO_ASSET
 from gateway.settings import get_settings
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
-
-VIDEO_ASSET = "video.mp4"
-THUMBNAIL_ASSET = "thumbnail.jpg"
 
 
 @bp.function_name(names.STORE_VIDEO_ASSETS)
@@ -49,11 +48,14 @@ def store_video_assets(payload: ActivityInput) -> dict[str, Any]:
     current = jobs.get_job(ref.job.app_id, ref.job.job_id)
     if current is not None and current.status == "completed" and current.video_blob is not None:
         # An earlier attempt stored everything and then failed (or its answer was lost).
-        return StoreOutcome.stored(_stored(current, assets, current.video_blob)).to_dict()
-    if current is None or current.finished:
-        return StoreOutcome.cancelled().to_dict()
+        return StoreOutcome.stored(_stored(current, current.video_blob)).to_dict()
     video_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, VIDEO_ASSET)
     thumbnail_blob = asset_blob_name(ref.job.app_id, ref.job.job_id, THUMBNAIL_ASSET)
+    if current is None or current.finished:
+        # An earlier attempt may have copied the assets and then failed before its record
+        # write; the job ended meanwhile (a cancel), so nothing will ever point at them.
+        _discard(assets, video_blob, thumbnail_blob)
+        return StoreOutcome.cancelled().to_dict()
     try:
         provider = get_provider(current.provider)  # the job's own, whatever the catalog says now
         written = copy_upstream_asset(provider, assets, ref.upstream_id, "video", video_blob, "video/mp4")
@@ -88,13 +90,9 @@ def store_video_assets(payload: ActivityInput) -> dict[str, Any]:
         # Cancelled or deleted while copying: the record will never point at these blobs.
         _discard(assets, video_blob, stored_thumbnail)
         return StoreOutcome.cancelled().to_dict()
+    # Blob names only: a URL is signed by whoever sends one (the API, a webhook), never kept.
     return StoreOutcome.stored(
-        StoredAssets(
-            video_blob=video_blob,
-            thumbnail_blob=stored_thumbnail,
-            video_bytes=written,
-            video_url=_read_url(assets, video_blob),
-        )
+        StoredAssets(video_blob=video_blob, thumbnail_blob=stored_thumbnail, video_bytes=written)
     ).to_dict()
 
 
@@ -112,55 +110,62 @@ def _copy_thumbnail(
     return blob_name
 
 
-def _stored(job: Job, assets: VideoAssets, video_blob: str) -> StoredAssets:
+def _stored(job: Job, video_blob: str) -> StoredAssets:
     return StoredAssets(
         video_blob=video_blob,
         thumbnail_blob=job.thumbnail_blob,
         video_bytes=0,  # not known any more; the blob has it
-        video_url=_read_url(assets, video_blob),
     )
 
 
-def _read_url(assets: VideoAssets, video_blob: str) -> str | None:
-    # The orchestration's output carries a link too (operators read it in the status API);
-    # clients always get a freshly minted one from the API, so failing to sign one here is no
-    # reason to fail a stored video.
-    try:
-        return assets.read_url(video_blob, timedelta(minutes=get_settings().sas_ttl_minutes))
-    except Exception:
-        log.warning("could not sign a read URL for %s", video_blob, exc_info=True)
-        return None
-
-
-def _discard(assets: VideoAssets, *blob_names: str | None) -> None:
-    """Delete these blobs if storage lets us; leftovers are orphans the retention sweep removes."""
+def _discard(assets: VideoAssets, *blob_names: str | None) -> bool:
+    """Delete these blobs if storage lets us (True when it did); leftovers are removed by the
+    retention sweep (orphans, and the files of failed jobs)."""
     try:
         assets.delete_all(*blob_names)
     except Exception:
         log.warning("could not delete %s", ", ".join(name for name in blob_names if name), exc_info=True)
+        return False
+    return True
 
 
 @bp.function_name(names.FAIL_JOB)
 @bp.activity_trigger(input_name="payload")
 def fail_job(payload: ActivityInput) -> None:
-    """Make the job `failed` with its code and the app-facing message for it (a record that is
-    final already, e.g. cancelled, keeps its own), and delete any assets it does not own."""
+    """Make the job `failed` with its code and the app-facing sentence for it (a record that is
+    final already, e.g. cancelled, keeps its own), then delete every file of the failed job.
+
+    A failed job keeps no files: its video and thumbnail (a copy may have finished before the
+    job failed or was cancelled) and its reference image (no remix or retry can use it). The
+    record stays, so reads still say why it failed. A file that cannot be deleted now is
+    deleted by the retention sweep, which also removes the files of failed jobs."""
     failure = JobFailure.from_dict(payload)
     ref = failure.job
     jobs = get_job_store()
     job = jobs.get_job(ref.app_id, ref.job_id)
     if job is not None:
+        code = failure_code(failure.code)  # the one mapping: a code, and its sentence
         job = jobs.update_job(
             ref.app_id,
             ref.job_id,
             status="failed",
-            error_code=failure.code,
-            error_message=failure_message(failure.code),
+            error_code=code,
+            error_message=failure_message(code),
             completed_at=int(time.time()),
         )
-    if job is None or job.status != "completed":
-        blobs = [asset_blob_name(ref.app_id, ref.job_id, asset) for asset in (VIDEO_ASSET, THUMBNAIL_ASSET)]
-        _discard(get_video_assets(), *blobs)
+    if job is not None and job.status == "completed":
+        return  # it completed first: its files are the video's
+    own = [asset_blob_name(ref.app_id, ref.job_id, asset) for asset in JOB_ASSETS]
+    recorded = [] if job is None else [job.video_blob, job.thumbnail_blob, job.reference_blob]
+    if _discard(get_video_assets(), *own, *recorded) and job is not None and any(recorded):
+        jobs.update_job(
+            ref.app_id,
+            ref.job_id,
+            allow_finished=True,
+            video_blob=None,
+            thumbnail_blob=None,
+            reference_blob=None,
+        )
 
 
 @bp.function_name(names.RELEASE_QUOTA_SLOT)

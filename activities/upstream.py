@@ -107,6 +107,15 @@ def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         log.warning("status of upstream %s refused: %s %s", ref.upstream_id, error.status, error.code)
         code = rejection_code(error.status, error.code, keep_upstream_code=False)
         return UpstreamStatus.refused(ref.upstream_id, code).to_dict()
+    if video.error_code or video.error_message:
+        # The upstream's own words stay in the log: the job gets a code and its sentence only.
+        log.info(
+            "upstream %s ended %s: %s (%s)",
+            ref.upstream_id,
+            video.status,
+            video.error_code,
+            video.error_message,
+        )
     track = check.track.observe(time.time() - check.track.origin, video.progress or 0)
     updated = jobs.update_job(
         ref.job.app_id, ref.job.job_id, next_check_at=policy.next_check_at(track), **progress_fields(video)

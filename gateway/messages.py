@@ -3,7 +3,8 @@ these small frozen dataclasses inside."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from gateway.polling import PollPolicy, ProgressTrack
@@ -34,6 +35,9 @@ VIDEO_GENERATION_FAILED = "video_generation_failed"
 CONTENT_POLICY_VIOLATION = "content_policy_violation"
 UPSTREAM_AMBIGUOUS = "upstream_ambiguous"
 PROVIDER_UNAVAILABLE = "provider_unavailable"
+# Set by the maintenance sweep for jobs their orchestration left unfinished (gateway.retention).
+ORCHESTRATION_FAILED = "orchestration_failed"
+ORCHESTRATION_LOST = "orchestration_lost"
 # Failures before the provider accepted the job that are no fault of the request: the app
 # gets its slot back (a refusal of the request itself, e.g. content policy, keeps it).
 REFUNDED_CREATE_FAILURES = frozenset({UPSTREAM_ACCESS_DENIED, UPSTREAM_AMBIGUOUS, PROVIDER_UNAVAILABLE})
@@ -60,13 +64,30 @@ FAILURE_MESSAGES: dict[str, str] = {
     PROVIDER_UNAVAILABLE: "The video service for this model is not available. Please contact the operator.",
     "remix_not_supported": "The video service of this video cannot remix it.",
     "image_input_not_supported": "The video service of this model does not take an input image.",
+    ORCHESTRATION_FAILED: "The video's processing ended before the video was finished; please create it again.",
+    ORCHESTRATION_LOST: "The video's processing was lost and cannot resume; please create it again.",
 }
 DEFAULT_FAILURE_MESSAGE = "The video could not be generated."
 ACTIVE_STATUSES = frozenset({"queued", "in_progress"})
 
 
+# What an upstream's own failure code may look like to be shown to apps as `error.code`: a word
+# like `content_policy_violation`. Anything else (a sentence, a path, a status line) is the
+# upstream's text, not a code, and reads as `upstream_error`.
+_CODE_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def failure_code(code: str | None) -> str:
+    """The code a job may carry for `code`: the gateway's own, or an upstream's that is a plain
+    word; anything else, or nothing, is `upstream_error`."""
+    if code is None or _CODE_SHAPE.fullmatch(code) is None:
+        return UPSTREAM_ERROR
+    return code
+
+
 def failure_message(code: str) -> str:
-    """The app-facing sentence for a failure code."""
+    """The app-facing sentence for a failure code: the one mapping from a code to what a job's
+    `error.message` says. Unknown codes (an upstream's own) read the default sentence."""
     return FAILURE_MESSAGES.get(code, DEFAULT_FAILURE_MESSAGE)
 
 
@@ -77,7 +98,7 @@ def rejection_code(status: int | None, upstream_code: str, *, keep_upstream_code
     if status in (401, 403):
         return UPSTREAM_ACCESS_DENIED
     if keep_upstream_code:
-        return upstream_code
+        return failure_code(upstream_code)
     return UPSTREAM_JOB_NOT_FOUND if status == 404 else UPSTREAM_ERROR
 
 
@@ -103,7 +124,9 @@ class UpstreamStatus:
     status: str
     progress: int = 0
     error_code: str | None = None
-    error_message: str | None = None  # the upstream's own words: for logs, never for apps
+    # The upstream's own words. No longer filled (they go to the log, never into the task hub);
+    # kept so that histories recorded by older code, whose results carry it, still replay.
+    error_message: str | None = None
     rejected: bool = False
     retry_after: float | None = None  # set when the upstream throttled us: wait, then ask again
     track: dict[str, Any] | None = None  # the ProgressTrack after this observation
@@ -139,8 +162,7 @@ class UpstreamStatus:
             upstream_id=video.id,
             status=video.status,
             progress=video.progress or 0,
-            error_code=video.error_code,
-            error_message=video.error_message,
+            error_code=None if video.error_code is None else failure_code(video.error_code),
             track=track.to_dict(),
         )
 
@@ -153,7 +175,7 @@ class UpstreamStatus:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UpstreamStatus:
-        return cls(**data)
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -222,17 +244,20 @@ class JobFailure:
 
 @dataclass(frozen=True)
 class StoredAssets:
+    """Blob names only: whoever needs a URL (the API's Video object, a webhook) signs one when it
+    sends it, so no SAS URL is ever kept, in the task hub's history or anywhere else."""
+
     video_blob: str
     thumbnail_blob: str | None
     video_bytes: int
-    video_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StoredAssets:
-        return cls(**data)
+        # Results recorded by older code also carry `video_url` (a SAS URL): ignored on replay.
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -291,3 +316,10 @@ class WebhookDelivery:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WebhookDelivery:
         return cls(job=JobRef.from_dict(data), event_id=str(data["event_id"]))
+
+
+def _known_fields(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without the keys `cls` does not have: an activity result recorded in the history
+    of an in-flight orchestration by older code may carry fields this code dropped."""
+    known = {field.name for field in fields(cls)}
+    return {key: value for key, value in data.items() if key in known}

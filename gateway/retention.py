@@ -2,13 +2,14 @@
 
 In Azure a lifecycle rule deletes video blobs after the retention period; this sweep also
 clears the job records' asset fields, deletes job records once they are long past use, and
-deletes orphan blobs (assets whose job record is gone, e.g. after an interrupted delete).
-Locally, with no lifecycle rule, it does all of it.
+deletes orphan blobs (assets whose job record is gone, e.g. after an interrupted delete) and the
+files of failed jobs (which keep none: a backstop for a clean-up their orchestration could not
+finish). Locally, with no lifecycle rule, it does all of it.
 
 `Reconciler` finishes jobs whose orchestration ended, or vanished, while their record still
 says queued or in progress (a crashed or terminated orchestration, a purged task hub): they
 fail with a code saying so, give their quota slot back when the upstream never had them, and
-their upstream job is deleted. `maintenance/retention.py` asks the durable client for each
+their upstream job is deleted, and their files too. `maintenance/retention.py` asks the durable client for each
 orchestration's status; the decision itself, `settlement_for`, is pure.
 """
 
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gateway.blobs import VideoAssets
+from gateway.blobs import VideoAssets, asset_blob_name
 from gateway.jobs import Job, JobStore
+from gateway.messages import ORCHESTRATION_FAILED, ORCHESTRATION_LOST, failure_message
 from gateway.quota import QuotaStore
 
 # Records outlive their assets so that reads can say `video_expired` rather than "not found".
@@ -32,8 +34,11 @@ ORPHAN_MIN_AGE_SECONDS = 3600
 RECONCILE_GRACE_SECONDS = 600
 # Runtime statuses after which an orchestration does nothing more (durable's own names).
 ORCHESTRATION_ENDED = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
-ORCHESTRATION_FAILED = "orchestration_failed"
-ORCHESTRATION_LOST = "orchestration_lost"
+__all__ = ["ORCHESTRATION_FAILED", "ORCHESTRATION_LOST"]  # re-exported: the sweep's codes
+# The files a job's orchestration writes under `<app>/<job>/` (activities/jobs.py writes them).
+VIDEO_ASSET = "video.mp4"
+THUMBNAIL_ASSET = "thumbnail.jpg"
+JOB_ASSETS = (VIDEO_ASSET, THUMBNAIL_ASSET)
 log = logging.getLogger(__name__)
 
 
@@ -76,20 +81,43 @@ class RetentionSweeper:
         return report
 
     def _delete_orphans(self, older_than: float) -> int:
+        """Delete the blobs, older than `older_than`, of jobs whose record is gone (orphans) or
+        says failed (a failed job keeps no files; fail_job deletes them, this is the backstop for
+        when it could not). The age guard leaves alone files still being written, and failed
+        jobs that only just failed, whose own clean-up may still be under way."""
         cutoff = datetime.fromtimestamp(older_than, UTC)
-        known: dict[tuple[str, str], bool] = {}
+        owners: dict[tuple[str, str], Job | None] = {}
         deleted = 0
         for name, modified in self._assets.list_blobs():
             parts = name.split("/")
             if len(parts) != 3 or modified > cutoff:
                 continue
             owner = (parts[0], parts[1])
-            if owner not in known:
-                known[owner] = self._jobs.get_job(*owner) is not None
-            if not known[owner]:
+            if owner not in owners:
+                owners[owner] = self._jobs.get_job(*owner)
+            job = owners[owner]
+            if job is None or _failed_before(job, older_than):
                 self._assets.delete_all(name)
                 deleted += 1
+        for job in owners.values():
+            if job is not None and _failed_before(job, older_than) and _has_files(job):
+                self._jobs.update_job(
+                    job.app_id,
+                    job.id,
+                    allow_finished=True,
+                    video_blob=None,
+                    thumbnail_blob=None,
+                    reference_blob=None,
+                )
         return deleted
+
+
+def _failed_before(job: Job, when: float) -> bool:
+    return job.status == "failed" and (job.completed_at or job.created_at) < when
+
+
+def _has_files(job: Job) -> bool:
+    return bool(job.video_blob or job.thumbnail_blob or job.reference_blob)
 
 
 class UpstreamJobs(Protocol):
@@ -101,10 +129,14 @@ class UpstreamJobs(Protocol):
 
 @dataclass(frozen=True)
 class Settlement:
-    """How a job its orchestration left unfinished is finished."""
+    """How a job its orchestration left unfinished is finished: with this code, and the one
+    sentence the gateway has for it (gateway.messages), whatever the runtime status was."""
 
     code: str
-    message: str
+
+    @property
+    def message(self) -> str:
+        return failure_message(self.code)
 
 
 def settlement_for(
@@ -117,16 +149,9 @@ def settlement_for(
     if job.finished or job.created_at > now - grace:
         return None
     if runtime_status is None:
-        return Settlement(
-            ORCHESTRATION_LOST,
-            "The video's processing was lost and cannot resume; please create it again.",
-        )
+        return Settlement(ORCHESTRATION_LOST)
     if runtime_status in ORCHESTRATION_ENDED:
-        return Settlement(
-            ORCHESTRATION_FAILED,
-            f"The video's processing ended ({runtime_status}) before the video was finished; "
-            "please create it again.",
-        )
+        return Settlement(ORCHESTRATION_FAILED)
     return None
 
 
@@ -140,10 +165,13 @@ class Settled:
 
 
 class Reconciler:
-    def __init__(self, jobs: JobStore, quota: QuotaStore, upstream: UpstreamJobs) -> None:
+    def __init__(
+        self, jobs: JobStore, quota: QuotaStore, upstream: UpstreamJobs, assets: VideoAssets
+    ) -> None:
         self._jobs = jobs
         self._quota = quota
         self._upstream = upstream
+        self._assets = assets
 
     def candidates(self, now: float, *, grace: float = RECONCILE_GRACE_SECONDS) -> list[Job]:
         """Unfinished jobs old enough that their orchestration should be running or done."""
@@ -170,6 +198,7 @@ class Reconciler:
             # The upstream never had the job, so it cost nothing: the app gets its slot back.
             refunded = self._quota.release(failed.app_id, failed.id, now)
         upstream_deleted = failed.upstream_id is not None and self._delete_upstream(failed)
+        self._delete_files(failed)
         log.warning(
             "reconciled video %s of app %s: %s (slot refunded: %s, upstream job deleted: %s)",
             failed.id,
@@ -179,6 +208,24 @@ class Reconciler:
             upstream_deleted,
         )
         return Settled(job=failed, refunded=refunded, upstream_deleted=upstream_deleted)
+
+    def _delete_files(self, job: Job) -> None:
+        """Best effort, like fail_job: a failed job keeps no files. Its orchestration may have
+        copied the video before it crashed; what fails to go now, the sweep's backstop removes."""
+        names = [asset_blob_name(job.app_id, job.id, asset) for asset in JOB_ASSETS]
+        try:
+            self._assets.delete_all(*names, job.video_blob, job.thumbnail_blob, job.reference_blob)
+            if _has_files(job):
+                self._jobs.update_job(
+                    job.app_id,
+                    job.id,
+                    allow_finished=True,
+                    video_blob=None,
+                    thumbnail_blob=None,
+                    reference_blob=None,
+                )
+        except Exception as error:
+            log.warning("could not delete the files of video %s: %s", job.id, type(error).__name__)
 
     def _delete_upstream(self, job: Job) -> bool:
         """Best effort: a job nobody will collect should not keep running upstream."""

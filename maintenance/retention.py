@@ -37,7 +37,7 @@ HISTORY_START = datetime(2020, 1, 1, tzinfo=UTC)
 async def sweep_expired_videos(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     retention_days = get_settings().video_retention_days
     sweeper = RetentionSweeper(get_job_store(), get_video_assets(), retention_days)
-    reconciler = Reconciler(get_job_store(), get_quota_store(), _BoundProviders())
+    reconciler = Reconciler(get_job_store(), get_quota_store(), _BoundProviders(), get_video_assets())
     await run_sweep(client, reconciler, sweeper, time.time(), history_days=retention_days)
 
 

@@ -88,13 +88,15 @@ class JobRun:
 @dataclass(frozen=True)
 class JobOutcome:
     """The orchestration's output. `recorded` is False when the final job record could not be
-    written (storage kept failing): the record is left for the reconciling sweep."""
+    written (storage kept failing): the record is left for the reconciling sweep.
+
+    It names the video's blob, never a URL to it: the task hub keeps outputs (and histories)
+    long after a SAS would have expired, and SAS URLs are never stored. Readers sign their own."""
 
     job_id: str
     status: str
     error_code: str | None = None
     video_blob: str | None = None
-    video_url: str | None = None
     recorded: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,7 +105,6 @@ class JobOutcome:
             "status": self.status,
             "error_code": self.error_code,
             "video_blob": self.video_blob,
-            "video_url": self.video_url,
             "recorded": self.recorded,
         }
 
@@ -163,9 +164,7 @@ class _JobFlow:
         if status.status != "completed":
             raise _Stop(_final_code(status))
         assets = yield from self._store()
-        return JobOutcome(
-            job_id=job.job_id, status="completed", video_blob=assets.video_blob, video_url=assets.video_url
-        ).to_dict()
+        return JobOutcome(job_id=job.job_id, status="completed", video_blob=assets.video_blob).to_dict()
 
     def _create(self) -> Orchestration:
         request = CreateRequest(job=self._job, poll=self._run.poll).to_dict()

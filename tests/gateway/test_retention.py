@@ -10,6 +10,7 @@ import pytest
 
 from gateway.blobs import VideoAssets
 from gateway.jobs import Job, JobStore, new_job_id
+from gateway.messages import failure_message
 from gateway.quota import Limits, QuotaStore
 from gateway.retention import (
     ORCHESTRATION_ENDED,
@@ -89,6 +90,56 @@ def test_orphan_blobs_are_deleted_and_owned_ones_kept(tables: Tables, video_asse
     assert video_assets.exists(str(owned.video_blob))
 
 
+def failed_job_with_files(jobs: JobStore, assets: VideoAssets, *, failed_at: float) -> tuple[Job, list[str]]:
+    """A failed job whose files were left behind (its orchestration's clean-up could not run):
+    video and thumbnail under its prefix, and its reference image on the record."""
+    job = stored_job(jobs, assets, status="failed", error_code="cancelled", completed_at=int(failed_at))
+    reference = f"{job.app_id}/{job.id}/reference.png"
+    assets.upload_bytes(reference, b"png", content_type="image/png")
+    jobs.update_job(job.app_id, job.id, allow_finished=True, reference_blob=reference)
+    return job, [str(job.video_blob), str(job.thumbnail_blob), reference]
+
+
+def test_files_of_failed_jobs_are_deleted_once_old_enough(tables: Tables, video_assets: VideoAssets) -> None:
+    jobs = JobStore(tables)
+    old_failure, old_files = failed_job_with_files(jobs, video_assets, failed_at=NOW - 7200)
+    _, new_files = failed_job_with_files(jobs, video_assets, failed_at=time.time() + 60)
+    completed = stored_job(jobs, video_assets, expires_at=int(NOW) + DAY)
+
+    report = RetentionSweeper(jobs, video_assets, retention_days=7).sweep(time.time() + 5, orphan_min_age=0)
+
+    assert report.orphan_blobs >= 3  # other tests' leftovers may count too; these three are checked
+    assert [name for name in old_files if video_assets.exists(name)] == []
+    after = jobs.get_job(old_failure.app_id, old_failure.id)
+    assert after is not None  # the record stays: reads still say why it failed
+    assert (after.status, after.video_blob, after.thumbnail_blob, after.reference_blob) == (
+        "failed",
+        None,
+        None,
+        None,
+    )
+    # Age guard: a job that only just failed may still be cleaning up after itself.
+    assert all(video_assets.exists(name) for name in new_files)
+    video_assets.delete_all(*new_files)
+    assert video_assets.exists(str(completed.video_blob))
+    assert video_assets.exists(str(completed.thumbnail_blob))
+
+
+def test_files_of_failed_jobs_younger_than_the_orphan_age_are_kept(
+    tables: Tables, video_assets: VideoAssets
+) -> None:
+    jobs = JobStore(tables)
+    _, files = failed_job_with_files(jobs, video_assets, failed_at=NOW - 7200)
+
+    report = RetentionSweeper(jobs, video_assets, retention_days=7).sweep(
+        time.time()
+    )  # blobs are seconds old
+
+    assert report.orphan_blobs == 0
+    assert all(video_assets.exists(name) for name in files)
+    video_assets.delete_all(*files)  # not left for another test's sweep to count
+
+
 # --- reconciliation: jobs whose orchestration ended or vanished without finishing them ---------
 
 OLD = NOW - RECONCILE_GRACE_SECONDS - 60
@@ -131,7 +182,9 @@ def test_a_job_whose_orchestration_ended_unfinished_fails_with_orchestration_fai
     settlement = settlement_for(replace(job, status="in_progress"), status, NOW)
     assert settlement is not None
     assert settlement.code == ORCHESTRATION_FAILED
-    assert status in settlement.message
+    # The app reads the code's one sentence; the runtime status is an internal, for the log.
+    assert settlement.message == failure_message(ORCHESTRATION_FAILED)
+    assert status not in settlement.message
 
 
 def test_a_job_whose_orchestration_vanished_fails_with_orchestration_lost() -> None:
@@ -162,7 +215,7 @@ def test_young_and_finished_jobs_are_left_alone() -> None:
     assert settlement_for(job, None, NOW) is not None  # the same job, old and unfinished
 
 
-def test_candidates_are_old_unfinished_jobs(tables: Tables) -> None:
+def test_candidates_are_old_unfinished_jobs(tables: Tables, video_assets: VideoAssets) -> None:
     jobs = JobStore(tables)
     queued = unfinished_job(jobs, status="queued")
     running = unfinished_job(jobs)
@@ -170,35 +223,42 @@ def test_candidates_are_old_unfinished_jobs(tables: Tables) -> None:
     unfinished_job(jobs, status="completed")
     unfinished_job(jobs, status="failed")
 
-    reconciler = Reconciler(jobs, QuotaStore(tables), RecordingUpstream())
+    reconciler = Reconciler(jobs, QuotaStore(tables), RecordingUpstream(), video_assets)
     assert {job.id for job in reconciler.candidates(NOW)} == {queued.id, running.id}
 
 
-def test_settling_a_job_the_upstream_never_had_refunds_its_slot(tables: Tables) -> None:
+def test_settling_a_job_the_upstream_never_had_refunds_its_slot(
+    tables: Tables, video_assets: VideoAssets
+) -> None:
     jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
     job = unfinished_job(jobs, status="queued")
     limits = Limits(hour=5, day=20)
     assert quota.admit(job.app_id, limits, job.id, NOW - 60).admitted
 
-    settled = Reconciler(jobs, quota, upstream).settle(job, Settlement(ORCHESTRATION_LOST, "lost"), NOW)
+    settled = Reconciler(jobs, quota, upstream, video_assets).settle(job, Settlement(ORCHESTRATION_LOST), NOW)
 
     assert settled is not None
     assert (settled.refunded, settled.upstream_deleted) == (True, False)
     stored = jobs.get_job(job.app_id, job.id)
     assert stored is not None
-    assert (stored.status, stored.error_code, stored.error_message) == ("failed", ORCHESTRATION_LOST, "lost")
+    assert (stored.status, stored.error_code) == ("failed", ORCHESTRATION_LOST)
+    assert stored.error_message == failure_message(ORCHESTRATION_LOST)
     assert stored.completed_at == int(NOW)
     assert quota.usage(job.app_id, limits, NOW).used == {"hour": 0, "day": 0}
     assert upstream.deleted == []
 
 
-def test_settling_a_job_with_an_upstream_job_deletes_it_and_keeps_the_slot(tables: Tables) -> None:
+def test_settling_a_job_with_an_upstream_job_deletes_it_and_keeps_the_slot(
+    tables: Tables, video_assets: VideoAssets
+) -> None:
     jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
     job = unfinished_job(jobs, upstream_id="up_1")
     limits = Limits(hour=5, day=20)
     quota.admit(job.app_id, limits, job.id, NOW - 60)
 
-    settled = Reconciler(jobs, quota, upstream).settle(job, Settlement(ORCHESTRATION_FAILED, "ended"), NOW)
+    settled = Reconciler(jobs, quota, upstream, video_assets).settle(
+        job, Settlement(ORCHESTRATION_FAILED), NOW
+    )
 
     assert settled is not None
     assert (settled.refunded, settled.upstream_deleted) == (False, True)
@@ -206,24 +266,26 @@ def test_settling_a_job_with_an_upstream_job_deletes_it_and_keeps_the_slot(table
     assert quota.usage(job.app_id, limits, NOW).used == {"hour": 1, "day": 1}  # the upstream had it
 
 
-def test_the_upstream_id_recorded_after_listing_counts(tables: Tables) -> None:
+def test_the_upstream_id_recorded_after_listing_counts(tables: Tables, video_assets: VideoAssets) -> None:
     jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
     listed = unfinished_job(jobs, status="queued")
     jobs.update_job(listed.app_id, listed.id, upstream_id="up_late")
 
-    settled = Reconciler(jobs, quota, upstream).settle(listed, Settlement(ORCHESTRATION_LOST, "lost"), NOW)
+    settled = Reconciler(jobs, quota, upstream, video_assets).settle(
+        listed, Settlement(ORCHESTRATION_LOST), NOW
+    )
 
     assert settled is not None
     assert settled.refunded is False
     assert upstream.deleted == ["up_late"]
 
 
-def test_a_failing_upstream_delete_still_finishes_the_job(tables: Tables) -> None:
+def test_a_failing_upstream_delete_still_finishes_the_job(tables: Tables, video_assets: VideoAssets) -> None:
     jobs, upstream = JobStore(tables), RecordingUpstream(ConnectionError("upstream down"))
     job = unfinished_job(jobs, upstream_id="up_2")
 
-    settled = Reconciler(jobs, QuotaStore(tables), upstream).settle(
-        job, Settlement(ORCHESTRATION_FAILED, "x"), NOW
+    settled = Reconciler(jobs, QuotaStore(tables), upstream, video_assets).settle(
+        job, Settlement(ORCHESTRATION_FAILED), NOW
     )
 
     assert settled is not None
@@ -234,13 +296,15 @@ def test_a_failing_upstream_delete_still_finishes_the_job(tables: Tables) -> Non
     assert stored.error_code == ORCHESTRATION_FAILED
 
 
-def test_a_job_that_finished_meanwhile_is_not_touched(tables: Tables) -> None:
+def test_a_job_that_finished_meanwhile_is_not_touched(tables: Tables, video_assets: VideoAssets) -> None:
     jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
     listed = unfinished_job(jobs, status="queued")
     quota.admit(listed.app_id, Limits(hour=5, day=20), listed.id, NOW - 60)
     jobs.update_job(listed.app_id, listed.id, status="completed", progress=100, completed_at=int(NOW) - 5)
 
-    settled = Reconciler(jobs, quota, upstream).settle(listed, Settlement(ORCHESTRATION_LOST, "lost"), NOW)
+    settled = Reconciler(jobs, quota, upstream, video_assets).settle(
+        listed, Settlement(ORCHESTRATION_LOST), NOW
+    )
 
     assert settled is None
     stored = jobs.get_job(listed.app_id, listed.id)
@@ -248,3 +312,23 @@ def test_a_job_that_finished_meanwhile_is_not_touched(tables: Tables) -> None:
     assert (stored.status, stored.error_code) == ("completed", None)
     assert quota.usage(listed.app_id, Limits(hour=5, day=20), NOW).used["hour"] == 1
     assert upstream.deleted == []
+
+
+def test_settling_a_job_deletes_the_files_it_left(tables: Tables, video_assets: VideoAssets) -> None:
+    # The orchestration copied the video and then crashed: its record still says in progress.
+    jobs = JobStore(tables)
+    job = unfinished_job(jobs, upstream_id="up_3", reference_blob=None)
+    files = [f"{job.app_id}/{job.id}/{name}" for name in ("video.mp4", "thumbnail.jpg", "reference.jpg")]
+    for name in files:
+        video_assets.upload_bytes(name, b"x", content_type="application/octet-stream")
+    jobs.update_job(job.app_id, job.id, reference_blob=files[2])
+
+    settled = Reconciler(jobs, QuotaStore(tables), RecordingUpstream(), video_assets).settle(
+        job, Settlement(ORCHESTRATION_FAILED), NOW
+    )
+
+    assert settled is not None
+    assert [name for name in files if video_assets.exists(name)] == []
+    stored = jobs.get_job(job.app_id, job.id)
+    assert stored is not None
+    assert (stored.status, stored.reference_blob) == ("failed", None)

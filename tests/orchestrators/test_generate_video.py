@@ -72,7 +72,7 @@ def finished_upstream(status: str = "completed", error_code: str | None = None) 
 
 
 STORED = StoreOutcome.stored(
-    StoredAssets(video_blob="app_1/video_1/video.mp4", thumbnail_blob=None, video_bytes=1000, video_url=None)
+    StoredAssets(video_blob="app_1/video_1/video.mp4", thumbnail_blob=None, video_bytes=1000)
 ).to_dict()
 
 
@@ -158,7 +158,6 @@ def assert_failed(history: History, code: str, *, recorded: bool = True) -> None
         "status": "failed",
         "error_code": code,
         "video_blob": None,
-        "video_url": None,
         "recorded": recorded,
     }
 
@@ -183,6 +182,59 @@ def test_a_job_runs_to_completion_with_exactly_one_cancel_waiter() -> None:
     again = history.replay()
     assert again.output == history.last.output
     assert again.raw["actions"] == history.last.raw["actions"]
+
+
+# Activity results as the code before blob-names-only recorded them: the status check carried the
+# upstream's own words, the store result a SAS URL. Histories of in-flight instances hold these.
+OLD_SAS_URL = "http://127.0.0.1:10000/devstoreaccount1/videos/app_1/video_1/video.mp4?se=2026&sp=r&sig=abc%3D"
+OLD_STORED = {
+    "status": "stored",
+    "assets": {
+        "video_blob": "app_1/video_1/video.mp4",
+        "thumbnail_blob": None,
+        "video_bytes": 1000,
+        "video_url": OLD_SAS_URL,
+    },
+    "retry_after": None,
+    "error_code": None,
+}
+
+
+def test_a_history_recorded_with_a_sas_url_in_the_store_result_replays_and_keeps_it_out() -> None:
+    history = polling()
+    old_check = {**finished_upstream(), "error_message": "GET /videos/up_1: the upstream's words"}
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), old_check)
+    assert describe(history.step()) == [activity.STORE_VIDEO_ASSETS]
+    history.episode(1).complete(history.task(activity.STORE_VIDEO_ASSETS), OLD_STORED)
+    assert history.step() == []
+    assert history.last is not None
+    assert history.last.done
+    assert history.last.output == {
+        "job_id": JOB.job_id,
+        "status": "completed",
+        "error_code": None,
+        "video_blob": "app_1/video_1/video.mp4",
+        "recorded": True,
+    }
+    assert "sig=" not in json.dumps(history.last.output)  # the output never carries a URL
+    again = history.replay()
+    assert again.output == history.last.output
+
+
+def test_the_store_result_carries_blob_names_only() -> None:
+    stored = StoreOutcome.stored(
+        StoredAssets(
+            video_blob="app_1/video_1/video.mp4", thumbnail_blob="app_1/video_1/thumbnail.jpg", video_bytes=1
+        )
+    ).to_dict()
+    assert stored["assets"] == {
+        "video_blob": "app_1/video_1/video.mp4",
+        "thumbnail_blob": "app_1/video_1/thumbnail.jpg",
+        "video_bytes": 1,
+    }
+    assert StoreOutcome.from_dict(OLD_STORED).assets == StoredAssets(
+        video_blob="app_1/video_1/video.mp4", thumbnail_blob=None, video_bytes=1000
+    )
 
 
 def test_a_queued_job_waits_for_its_slot_on_a_timer() -> None:
