@@ -22,9 +22,9 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 from azure.durable_functions.models.PurgeHistoryResult import PurgeHistoryResult
 from azure.durable_functions.models.utils import http_utils
 
-from devhost.management import client_binding
-from gateway.blobs import VideoAssets
+from gateway.blobs import VideoAssets, blob_service
 from gateway.jobs import Job, JobStore, new_job_id
+from gateway.messages import failure_message
 from gateway.quota import Limits, QuotaStore
 from gateway.retention import (
     ORCHESTRATION_FAILED,
@@ -117,7 +117,9 @@ def test_each_job_is_settled_by_its_orchestrations_status(tables: Tables, video_
     )
     sweeper = RetentionSweeper(jobs, video_assets, retention_days=7)
 
-    report = asyncio.run(run_sweep(client, Reconciler(jobs, quota, upstream), sweeper, NOW, history_days=7))
+    report = asyncio.run(
+        run_sweep(client, Reconciler(jobs, quota, upstream, video_assets), sweeper, NOW, history_days=7)
+    )
 
     codes = {job.id: getattr(jobs.get_job("app_m", job.id), "error_code", None) for job in (ended, vanished)}
     assert codes == {ended.id: ORCHESTRATION_FAILED, vanished.id: ORCHESTRATION_LOST}
@@ -132,7 +134,7 @@ def test_history_older_than_the_retention_period_is_purged_when_finished(
     tables: Tables, video_assets: VideoAssets
 ) -> None:
     client = StandInClient({})
-    reconciler = Reconciler(JobStore(tables), QuotaStore(tables), RecordingUpstream())
+    reconciler = Reconciler(JobStore(tables), QuotaStore(tables), RecordingUpstream(), video_assets)
 
     asyncio.run(
         run_sweep(
@@ -160,7 +162,7 @@ def test_a_failing_step_does_not_stop_the_others_but_fails_the_run(
     video_assets.upload_bytes(expired_video, b"mp4", content_type="video/mp4")
     expired = add_job(jobs, "app_f", status="completed", expires_at=int(NOW) - 1, video_blob=expired_video)
     client = StandInClient({vanished.id: None, expired.id: "Completed"}, purge_error=ConnectionError("down"))
-    reconciler = Reconciler(jobs, QuotaStore(tables), RecordingUpstream())
+    reconciler = Reconciler(jobs, QuotaStore(tables), RecordingUpstream(), video_assets)
 
     with pytest.raises(RuntimeError, match="purge"):
         asyncio.run(
@@ -183,9 +185,8 @@ def stack_stores(stack: RunningStack) -> Iterator[tuple[JobStore, QuotaStore]]:
 
 
 def durable_client(stack: RunningStack) -> df.DurableOrchestrationClient:
-    """The client the Functions host would bind, pointed at the stack's dev host."""
-    origin = stack.api.removesuffix("/api")
-    return df.DurableOrchestrationClient(client_binding(origin, origin, stack.env["TASK_HUB_NAME"]))
+    """The client the Functions host would bind, pointed at the stack's dev host (with its key)."""
+    return df.DurableOrchestrationClient(stack.durable_client_binding())
 
 
 async def with_fresh_session[T](work: Any) -> T:
@@ -217,6 +218,9 @@ def test_reconcile_and_purge_against_the_dev_host(
     used_before = stack.client.usage(app.api_key)["used"]["hour"]
     client = durable_client(stack)
     upstream = RecordingUpstream()
+    stack_assets = VideoAssets(blob_service(stack.storage_connection_string), "videos")
+    done_files = [name for name, _ in stack_assets.list_blobs() if name.startswith(f"{app.id}/{done_id}/")]
+    assert f"{app.id}/{done_id}/video.mp4" in done_files
 
     async def scenario() -> tuple[str | None, str | None, int, int, str | None]:
         for _ in range(150):  # the record is final a moment before the orchestration is
@@ -225,7 +229,7 @@ def test_reconcile_and_purge_against_the_dev_host(
                 break
             await asyncio.sleep(0.2)
         lost_status = await orchestration_status(client, lost.id)
-        settled = await reconcile(client, Reconciler(jobs, quota, upstream), time.time())
+        settled = await reconcile(client, Reconciler(jobs, quota, upstream, stack_assets), time.time())
         purged = await purge_history(client, time.time() + 1, created_after=started)
         return done_status, lost_status, settled, purged, await orchestration_status(client, done_id)
 
@@ -235,6 +239,9 @@ def test_reconcile_and_purge_against_the_dev_host(
     assert settled >= 2
     video = stack.client.get_video(app.api_key, done_id).json()
     assert (video["status"], video["error"]["code"]) == ("failed", ORCHESTRATION_FAILED)
+    assert video["error"]["message"] == failure_message(ORCHESTRATION_FAILED)
+    # A failed job keeps no files: the video its orchestration had stored is gone from storage.
+    assert [name for name in done_files if stack_assets.exists(name)] == []
     assert done.upstream_id is not None
     assert upstream.deleted.count(done.upstream_id) == 1
     lost_video = stack.client.get_video(app.api_key, lost.id).json()
