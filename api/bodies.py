@@ -185,7 +185,8 @@ def iter_form_parts(body: bytes, boundary: bytes) -> Iterator[FormPart]:
             )
             if data_end < 0 and len(body) - data_start > MAX_FIELD_BYTES:
                 raise InvalidRequest(
-                    f"Form field '{name or ''}' is longer than {MAX_FIELD_BYTES // 1024} KiB; only files may be larger.",
+                    f"Form field '{name or ''}' is longer than {MAX_FIELD_BYTES // 1024} KiB; "
+                    "only files may be larger.",
                     code="invalid_value",
                     param=name,
                 )
