@@ -424,7 +424,7 @@ class QuotaStore:
                 "end": _TICKET_END,
                 "cutoff": now - WINDOWS["day"],
             },
-            select=["RowKey"],
+            select=["PartitionKey", "RowKey"],
             results_per_page=SWEEP_BATCH,
         )
         expired = [row for _, row in zip(range(SWEEP_BATCH), rows, strict=False)]

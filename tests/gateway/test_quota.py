@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import array
+import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 
-from gateway.quota import Limits, QuotaStore
+from gateway.quota import (
+    CAPACITY,
+    QUOTA_TABLE,
+    STATE_ROW,
+    SWEEP_BATCH,
+    Limits,
+    QuotaState,
+    QuotaStore,
+    encode_state,
+    to_ms,
+)
 from gateway.tables import Tables
 
 T0 = 1_800_000_000.0
@@ -81,3 +94,100 @@ def test_usage_reports_when_the_next_slot_frees(tables: Tables) -> None:
     usage = quota.usage("app", LIMITS, now=T0 + 20)
     assert usage.resets_at == {"hour": int(T0) + 3610, "day": int(T0) + 86410}
     assert usage.remaining("hour") == 4
+
+
+def test_a_day_limit_of_100_000_is_kept_exactly_within_the_entity_limits(tables: Tables) -> None:
+    """The old row (a JSON list) overflowed its 64 KiB property at 565 admissions a day."""
+    quota = QuotaStore(tables)
+    limits = Limits(hour=1_000_000, day=100_000)
+    # 100,000 admissions spread over the last day, oldest first: written with the store's own
+    # encoding (one row, as 100,000 admissions would leave it), then one through the store.
+    oldest = T0 - 86_000.0
+    times = array.array("q", (to_ms(oldest + i * 0.8) for i in range(99_999)))
+    tables.get(QUOTA_TABLE).create_entity(encode_state("app", QuotaState(times=times)))
+    now = oldest + 99_999 * 0.8 + 5
+    assert quota.admit("app", limits, "last", now=now).admitted
+
+    refused = quota.admit("app", limits, "one-too-many", now=now + 1)
+
+    assert not refused.admitted
+    assert refused.window == "day"
+    assert refused.retry_after == math.ceil(oldest + 86_400 - (now + 1))
+    assert refused.usage.used["day"] == 100_000
+    row = tables.get(QUOTA_TABLE).get_entity("app", STATE_ROW)
+    binary = [value for value in row.values() if isinstance(value, bytes)]
+    assert all(len(value) <= 65_536 for value in binary)
+    assert sum(len(value) for value in binary) + len(str(row.get("legacy", ""))) < 1_000_000
+    # A refund frees exactly one slot, and the slot it frees is taken at once.
+    assert quota.release("app", "last", now=now + 2)
+    assert quota.admit("app", limits, "refunded-slot", now=now + 3).admitted
+    assert not quota.admit("app", limits, "still-full", now=now + 4).admitted
+    # The oldest admission leaves the day exactly one day after it was taken.
+    assert not quota.admit("app", limits, "early", now=oldest + 86_399.999).admitted
+    assert quota.admit("app", limits, "on-time", now=oldest + 86_400).admitted
+
+
+def test_a_day_limit_beyond_one_row_is_served_as_its_capacity(tables: Tables) -> None:
+    quota = QuotaStore(tables)
+    times = array.array("q", (to_ms(T0 - 80_000 + i * 0.3) for i in range(CAPACITY)))
+    tables.get(QUOTA_TABLE).create_entity(encode_state("app", QuotaState(times=times)))
+    refused = quota.admit("app", Limits(hour=10**7, day=10**7), "more", now=T0)
+    assert (refused.admitted, refused.window, refused.usage.limits.day) == (False, "day", CAPACITY)
+
+
+def test_a_row_written_by_the_old_code_keeps_its_slots_and_tickets(tables: Tables) -> None:
+    old_entries = [[T0 + i, f"old{i}"] for i in range(4)]
+    tables.get(QUOTA_TABLE).create_entity(
+        {"PartitionKey": "app", "RowKey": "usage", "entries": json.dumps(old_entries)}
+    )
+    quota = QuotaStore(tables)
+
+    assert quota.usage("app", LIMITS, now=T0 + 10).used == {"hour": 4, "day": 4}
+    assert quota.admit("app", LIMITS, "old2", now=T0 + 11).usage.used["hour"] == 4  # held already
+    assert quota.admit("app", LIMITS, "new", now=T0 + 12).admitted  # the fifth, stored packed
+    assert not quota.admit("app", LIMITS, "sixth", now=T0 + 13).admitted
+    assert "entries" not in tables.get(QUOTA_TABLE).get_entity("app", STATE_ROW)
+    assert quota.release("app", "old1", now=T0 + 14)  # a refund by an old ticket
+    assert not quota.release("app", "old1", now=T0 + 15)
+    again = quota.admit("app", LIMITS, "after-refund", now=T0 + 16)
+    assert again.admitted
+    assert again.usage.used["hour"] == 5
+    refused = quota.admit("app", LIMITS, "full", now=T0 + 17)
+    assert refused.retry_after == 3600 - 17  # old0, taken at T0, frees first
+
+
+def test_stores_in_different_processes_stay_exact(tables: Tables) -> None:
+    """Each store remembers the last state it saw; a stale one must never over-admit."""
+    first, second = QuotaStore(tables), QuotaStore(tables)
+    assert first.admit("app", LIMITS, "a", now=T0).admitted
+    assert second.admit("app", LIMITS, "b", now=T0 + 1).admitted  # first's copy is stale now
+    assert first.admit("app", LIMITS, "c", now=T0 + 2).usage.used["hour"] == 3
+    assert second.release("app", "a", now=T0 + 3)
+    for ticket in ("d", "e", "f"):
+        assert first.admit("app", LIMITS, ticket, now=T0 + 4).admitted
+    assert not second.admit("app", LIMITS, "g", now=T0 + 5).admitted
+    assert first.admit("app", LIMITS, "f", now=T0 + 6).admitted  # a retried ticket: no new slot
+    assert second.usage("app", LIMITS, now=T0 + 7).used == {"hour": 5, "day": 5}
+
+
+def test_a_refusal_seen_on_a_stale_copy_is_checked_against_storage(tables: Tables) -> None:
+    first, second = QuotaStore(tables), QuotaStore(tables)
+    for i in range(5):
+        first.admit("app", LIMITS, f"job{i}", now=T0)
+    assert not first.admit("app", LIMITS, "refused", now=T0 + 1).admitted
+    assert second.release("app", "job0", now=T0 + 2)
+    assert first.admit("app", LIMITS, "freed", now=T0 + 3).admitted
+
+
+def test_ticket_rows_of_expired_admissions_are_swept(tables: Tables) -> None:
+    quota = QuotaStore(tables)
+    limits = Limits(hour=1000, day=1000)
+    for i in range(SWEEP_BATCH + 10):
+        quota.admit("app", limits, f"old{i}", now=T0 + i)
+    later = T0 + 86_400 + SWEEP_BATCH + 20
+    quota.admit("app", limits, "expires-them", now=later)  # counts them as unswept
+    quota.admit("app", limits, "sweeps", now=later + 1)  # the write that finds the count due
+
+    rows = list(tables.get(QUOTA_TABLE).query_entities("PartitionKey eq 'app' and RowKey ne 'usage'"))
+    assert len(rows) == 2 + 10  # the two live tickets, and what one sweep of 100 left
+    assert not quota.release("app", "old105", now=later + 2)  # an expired slot is not given back
