@@ -156,8 +156,12 @@ class AppStore:
         Raises ConcurrentUpdate when another rotation of the same app wins the race: of racing
         rotations exactly one hands out a key, and that key works.
         """
+        return self._replace_key(self._apps.get_entity(_APP_PARTITION, app_id), api_key)
+
+    def _replace_key(self, entity: TableEntity, api_key: str) -> App:
+        """`replace_key` conditional on the app row as read in `entity`."""
+        app_id = str(entity["RowKey"])
         new_hash = hash_key(api_key)
-        entity = self._apps.get_entity(_APP_PARTITION, app_id)
         old_hash = str(entity["key_hash"])
         # A rotation interrupted after its app row write may have left its old key's row behind.
         self._delete_key_row(str(entity.get("retired_key_hash") or ""))
@@ -206,7 +210,9 @@ class AppStore:
                 headers={"Retry-After": str(wait)},
             )
         api_key = new_api_key()
-        return NewApp(app=self.replace_key(app_id, api_key), api_key=api_key)
+        # Conditional on the very read that passed the quiet check: a rotation that read the
+        # row before another's write cannot win after it.
+        return NewApp(app=self._replace_key(entity, api_key), api_key=api_key)
 
     def _authenticate_old_key_row(self, key_row: TableEntity) -> App | None:
         key_hash = str(key_row["RowKey"])

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.apps import KEY_PREFIX, AppStore, hash_key
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from gateway.apps import KEY_PREFIX, ROTATION_QUIET_SECONDS, AppStore, ConcurrentUpdate, hash_key
 from gateway.tables import APP_KEYS_TABLE, APPS_TABLE, Tables
 
 
@@ -66,3 +71,143 @@ def test_ensure_app_is_idempotent_and_adopts_the_given_key(tables: Tables) -> No
     store.ensure_app("app_dev", "Dev", "pro", "sgw_second_key_" + "b" * 30)
     assert store.authenticate("sgw_first_key_" + "a" * 30) is None
     assert store.authenticate("sgw_second_key_" + "b" * 30) is not None
+
+
+def test_authentication_needs_only_the_key_row(tables: Tables) -> None:
+    store = AppStore(tables)
+    created = store.create_app("Acme", "pro")
+    store.set_plan(created.app.id, "business")
+    # Without the app row, the key row alone still says who is calling and on which plan.
+    tables.get(APPS_TABLE).delete_entity("app", created.app.id)
+    app = store.authenticate(created.api_key)
+    assert app is not None
+    assert (app.id, app.plan, app.webhook_secret) == (created.app.id, "business", created.app.webhook_secret)
+
+
+def test_key_and_app_rows_written_by_the_old_code_still_work_and_are_upgraded(tables: Tables) -> None:
+    api_key = "sgw_old_code_key_" + "o" * 30
+    tables.get(APPS_TABLE).create_entity(
+        {
+            "PartitionKey": "app",
+            "RowKey": "app_old",
+            "name": "Old",
+            "plan": "pro",
+            "created_at": 1_700_000_000,
+            "key_hash": hash_key(api_key),
+            "webhook_secret": "whsec_old",
+        }
+    )
+    tables.get(APP_KEYS_TABLE).create_entity(
+        {"PartitionKey": "key", "RowKey": hash_key(api_key), "app_id": "app_old"}
+    )
+    store = AppStore(tables)
+
+    app = store.authenticate(api_key)
+
+    assert app is not None
+    assert (app.id, app.plan, app.webhook_secret) == ("app_old", "pro", "whsec_old")
+    assert tables.get(APP_KEYS_TABLE).get_entity("key", hash_key(api_key))["plan"] == "pro"
+    updated = store.set_plan("app_old", "business")
+    assert updated is not None
+    again = store.authenticate(api_key)
+    assert again is not None
+    assert again.plan == "business"
+    rotated = store.rotate_key("app_old")
+    assert store.authenticate(api_key) is None
+    assert store.authenticate(rotated.api_key) is not None
+
+
+def test_of_racing_rotations_exactly_one_hands_out_a_key_and_it_works(tables: Tables) -> None:
+    store = AppStore(tables)
+    created = store.create_app("Acme", "pro")
+
+    def rotate(_: int) -> str | None:
+        try:
+            return store.rotate_key(created.app.id).api_key
+        except ConcurrentUpdate:
+            return None
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        keys = [key for key in pool.map(rotate, range(10)) if key is not None]
+
+    assert len(keys) == 1
+    assert store.authenticate(keys[0]) is not None
+    assert store.authenticate(created.api_key) is None
+    assert [row["RowKey"] for row in tables.get(APP_KEYS_TABLE).list_entities()] == [hash_key(keys[0])]
+
+
+def test_a_rotation_that_loses_the_app_row_answers_conflict(tables: Tables) -> None:
+    """Two rotations that both passed the quiet-period check: the later write must not win."""
+    store = AppStore(tables)
+    created = store.create_app("Acme", "pro")
+    first_read = tables.get(APPS_TABLE).get_entity("app", created.app.id)
+    winner = store.replace_key(created.app.id, "sgw_winner_" + "w" * 30)
+    assert winner.key_hash == hash_key("sgw_winner_" + "w" * 30)
+
+    apps = tables.get(APPS_TABLE)
+    real_get = apps.get_entity
+    reads = iter([first_read])
+    apps.get_entity = lambda *a, **k: next(reads, None) or real_get(*a, **k)  # type: ignore[method-assign]
+    with pytest.raises(ConcurrentUpdate):
+        store.replace_key(created.app.id, "sgw_loser_" + "l" * 30)
+    apps.get_entity = real_get  # type: ignore[method-assign]
+
+    assert store.authenticate("sgw_loser_" + "l" * 30) is None
+    assert store.authenticate("sgw_winner_" + "w" * 30) is not None
+
+
+def test_a_second_rotation_within_the_quiet_period_is_refused_then_allowed(tables: Tables) -> None:
+    now = [1_800_000_000.0]
+    store = AppStore(tables, clock=lambda: now[0])
+    created = store.create_app("Acme", "pro")
+    first = store.rotate_key(created.app.id)
+    now[0] += ROTATION_QUIET_SECONDS - 1
+    with pytest.raises(ConcurrentUpdate) as refused:
+        store.rotate_key(created.app.id)
+    assert refused.value.headers["Retry-After"] == "1"
+    assert store.authenticate(first.api_key) is not None
+    now[0] += 1
+    second = store.rotate_key(created.app.id)
+    assert store.authenticate(first.api_key) is None
+    assert store.authenticate(second.api_key) is not None
+
+
+def test_plan_changes_racing_a_rotation_lose_neither(tables: Tables) -> None:
+    for attempt in range(5):
+        store = AppStore(tables)
+        created = store.create_app(f"Acme {attempt}", "free")
+        new_key = _race_plan_change_and_rotation(store, created.app.id)
+        app = store.authenticate(new_key)
+        assert app is not None
+        assert app.plan == "business"
+        assert store.authenticate(created.api_key) is None
+
+
+def _race_plan_change_and_rotation(store: AppStore, app_id: str) -> str:
+    barrier = threading.Barrier(2)
+
+    def change_plan() -> None:
+        barrier.wait()
+        store.set_plan(app_id, "business")
+
+    def rotate() -> str:
+        barrier.wait()
+        return store.rotate_key(app_id).api_key
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        planned = pool.submit(change_plan)
+        rotated = pool.submit(rotate)
+        planned.result()
+        return rotated.result()
+
+
+def test_concurrent_plan_changes_leave_the_key_row_on_the_last_one(tables: Tables) -> None:
+    store = AppStore(tables)
+    created = store.create_app("Acme", "free")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda plan: store.set_plan(created.app.id, plan), ["pro", "business"] * 6))
+    stored = store.get_app(created.app.id)
+    app = store.authenticate(created.api_key)
+    assert stored is not None
+    assert app is not None
+    assert app.plan == stored.plan
