@@ -18,8 +18,10 @@ from azure.durable_functions.models.utils import http_utils
 
 from devhost.engine import Engine
 from devhost.functions import AppIndexError, FunctionIndex, Invoker, index_app
+from devhost.guards import DEFAULT_MAX_REQUEST_BODY_BYTES, body_size_guard, host_key_guard
 from devhost.http_routes import HttpFunctionServer
-from devhost.management import ManagementApi, client_binding
+from devhost.keys import DURABLE_EXTENSION, HostKeys
+from devhost.management import RPC_PATH, ManagementApi, client_binding
 from devhost.store import Store
 from devhost.timers import TimerTriggers
 from devhost.workers import WorkerPool
@@ -29,8 +31,9 @@ log = logging.getLogger("devhost.host")
 HTTP_THREADS = 32
 ACTIVITY_THREADS = 16
 ORCHESTRATOR_THREADS = 8
-# The Functions host accepts request bodies up to 100 MB.
-MAX_REQUEST_BYTES = 100 * 1024 * 1024
+# The extension's local RPC listener has no body limit (LocalHttpListener: MaxRequestBodySize = null);
+# aiohttp reads 0 as "no limit".
+UNLIMITED_BODY = 0
 # In-flight HTTP requests get this long to finish when the host stops.
 SHUTDOWN_GRACE_SECONDS = 5.0
 STOP_WAIT_SECONDS = 30.0
@@ -68,10 +71,20 @@ class DevHost:
         route_prefix: str = "api",
         task_hub: str = "devhost",
         activity_latency: float = 0.0,
+        master_key: str | None = None,
+        max_request_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES,
     ) -> None:
         """`activity_latency` (seconds) delays each activity's dispatch and its completion, as the
-        Storage queues between the extension and the worker do in Azure."""
+        Storage queues between the extension and the worker do in Azure.
+
+        `master_key` authorizes the host's webhooks; unset, the host keeps generated keys under
+        `state_dir` (see devhost/keys.py). `max_request_body_bytes` is the host's body limit
+        (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT in Azure)."""
         self._app_source = app
+        self._master_key = master_key
+        self._max_request_body_bytes = max_request_body_bytes
+        self._keys: HostKeys | None = None
+        self._rpc_port: int | None = None
         self._activity_latency = activity_latency
         self._state_dir = Path(state_dir)
         self._host = host
@@ -86,7 +99,7 @@ class DevHost:
         self._ready = threading.Event()
         self._finished = threading.Event()
         self._startup_error: BaseException | None = None
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
         self._engine: Engine | None = None
         self._timers: TimerTriggers | None = None
         self._store: Store | None = None
@@ -100,6 +113,30 @@ class DevHost:
         if self._port is None:
             raise RuntimeError("the dev host is not listening; call start() first")
         return f"http://{self._host}:{self._port}"
+
+    @property
+    def rpc_url(self) -> str:
+        """The Durable extension's local RPC listener (loopback only, no key), as the client's
+        rpcBaseUrl names it without its /durabletask/ path."""
+        if self._rpc_port is None:
+            raise RuntimeError("the dev host is not listening; call start() first")
+        return f"http://127.0.0.1:{self._rpc_port}"
+
+    @property
+    def keys(self) -> HostKeys:
+        if self._keys is None:
+            raise RuntimeError("the dev host has no keys yet; call start() first")
+        return self._keys
+
+    @property
+    def master_key(self) -> str:
+        """The key that authorizes every host endpoint, /runtime/webhooks/durabletask included."""
+        return self.keys.master
+
+    @property
+    def durable_key(self) -> str:
+        """The durabletask_extension system key, which the management URLs carry as `code=`."""
+        return self.keys.extension_key(DURABLE_EXTENSION)
 
     def start(self) -> None:
         """Run in the background; returns once the server listens (or raises why it cannot)."""
@@ -210,8 +247,12 @@ class DevHost:
         safe_hub = re.sub(r"[^A-Za-z0-9_-]", "_", self._task_hub) or "devhost"
         self._store = Store(self._state_dir / f"{safe_hub}.sqlite")
 
+        keys = HostKeys.load_or_create(self._state_dir, self._master_key)
+        self._keys = keys
+        durable_key = keys.extension_key(DURABLE_EXTENSION)
+
         def host_client_binding() -> str:
-            return client_binding(self.url, self.url, self._task_hub)
+            return client_binding(self.url, self.rpc_url, self._task_hub, durable_key)
 
         http_invoker = Invoker(loop, self._pool("devhost-http", HTTP_THREADS), host_client_binding)
         activity_invoker = Invoker(
@@ -221,19 +262,22 @@ class DevHost:
         self._engine = Engine(
             self._store, index, loop, activity_invoker, orchestrator_invoker, self._activity_latency
         )
+        management = ManagementApi(self._engine, self._task_hub, durable_key)
 
-        web_app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-        ManagementApi(self._engine, self._task_hub).add_routes(web_app)
-        HttpFunctionServer(
-            index.http, http_invoker, self._route_prefix, self._task_hub, lambda: self.url
-        ).add_routes(web_app)
-        self._runner = web.AppRunner(
-            web_app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+        # The host's own port: the app's HTTP functions and the keyed webhooks, under its body limit.
+        web_app = web.Application(
+            client_max_size=self._max_request_body_bytes,
+            middlewares=[host_key_guard(keys), body_size_guard(self._max_request_body_bytes)],
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._requested_port)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
+        management.add_routes(web_app)
+        HttpFunctionServer(
+            index.http, http_invoker, self._route_prefix, self._task_hub, lambda: self.rpc_url, durable_key
+        ).add_routes(web_app)
+        self._port = await self._listen(web_app, self._host, self._requested_port)
+        # The extension's local RPC listener: loopback only, no key, no body limit.
+        rpc_app = web.Application(client_max_size=UNLIMITED_BODY)
+        management.add_routes(rpc_app, RPC_PATH)
+        self._rpc_port = await self._listen(rpc_app, "127.0.0.1", 0)
         # Only a host that got as far as listening takes over the library's client session.
         _reset_durable_client_session()
         self._owns_client_session = True
@@ -256,14 +300,23 @@ class DevHost:
             len(index.timers),
         )
 
+    async def _listen(self, web_app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(
+            web_app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+        )
+        self._runners.append(runner)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        return int(runner.addresses[0][1])
+
     def _pool(self, name: str, size: int) -> WorkerPool:
         pool = WorkerPool(name, size)
         self._pools.append(pool)
         return pool
 
     async def _close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in self._runners:
+            await runner.cleanup()
         if self._timers is not None:
             await self._timers.close()
         if self._engine is not None:

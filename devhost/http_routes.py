@@ -114,12 +114,14 @@ class HttpFunctionServer:
         route_prefix: str,
         task_hub: str,
         rpc_origin: Callable[[], str],
+        durable_key: str | None = None,
     ) -> None:
         self._routes = build_routes(functions)
         self._invoker = invoker
         self._prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
         self._task_hub = task_hub
         self._rpc_origin = rpc_origin
+        self._durable_key = durable_key
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self.handle)
@@ -159,7 +161,9 @@ class HttpFunctionServer:
         client = function.durable_client_parameter
         if client is not None:
             # Management URLs point at the origin the caller used, like the extension's.
-            binding = client_binding(request_origin(request), self._rpc_origin(), self._task_hub)
+            binding = client_binding(
+                request_origin(request), self._rpc_origin(), self._task_hub, self._durable_key
+            )
             arguments[client] = rpc.TypedData(string=binding)
         started = time.monotonic()
         try:

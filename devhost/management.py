@@ -1,7 +1,14 @@
 """The Durable Functions HTTP management API, as the library's DurableOrchestrationClient uses it.
 
-The same routes serve the client's rpcBaseUrl and the public /runtime/webhooks/durabletask URLs
-that create_check_status_response hands out, like the extension's HTTP API.
+The same handlers serve two listeners, as in the extension (HttpApiHandler): the public
+/runtime/webhooks/durabletask routes on the host's port, which the host authorizes with a key
+(devhost/guards.py), and the local RPC endpoint at http://127.0.0.1:<port>/durabletask/, the
+client's rpcBaseUrl, which answers loopback callers without a key.
+
+The URLs handed out follow the extension's BindingHelper and GetClientResponseLinks: the
+webhook URL the host gives the extension carries `?code=<durabletask_extension system key>`, so
+the management URLs end in `taskHub=...&connection=...&code=...`, the creation URLs and
+`requiredQueryStringParameters` carry `code=...` alone.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from devhost.store import InstanceRecord
 log = logging.getLogger("devhost.management")
 
 WEBHOOK_PATH = "/runtime/webhooks/durabletask"
+# LocalHttpListener.InternalRpcUri's path.
+RPC_PATH = "/durabletask"
 INSTANCE_PLACEHOLDER = "INSTANCEID"
 # 404, 410 and 202 answers carry no body, like the extension's.
 _EMPTY = b""
@@ -34,9 +43,19 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
     return value.strip().lower() == "true"
 
 
-def management_urls(origin: str, task_hub: str, instance_id: str = INSTANCE_PLACEHOLDER) -> dict[str, str]:
+def _with_code(query: str, code: str | None) -> str:
+    """`query` followed by the system key, as the host's webhook URL gives it to the extension."""
+    if code is None:
+        return query
+    key = f"code={quote(code, safe='')}"
+    return f"{query}&{key}" if query else key
+
+
+def management_urls(
+    origin: str, task_hub: str, code: str | None, instance_id: str = INSTANCE_PLACEHOLDER
+) -> dict[str, str]:
     base = f"{origin}{WEBHOOK_PATH}/instances/{instance_id}"
-    query = f"taskHub={quote(task_hub)}&connection=Storage"
+    query = _with_code(f"taskHub={quote(task_hub)}&connection=Storage", code)
     return {
         "id": instance_id,
         "statusQueryGetUri": f"{base}?{query}",
@@ -50,22 +69,26 @@ def management_urls(origin: str, task_hub: str, instance_id: str = INSTANCE_PLAC
     }
 
 
-def client_binding(origin: str, rpc_origin: str, task_hub: str) -> str:
-    """The durable client binding string the extension gives a durableClient parameter."""
-    query = f"taskHub={quote(task_hub)}&connection=Storage"
+def client_binding(origin: str, rpc_origin: str, task_hub: str, code: str | None = None) -> str:
+    """The durable client binding string the extension gives a durableClient parameter.
+
+    `rpc_origin` is the local RPC listener's (DevHost.rpc_url). `code` is the
+    durabletask_extension system key the public URLs carry; the rpcBaseUrl needs none."""
+    required = _with_code("", code)
     create = f"{origin}{WEBHOOK_PATH}/orchestrators/{{functionName}}[/{{instanceId}}]"
     return json.dumps(
         {
             "taskHubName": task_hub,
             "creationUrls": {
-                "createNewInstancePostUri": f"{create}?{query}",
+                "createNewInstancePostUri": f"{create}?{required}".rstrip("?"),
                 "createAndWaitOnNewInstancePostUri": (
-                    f"{create}?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{query}"
-                ),
+                    f"{create}?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{required}"
+                ).rstrip("&"),
             },
-            "managementUrls": management_urls(origin, task_hub),
-            "rpcBaseUrl": f"{rpc_origin}{WEBHOOK_PATH}/",
-            "requiredQueryStringParameters": query,
+            "managementUrls": management_urls(origin, task_hub, code),
+            "baseUrl": f"{origin}{WEBHOOK_PATH}",
+            "requiredQueryStringParameters": required,
+            "rpcBaseUrl": f"{rpc_origin}{RPC_PATH}/",
         }
     )
 
@@ -123,12 +146,13 @@ def orchestration_input(value: Any) -> Any:
 
 
 class ManagementApi:
-    def __init__(self, engine: Engine, task_hub: str) -> None:
+    def __init__(self, engine: Engine, task_hub: str, code: str) -> None:
+        """`code`: the system key the URLs this API hands out carry."""
         self._engine = engine
         self._task_hub = task_hub
+        self._code = code
 
-    def add_routes(self, app: web.Application) -> None:
-        base = WEBHOOK_PATH
+    def add_routes(self, app: web.Application, base: str = WEBHOOK_PATH) -> None:
         app.router.add_post(f"{base}/orchestrators/{{name}}", self.start)
         app.router.add_post(f"{base}/orchestrators/{{name}}/{{instance_id}}", self.start)
         app.router.add_get(f"{base}/instances", self.list_instances)
@@ -166,7 +190,7 @@ class ManagementApi:
         return self._accepted(request, record.instance_id)
 
     def _accepted(self, request: web.Request, instance_id: str) -> web.Response:
-        payload = management_urls(request_origin(request), self._task_hub, instance_id)
+        payload = management_urls(request_origin(request), self._task_hub, self._code, instance_id)
         headers = {"Location": payload["statusQueryGetUri"], "Retry-After": "10"}
         return web.json_response(payload, status=202, headers=headers)
 

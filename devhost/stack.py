@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 from devhost.azurite import Azurite
 from devhost.config import flag, load_values
 from devhost.functions import index_app
+from devhost.guards import BODY_LIMIT_SETTING, max_request_body_bytes
 from devhost.host import DevHost
 from devhost.net import LOOPBACK, free_port
 from gateway.clients import close_clients, get_app_store
@@ -133,10 +134,20 @@ class LocalStack:
             port=port,
             task_hub=self.values.get("TASK_HUB_NAME") or "devhost",
             activity_latency=float(self.values.get("DEVHOST_ACTIVITY_LATENCY_MS") or 0) / 1000,
+            master_key=self.values.get("DEVHOST_MASTER_KEY") or None,
+            max_request_body_bytes=max_request_body_bytes(self._host_settings()),
         )
         host.start()
         self._host = host
         self.api_url = host.url
+
+    def _host_settings(self) -> dict[str, str]:
+        """Settings the Functions host itself reads from the environment, such as
+        FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, from local.settings.json or the process environment."""
+        # The process environment wins, as with `func start`.
+        return {
+            BODY_LIMIT_SETTING: os.environ.get(BODY_LIMIT_SETTING) or self.values.get(BODY_LIMIT_SETTING, "")
+        }
 
     def stop(self) -> None:
         """Stop everything that runs, newest first; safe to call more than once."""
@@ -169,6 +180,12 @@ class LocalStack:
             + ("  (simulator)" if self.simulator_url else ""),
             f"State          {self.state_dir}",
         ]
+        if self._host is not None:
+            lines.append(
+                f"Host key       {self._host.master_key}  (master key: x-functions-key header or ?code=,"
+                " e.g. for /runtime/webhooks/durabletask)"
+            )
+            lines.append(f"Durable RPC    {self._host.rpc_url}/durabletask/  (loopback, no key)")
         if self.values.get("DEV_APP_KEY"):
             lines.append(f"Dev app key    {self.values['DEV_APP_KEY']}  (app {DEV_APP_ID}, plan pro)")
         return "\n".join(lines)

@@ -23,6 +23,7 @@ from azure.data.tables import TableServiceClient
 
 from devhost.azurite import Azurite
 from devhost.config import load_values
+from devhost.management import client_binding
 from devhost.net import free_port, wait_for_http
 from devhost.stack import point_providers_at
 from gateway.blobs import VideoAssets, blob_service
@@ -35,6 +36,9 @@ from tests.gateway_client import GatewayClient
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEV_APP_KEY = "sgw_test_dev_app_key_" + "x" * 24
 ADMIN_KEY = "test-admin-key"
+# The dev host's master key in every stack under test: /runtime/webhooks/durabletask needs it.
+HOST_KEY = "test-host-master-key-" + "y" * 24
+DURABLE_WEBHOOK = "/runtime/webhooks/durabletask"
 
 
 @dataclass
@@ -59,6 +63,48 @@ class RunningStack:
         endpoints = {"Blob": blob, "Queue": queue, "Table": table}
         return account + "".join(
             f";{name}Endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}" for name, port in endpoints.items()
+        )
+
+    @property
+    def origin(self) -> str:
+        """The dev host's origin, http://127.0.0.1:PORT (the api without /api)."""
+        return self.api.removesuffix("/api")
+
+    @property
+    def host_key(self) -> str:
+        """The host's master key, which authorizes the durable management API (as in Azure)."""
+        return self.env["DEVHOST_MASTER_KEY"]
+
+    def management_get(self, path: str, **params: str) -> requests.Response:
+        """GET /runtime/webhooks/durabletask/{path} with the host key, e.g. `instances/{id}`."""
+        return requests.get(
+            f"{self.origin}{DURABLE_WEBHOOK}/{path.lstrip('/')}",
+            params=params,
+            headers={"x-functions-key": self.host_key},
+            timeout=10,
+        )
+
+    def orchestration_status(self, instance_id: str) -> dict[str, Any]:
+        """The durable status of one instance, as the management API answers it."""
+        response = self.management_get(f"instances/{instance_id}")
+        response.raise_for_status()
+        return dict(response.json())
+
+    @property
+    def durable_rpc_url(self) -> str:
+        """The stack's local durable RPC endpoint (no key, loopback), read from what it printed."""
+        found = re.findall(r"Durable RPC +(http://\S+)", self.log_path.read_text())
+        return str(found[-1])
+
+    def durable_client_binding(self) -> str:
+        """The durableClient binding string the host gives a function, for a client in a test:
+        `df.DurableOrchestrationClient(stack.durable_client_binding())`."""
+        return client_binding(
+            self.origin,
+            self.durable_rpc_url.removesuffix("/").removesuffix("/durabletask"),
+            self.env["TASK_HUB_NAME"],
+            # The master key authorizes the management URLs as the extension's system key does.
+            self.host_key,
         )
 
     def upstream_jobs_for(self, marker: str) -> int:
@@ -144,6 +190,7 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
             "DEVHOST_STATE_DIR": str(state_dir),
             "DEV_APP_KEY": DEV_APP_KEY,
             "ADMIN_API_KEY": ADMIN_KEY,
+            "DEVHOST_MASTER_KEY": HOST_KEY,
             "TASK_HUB_NAME": "TestHub",
             "SORA_SIM_JOB_SECONDS": "3",
             "SORA_SIM_FAULT_RATE": "0",

@@ -169,3 +169,11 @@ class Api:
 
 def event_types(history: list[dict[str, Any]]) -> list[str]:
     return [str(event["EventType"]) for event in history]
+
+
+def keyed(key: str) -> requests.Session:
+    """A session that presents `key` in the host's key header, as scripts calling the
+    /runtime/webhooks/durabletask API must."""
+    session = requests.Session()
+    session.headers["x-functions-key"] = key
+    return session

@@ -18,7 +18,7 @@ import requests
 
 from devhost.host import DevHost
 from devhost.net import wait_for_http
-from tests.devhost.devhost_testkit import Api, StartHost, add_client_routes
+from tests.devhost.devhost_testkit import Api, StartHost, add_client_routes, keyed
 
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 add_client_routes(app)
@@ -43,28 +43,28 @@ def echo_input(context: df.DurableOrchestrationContext) -> Any:
 
 def test_suspend_holds_events_until_resume(start_host: StartHost) -> None:
     host = start_host(app)
+    hook = keyed(host.master_key)
     api = Api(host.url)
     instance_id = api.start("waiter", "x")
     api.wait(instance_id, until=("Running",))
     base = f"{host.url}{WEBHOOK}/instances/{instance_id}"
-    assert requests.post(f"{base}/suspend", params={"reason": "pause"}, timeout=10).status_code == 202
+    assert hook.post(f"{base}/suspend", params={"reason": "pause"}, timeout=10).status_code == 202
     assert api.status(instance_id)["runtimeStatus"] == "Suspended"
     assert api.raise_event(instance_id, "go", 1).status_code == 202
     time.sleep(0.3)
     assert api.status(instance_id)["runtimeStatus"] == "Suspended"
-    assert requests.post(f"{base}/resume", params={"reason": "go on"}, timeout=10).status_code == 202
+    assert hook.post(f"{base}/resume", params={"reason": "go on"}, timeout=10).status_code == 202
     assert api.wait(instance_id)["output"] == {"input": "x", "event": 1}
 
 
 def test_raw_json_bodies_from_plain_http_clients(start_host: StartHost) -> None:
     """Without the library's client the input is not encoded twice; it must still arrive intact."""
     host = start_host(app)
-    started = requests.post(f"{host.url}{WEBHOOK}/orchestrators/waiter", json={"plain": True}, timeout=10)
+    hook = keyed(host.master_key)
+    started = hook.post(f"{host.url}{WEBHOOK}/orchestrators/waiter", json={"plain": True}, timeout=10)
     assert started.status_code == 202
     instance_id = started.json()["id"]
-    raised = requests.post(
-        f"{host.url}{WEBHOOK}/instances/{instance_id}/raiseEvent/go", json=[1, 2], timeout=10
-    )
+    raised = hook.post(f"{host.url}{WEBHOOK}/instances/{instance_id}/raiseEvent/go", json=[1, 2], timeout=10)
     assert raised.status_code == 202
     output = Api(host.url).wait(instance_id)["output"]
     assert output == {"input": {"plain": True}, "event": [1, 2]}
@@ -72,7 +72,8 @@ def test_raw_json_bodies_from_plain_http_clients(start_host: StartHost) -> None:
 
 def test_create_and_wait_answers_with_the_output(start_host: StartHost) -> None:
     host = start_host(app)
-    response = requests.post(
+    hook = keyed(host.master_key)
+    response = hook.post(
         f"{host.url}{WEBHOOK}/orchestrators/echo_input/fixed-id",
         params={"timeout": "5", "pollingInterval": "0.1"},
         json='"hi"',
@@ -85,6 +86,7 @@ def test_create_and_wait_answers_with_the_output(start_host: StartHost) -> None:
 
 def test_list_filters_paging_and_purge_by_filter(start_host: StartHost) -> None:
     host = start_host(app)
+    hook = keyed(host.master_key)
     api = Api(host.url)
     done = [api.start("echo_input", n, instance_id=f"batch-{n}") for n in range(3)]
     for instance_id in done:
@@ -93,40 +95,41 @@ def test_list_filters_paging_and_purge_by_filter(start_host: StartHost) -> None:
     api.wait(running, until=("Running",))
     instances = f"{host.url}{WEBHOOK}/instances"
 
-    listed = requests.get(instances, params={"instanceIdPrefix": "batch-"}, timeout=10).json()
+    listed = hook.get(instances, params={"instanceIdPrefix": "batch-"}, timeout=10).json()
     assert sorted(s["instanceId"] for s in listed) == done
-    by_status = requests.get(instances, params={"runtimeStatus": "Running"}, timeout=10).json()
+    by_status = hook.get(instances, params={"runtimeStatus": "Running"}, timeout=10).json()
     assert [s["instanceId"] for s in by_status] == ["other-1"]
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    assert requests.get(instances, params={"createdTimeFrom": future}, timeout=10).json() == []
+    assert hook.get(instances, params={"createdTimeFrom": future}, timeout=10).json() == []
 
-    first_page = requests.get(instances, params={"top": "2"}, timeout=10)
+    first_page = hook.get(instances, params={"top": "2"}, timeout=10)
     token = first_page.headers["x-ms-continuation-token"]
-    second_page = requests.get(
+    second_page = hook.get(
         instances, params={"top": "2"}, headers={"x-ms-continuation-token": token}, timeout=10
     )
     paged = [s["instanceId"] for s in first_page.json() + second_page.json()]
     assert sorted(paged) == sorted([*done, "other-1"])
 
-    purged = requests.delete(instances, params={"runtimeStatus": "Completed"}, timeout=10)
+    purged = hook.delete(instances, params={"runtimeStatus": "Completed"}, timeout=10)
     assert purged.json() == {"instancesDeleted": 3}
-    remaining = requests.get(instances, timeout=10).json()
+    remaining = hook.get(instances, timeout=10).json()
     assert [s["instanceId"] for s in remaining] == ["other-1"]
-    assert requests.delete(f"{instances}/missing", timeout=10).status_code == 404
+    assert hook.delete(f"{instances}/missing", timeout=10).status_code == 404
 
 
 def test_history_hides_outputs_unless_asked(start_host: StartHost) -> None:
     host = start_host(app)
+    hook = keyed(host.master_key)
     api = Api(host.url)
     instance_id = api.start("echo_input", {"secret": 1})
     api.wait(instance_id)
     url = f"{host.url}{WEBHOOK}/instances/{instance_id}"
-    brief = requests.get(url, params={"showHistory": "true"}, timeout=10).json()["historyEvents"]
+    brief = hook.get(url, params={"showHistory": "true"}, timeout=10).json()["historyEvents"]
     assert [e["EventType"] for e in brief] == ["ExecutionStarted", "ExecutionCompleted"]
     assert all("Result" not in e and "Input" not in e for e in brief)
-    full = requests.get(url, params={"showHistory": "true", "showHistoryOutput": "true"}, timeout=10).json()
+    full = hook.get(url, params={"showHistory": "true", "showHistoryOutput": "true"}, timeout=10).json()
     assert full["historyEvents"][-1]["Result"] == '{"secret": 1}'
-    assert requests.get(url, params={"showInput": "false"}, timeout=10).json()["input"] is None
+    assert hook.get(url, params={"showInput": "false"}, timeout=10).json()["input"] is None
 
 
 def test_run_forever_returns_after_stop_from_another_thread(tmp_path: Path) -> None:

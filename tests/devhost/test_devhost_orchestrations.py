@@ -15,7 +15,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import requests
 
-from tests.devhost.devhost_testkit import Api, StartHost, add_client_routes, event_types
+from tests.devhost.devhost_testkit import Api, StartHost, add_client_routes, event_types, keyed
 
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 add_client_routes(app)
@@ -173,10 +173,11 @@ def test_status_is_202_while_running_and_404_for_unknown(start_host: StartHost) 
     api = Api(host.url)
     instance_id = api.start("with_status")
     api.wait_for(instance_id, lambda s: s["customStatus"] == {"step": "waiting"})
-    running = requests.get(f"{host.url}/runtime/webhooks/durabletask/instances/{instance_id}", timeout=10)
+    hook = keyed(host.master_key)
+    running = hook.get(f"{host.url}/runtime/webhooks/durabletask/instances/{instance_id}", timeout=10)
     assert running.status_code == 202
     assert running.json()["runtimeStatus"] == "Running"
-    unknown = requests.get(f"{host.url}/runtime/webhooks/durabletask/instances/nope", timeout=10)
+    unknown = hook.get(f"{host.url}/runtime/webhooks/durabletask/instances/nope", timeout=10)
     assert unknown.status_code == 404
     assert unknown.content == b""
     assert requests.get(f"{api.base}/instances/nope", timeout=10).status_code == 404
@@ -305,8 +306,9 @@ def test_raise_event_to_finished_or_unknown_instance(start_host: StartHost) -> N
     assert refused.status_code == 409
     assert "is gone" in refused.text
     webhook = f"{host.url}/runtime/webhooks/durabletask/instances"
-    assert requests.post(f"{webhook}/{instance_id}/raiseEvent/late", json="1", timeout=10).status_code == 410
-    assert requests.post(f"{webhook}/missing/raiseEvent/late", json="1", timeout=10).status_code == 404
+    hook = keyed(host.master_key)
+    assert hook.post(f"{webhook}/{instance_id}/raiseEvent/late", json="1", timeout=10).status_code == 410
+    assert hook.post(f"{webhook}/missing/raiseEvent/late", json="1", timeout=10).status_code == 404
     assert "No instance" in api.raise_event("missing", "late", 1).text
 
 
@@ -335,7 +337,7 @@ def test_unknown_orchestrator_is_refused(start_host: StartHost) -> None:
     response = requests.post(f"{host.url}/api/orchestrators/does_not_exist", timeout=10)
     assert response.status_code == 400
     assert "does_not_exist" in response.text
-    direct = requests.post(
+    direct = keyed(host.master_key).post(
         f"{host.url}/runtime/webhooks/durabletask/orchestrators/does_not_exist", timeout=10
     )
     assert direct.status_code == 400
