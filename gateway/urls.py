@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ipaddress
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -75,12 +77,46 @@ def fetch_limited(
 ) -> tuple[bytes, str | None]:
     """GET a client-supplied URL: (body, Content-Type), every redirect hop re-checked.
 
-    `timeout` bounds the whole fetch, redirects and body included, so a server trickling bytes
-    cannot hold a worker (a read already waiting may overrun it by one read timeout at most).
-    Larger than `max_bytes` is 413 `too_large_code`, found out without reading more than
-    `max_bytes` plus one chunk. Other failures are 400 `url_fetch_failed`.
+    `timeout` bounds the whole fetch, redirects, headers and body included: when it passes, a
+    watchdog shuts the connection down, so a server trickling bytes (even into its headers)
+    cannot hold a worker past it. Larger than `max_bytes` is 413 `too_large_code`, found out
+    without reading more than `max_bytes` plus one chunk. Other failures are 400 `url_fetch_failed`.
     """
     deadline = time.monotonic() + timeout
+    with _Watchdog(timeout) as watchdog:
+        try:
+            return _fetch(
+                url,
+                param,
+                allow_local,
+                max_bytes,
+                max_redirects,
+                too_large_code,
+                resolver,
+                deadline,
+                watchdog,
+            )
+        except InvalidRequest as error:
+            if watchdog.expired and not _about_time(error):
+                # Whatever the cut connection looked like to the reader, the cause is the time.
+                late = (
+                    "the download took too long" if watchdog.answered else "the server did not answer in time"
+                )
+                raise _fetch_failed(param, late) from None
+            raise
+
+
+def _fetch(
+    url: str,
+    param: str,
+    allow_local: bool,
+    max_bytes: int,
+    max_redirects: int,
+    too_large_code: str,
+    resolver: Resolver,
+    deadline: float,
+    watchdog: _Watchdog,
+) -> tuple[bytes, str | None]:
     for _hop in range(max_redirects + 1):
         with open_public(
             "GET",
@@ -90,15 +126,74 @@ def fetch_limited(
             timeout=deadline - time.monotonic(),
             resolver=resolver,
             headers={"Accept-Encoding": "identity"},
+            watchdog=watchdog,
         ) as response:
+            watchdog.answered = True
             if response.status_code in REDIRECT_STATUSES:
                 url = _redirect_target(url, response, param)
                 continue
             if not 200 <= response.status_code < 300:
                 raise _fetch_failed(param, f"the server answered HTTP {response.status_code}")
             body = _read_limited(response, param, max_bytes, too_large_code, deadline)
+            if watchdog.expired:  # a cut connection can look like a body that simply ended
+                raise _fetch_failed(param, "the download took too long")
             return body, response.headers.get("Content-Type")
     raise _fetch_failed(param, f"more than {max_redirects} redirects")
+
+
+class _Watchdog:
+    """Shuts down every socket of one fetch once its time is up, waking any read blocked on it.
+
+    Per-read timeouts cannot bound a fetch: a server sending one byte a second never lets a read
+    time out. Shutting the socket down from another thread ends whatever read is waiting.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.expired = False
+        self.answered = False  # a response's headers arrived: what is late now is the body
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # Already closed or never connected: nothing left to wake.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched_connections(connection_class: type[Any], watchdog: _Watchdog) -> type[Any]:
+    """`connection_class` whose every new socket is handed to `watchdog` as soon as it exists."""
+
+    class Watched(connection_class):  # type: ignore[misc]
+        def _new_conn(self) -> socket.socket:
+            sock: socket.socket = super()._new_conn()
+            watchdog.watch(sock)
+            return sock
+
+    return Watched
 
 
 @contextmanager
@@ -113,6 +208,7 @@ def open_public(
     headers: dict[str, str] | None = None,
     data: bytes | None = None,
     ca_bundle: str | None = None,
+    watchdog: _Watchdog | None = None,
 ) -> Iterator[requests.Response]:
     """One request, no redirects followed, connected only to an address `check_public_url` accepts.
 
@@ -133,7 +229,7 @@ def open_public(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        adapter = _PinnedAdapter(target.host, address)
+        adapter = _PinnedAdapter(target.host, address, watchdog)
         try:
             response = adapter.send(
                 prepared, stream=True, timeout=(remaining, remaining), verify=ca_bundle or True
@@ -179,10 +275,11 @@ def decode_data_url(
 class _PinnedAdapter(HTTPAdapter):
     """Connects to one given address while the request keeps the URL's host name (Host, SNI, cert)."""
 
-    def __init__(self, host: str, address: str) -> None:
+    def __init__(self, host: str, address: str, watchdog: _Watchdog | None = None) -> None:
         super().__init__(max_retries=0)
         self._host = host
         self._address = address
+        self._watchdog = watchdog
 
     def get_connection_with_tls_context(
         self,
@@ -203,6 +300,10 @@ class _PinnedAdapter(HTTPAdapter):
             scheme=host_params["scheme"],
             pool_kwargs=pool_kwargs,
         )
+        if self._watchdog is not None and not getattr(pool, "_watched", False):
+            # The pool is this adapter's own (one adapter per attempt), so changing it is local.
+            pool.ConnectionCls = _watched_connections(pool.ConnectionCls, self._watchdog)  # type: ignore[attr-defined]
+            pool._watched = True  # type: ignore[attr-defined]
         return pool
 
 
@@ -327,6 +428,10 @@ def _decode_base64(encoded: bytes, param: str) -> bytes:
         return base64.b64decode(padded, validate=True)
     except binascii.Error:
         raise _invalid_url(param, "has malformed base64 data") from None
+
+
+def _about_time(error: InvalidRequest) -> bool:
+    return "in time" in error.message or "too long" in error.message
 
 
 def _describe(error: requests.RequestException | None) -> str:

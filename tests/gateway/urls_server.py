@@ -152,6 +152,18 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
+    def _route_trickle_headers(self, _rest: str, _query: dict[str, str]) -> None:
+        """Sends its status line and then one header byte every 50 ms, forever: no read ever
+        waits long enough to time out, and the headers never end."""
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not self.owner.stopping.wait(0.05):
+                self.wfile.write(b"y")
+                self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
+
     def _route_truncated(self, _rest: str, _query: dict[str, str]) -> None:
         self.send_response(200)
         self.send_header("Content-Length", "1000")
