@@ -53,6 +53,16 @@ async def _close_durable_client_session() -> None:
         await session.close()
 
 
+async def _cancel_leftover_tasks() -> None:
+    """End what outlived the servers, as asyncio.run does: e.g. a connection still discarding
+    the unread body of a refused request (aiohttp's lingering close)."""
+    current = asyncio.current_task()
+    leftovers = [task for task in asyncio.all_tasks() if task is not current]
+    for task in leftovers:
+        task.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)
+
+
 def _start_failure(cause: BaseException) -> BaseException:
     if isinstance(cause, AppIndexError):
         return cause  # the worker's own words, for the caller to print
@@ -214,6 +224,7 @@ class DevHost:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._serve())
+            loop.run_until_complete(_cancel_leftover_tasks())
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             asyncio.set_event_loop(None)
