@@ -1,9 +1,10 @@
-"""Image-to-video through the API: type by content, size cap, fitting, unsafe URLs."""
+"""Image-to-video through the API: type by content, byte and pixel caps, fitting, unsafe URLs."""
 
 from __future__ import annotations
 
 import base64
 
+import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
@@ -40,6 +41,35 @@ def test_oversize_image_is_413(stack: RunningStack) -> None:
     response = post_multipart(stack, app.api_key, oversize, "big.png")
     assert response.status_code == 413
     assert stack.client.usage(app.api_key)["used"]["hour"] == 0
+
+
+@pytest.mark.parametrize("sent_as", ["multipart", "data-url"])
+def test_an_image_of_too_many_pixels_is_400_takes_no_quota_and_stores_nothing(
+    stack: RunningStack, sent_as: str
+) -> None:
+    """The security review's PNG: a few hundred KB declaring 7000x7000 pixels (49 MP), which took
+    400-600 MB to decode. Refused from its header, naming the limit."""
+    app = stack.client.create_app("pro")
+    huge = image_bytes(7000, 7000)
+    assert len(huge) < 300_000
+    if sent_as == "multipart":
+        response = post_multipart(stack, app.api_key, huge, "huge.png")
+    else:
+        data_url = "data:image/png;base64," + base64.b64encode(huge).decode()
+        response = stack.client.create_video(
+            app.api_key, {"prompt": "p", "input_reference": {"image_url": data_url}}
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("image_too_large", "input_reference")
+    assert "7000x7000" in error["message"]
+    assert "4096x4096" in error["message"]
+    assert stack.client.usage(app.api_key)["used"] == {"hour": 0, "day": 0}
+    container = BlobServiceClient.from_connection_string(
+        stack.storage_connection_string
+    ).get_container_client("videos")
+    # The container appears with the stack's first stored asset; absent, it holds no orphan either.
+    assert not container.exists() or list(container.list_blobs(name_starts_with=f"{app.id}/")) == []
 
 
 def test_mismatched_image_is_fitted_and_stored_beside_the_video(stack: RunningStack) -> None:
