@@ -6,9 +6,25 @@ pin each rule of the decision on its own.
 
 from __future__ import annotations
 
+import array
+import json
+
 import pytest
 
-from gateway.quota import Entries, Limits, Usage, decide, holds, usage_of
+from gateway.quota import (
+    CAPACITY,
+    Entries,
+    Limits,
+    QuotaState,
+    Usage,
+    decide,
+    decode_state,
+    encode_state,
+    holds,
+    to_ms,
+    usage_of,
+    within_capacity,
+)
 
 NOW = 1_000_000.0
 HOUR, DAY = 3600, 86400
@@ -110,3 +126,42 @@ def test_a_plan_without_limits_may_not_generate() -> None:
     assert Limits.for_plan(plans, "pro") == Limits(hour=5, day=20)
     assert Limits.for_plan(plans, "free") is None
     assert Limits.for_plan(plans, "business") is None  # a plan missing from PLAN_LIMITS too
+
+
+def test_the_packed_row_round_trips_every_admission_to_the_millisecond() -> None:
+    times = array.array(
+        "q", sorted(to_ms(NOW - age) for age in (0.001, 10.5, 3599.999, 86_399.999, 42.0, 42.0))
+    )
+    entity = encode_state("app", QuotaState(times=times, legacy={"old": times[0]}, unswept=3))
+    decoded = decode_state(entity, etag="e")
+    assert list(decoded.times) == list(times)
+    assert (decoded.legacy, decoded.unswept, decoded.etag) == ({"old": times[0]}, 3, "e")
+
+
+def test_the_packed_row_splits_into_64_kib_properties_and_refuses_beyond_capacity() -> None:
+    times = array.array("q", range(0, CAPACITY * 300, 300))
+    entity = encode_state("app", QuotaState(times=times))
+    chunks = [value for value in entity.values() if isinstance(value, bytes)]
+    assert len(chunks) == 14
+    assert max(len(chunk) for chunk in chunks) == 65_536
+    assert list(decode_state(entity, None).times) == list(times)
+    with pytest.raises(ValueError, match="capacity"):
+        encode_state("app", QuotaState(times=array.array("q", range(CAPACITY + 1))))
+
+
+def test_the_old_json_row_decodes_with_its_tickets_kept() -> None:
+    decoded = decode_state({"entries": json.dumps([[NOW - 5, "b"], [NOW - 9.5, "a"]])}, etag="e")
+    assert list(decoded.times) == [to_ms(NOW - 9.5), to_ms(NOW - 5)]
+    assert decoded.legacy == {"a": to_ms(NOW - 9.5), "b": to_ms(NOW - 5)}
+
+
+def test_admissions_older_than_a_day_leave_the_state_and_count_as_unswept() -> None:
+    times = array.array("q", [to_ms(NOW - DAY - 1), to_ms(NOW - DAY), to_ms(NOW - DAY + 1)])
+    state = QuotaState(times=times, legacy={"gone": times[0], "kept": times[2]}, unswept=1).live(NOW)
+    assert list(state.times) == [times[2]]
+    assert (state.legacy, state.unswept) == ({"kept": times[2]}, 3)
+
+
+def test_a_day_limit_beyond_one_row_is_capped_at_its_capacity() -> None:
+    assert within_capacity(Limits(hour=10, day=10**9)) == Limits(hour=10, day=CAPACITY)
+    assert within_capacity(LIMITS) == LIMITS
