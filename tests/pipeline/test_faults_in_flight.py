@@ -3,6 +3,9 @@ simulator through a proxy that fails only the requests a test chooses (see upstr
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import threading
 import time
 import uuid
@@ -16,8 +19,10 @@ from gateway.blobs import VideoAssets, blob_service
 from gateway.messages import failure_message
 from sorasim import SimulatorConfig, SoraSimulator
 from tests.conftest import RunningStack, stack_until_jobs_end
+from tests.images_support import image_bytes
 from tests.pipeline.test_outcomes import wait_until
 from tests.pipeline.upstream_proxy import (
+    CREATE_VIDEO,
     DELETE_VIDEO,
     STATUS_CHECK,
     THUMBNAIL_CONTENT,
@@ -98,11 +103,20 @@ class Job:
         prefix = f"{self.app.id}/{self.id}/"
         return [name for name, _ in assets.list_blobs() if name.startswith(prefix)]
 
-    def orchestration(self) -> dict[str, Any]:
-        origin = self.stack.api.removesuffix("/api")
-        response = requests.get(f"{origin}/runtime/webhooks/durabletask/instances/{self.id}", timeout=10)
+    def orchestration(self, **params: str) -> dict[str, Any]:
+        """The instance's status from the dev host's durable management API (with its key)."""
+        response = self.stack.management_get(f"instances/{self.id}", **params)
         response.raise_for_status()
         return dict(response.json())
+
+    def stored_orchestration(self) -> str:
+        """Everything the task hub keeps of this job's orchestration, as the management API shows
+        it: input, output, and every history event with its activity input and result."""
+        response = self.stack.management_get(
+            f"instances/{self.id}", showHistory="true", showHistoryOutput="true", showInput="true"
+        )
+        response.raise_for_status()
+        return response.text
 
     def wait_orchestration_done(self, timeout: float = 30) -> dict[str, Any]:
         return wait_until(lambda: _done(self.orchestration()), timeout=timeout)
@@ -212,3 +226,88 @@ def test_cancel_during_the_copy_leaves_no_blobs_and_deletes_the_upstream_job(
     assert job.blobs() == []
     video = job.video()
     assert (video["status"], video["error"]["code"], video["video_url"]) == ("failed", "cancelled", None)
+
+
+# -- nothing kept that should not be ----------------------------------------------------------
+
+
+def test_a_completed_job_leaves_no_sas_url_in_the_task_hub(
+    proxied_stack: RunningStack, proxy: UpstreamProxy
+) -> None:
+    job = Job(proxied_stack, proxy)
+    done = job.wait_for("completed", "failed")
+    assert done["status"] == "completed"
+    assert "sig=" in done["video_url"]  # the API signs one as it answers: sending, not storing
+    job.wait_orchestration_done()
+    stored = job.stored_orchestration()
+    status = json.loads(stored)
+    assert status["output"]["video_blob"] == f"{job.app.id}/{job.id}/video.mp4"
+    # The history really holds the activity results (the store result names the blob) ...
+    events = status["historyEvents"]
+    assert any("video_blob" in json.dumps(event) for event in events if event.get("FunctionName"))
+    # ... and nowhere in input, output or history is there a signed URL, or a link to storage.
+    assert "sig=" not in stored
+    assert "sig%3D" not in stored
+    assert "video_url" not in json.dumps(status["output"])
+
+
+def reference_image() -> str:
+    return "data:image/png;base64," + base64.b64encode(image_bytes(720, 1280)).decode()
+
+
+def test_a_cancel_while_the_thumbnail_fails_leaves_no_file_of_the_job(
+    proxied_stack: RunningStack, proxy: UpstreamProxy
+) -> None:
+    # The MP4 is copied; the thumbnail download hangs until the cancel is in, then fails (503).
+    release = threading.Event()
+    proxy.add(Rule("GET", THUMBNAIL_CONTENT, hold=release, status=503, times=1))
+    thumbnails_before = len(proxy.requests_to("GET", THUMBNAIL_CONTENT))
+    job = Job(proxied_stack, proxy, {"input_reference": reference_image(), "size": "720x1280"})
+    prefix = f"{job.app.id}/{job.id}/"
+    try:
+        wait_until(lambda: proxy.held > 0, timeout=90)  # the video is in storage by now
+        assert f"{prefix}video.mp4" in job.blobs()
+        assert f"{prefix}reference.png" in job.blobs()
+        assert proxied_stack.client.delete_video(job.app.api_key, job.id).status_code == 200
+    finally:
+        release.set()
+    status = job.wait_orchestration_done()
+    assert (status["output"]["status"], status["output"]["error_code"]) == ("failed", "cancelled")
+    # (A create with an image is multipart, which the proxy does not trace to an upstream id.)
+    assert [seen.answered for seen in proxy.requests_to("GET", THUMBNAIL_CONTENT)[thumbnails_before:]] == [
+        503
+    ]
+    # Read from Blob Storage itself, not through the API: not the MP4, not the reference image.
+    assert job.blobs() == []
+    video = job.video()
+    assert (video["status"], video["error"]["code"], video["video_url"]) == ("failed", "cancelled", None)
+
+
+# What an app must never read in error.message: a method, a path, a status line, a URL, a key.
+INTERNALS = re.compile(r"\b(GET|POST|DELETE|PUT)\b|/|\b[1-5]\d\d\b|https?:|api[-_]?key|Bearer|proxy", re.I)
+
+
+def test_an_upstream_outage_at_create_reads_as_a_product_sentence(
+    proxied_stack: RunningStack, proxy: UpstreamProxy
+) -> None:
+    proxy.add(Rule("POST", CREATE_VIDEO, status=503))  # every create attempt: 503 with a body
+    job = Job(proxied_stack, proxy)
+    failed = job.wait_for("completed", "failed", timeout=150)
+    assert failed["error"] == {
+        "code": "upstream_unavailable",
+        "message": failure_message("upstream_unavailable"),
+    }
+    assert INTERNALS.search(failed["error"]["message"]) is None
+    assert INTERNALS.search(json.dumps(failed["error"])) is None
+    assert len([seen for seen in proxy.requests_to("POST", CREATE_VIDEO) if seen.answered == 503]) >= 8
+
+
+def test_an_upstream_code_that_is_not_a_code_is_not_shown(
+    proxied_stack: RunningStack, proxy: UpstreamProxy
+) -> None:
+    # A refusal whose "code" is the upstream's text: a verb, a path and a status line.
+    proxy.add(Rule("POST", CREATE_VIDEO, status=400, code="POST /openai/v1/videos: 400 Bad Request"))
+    job = Job(proxied_stack, proxy)
+    failed = job.wait_for("completed", "failed", timeout=60)
+    assert failed["error"] == {"code": "upstream_error", "message": failure_message("upstream_error")}
+    assert INTERNALS.search(json.dumps(failed["error"])) is None

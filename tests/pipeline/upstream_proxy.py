@@ -19,6 +19,7 @@ import requests
 
 # Headers worth relaying from the simulator's answers.
 RELAYED = ("Content-Type", "Retry-After", "retry-after-ms", "openai-poll-after-ms")
+CREATE_VIDEO = r"^/openai/v1/videos(\?|$)"
 STATUS_CHECK = r"^/openai/v1/videos/[^/?]+$"
 VIDEO_CONTENT = r"^/openai/v1/videos/[^/?]+/content\?(.*&)?variant=video(&|$)"
 THUMBNAIL_CONTENT = r"^/openai/v1/videos/[^/?]+/content\?(.*&)?variant=thumbnail(&|$)"
@@ -33,8 +34,9 @@ class Rule:
     pattern: str
     status: int | None = None  # answer this status (an OpenAI-shaped error body)
     retry_after: int | None = None  # with a Retry-After header
+    code: str | None = None  # the error body's code (default `proxy_<status>`)
     cut: bool = False  # forward, but close the connection half-way through the body
-    hold: threading.Event | None = None  # forward only once this is set
+    hold: threading.Event | None = None  # forward (or answer `status`) only once this is set
     times: int | None = None  # for this many requests; None: until the rule is removed
 
     def matches(self, method: str, target: str) -> bool:
@@ -126,16 +128,16 @@ class UpstreamProxy:
         method, target = handler.command, handler.path
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         rule = self._rule_for(method, target)
-        if rule is not None and rule.status is not None:
-            self._record(method, target, rule.status)
-            self._answer_fault(handler, rule)
-            return
         if rule is not None and rule.hold is not None:
             with self._lock:
                 self.held += 1
             rule.hold.wait(timeout=25)
             with self._lock:
                 self.held -= 1
+        if rule is not None and rule.status is not None:
+            self._record(method, target, rule.status)
+            self._answer_fault(handler, rule)
+            return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "accept-encoding")}
         answer = self._session.request(method, self.upstream + target, headers=headers, data=body, timeout=30)
         content = answer.content
@@ -170,7 +172,7 @@ class UpstreamProxy:
                     "message": f"Injected by the test proxy ({rule.status}).",
                     "type": "server_error",
                     "param": None,
-                    "code": f"proxy_{rule.status}",
+                    "code": rule.code or f"proxy_{rule.status}",
                 }
             }
         ).encode()
