@@ -1,6 +1,14 @@
 """Writing videos: create, remix, and cancel or delete. These start or signal orchestrations.
 
-The handlers are async (the durable client is); everything that blocks runs in a thread.
+The handlers are async (the durable client is); everything that blocks runs in a thread. A create
+goes, cheapest check first: authenticate → plan (free: 403 before the body is read) → read the
+fields → validate → claim the Idempotency-Key and take the quota slot → fetch and decode the image
+→ store it and record the job → start the orchestration. So a refused request costs no decoding,
+and an image refused after the slot was taken gives the slot and the key back.
+
+Short storage calls run on the default executor; slow work (large bodies, image fetches and
+decoding, webhook DNS) runs on the pools of `gateway.workpools`, at most a few requests of one
+app at a time, so one app's slow requests never queue another app's.
 """
 
 from __future__ import annotations
@@ -13,25 +21,31 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from api.auth import authenticate_app
-from api.forms import read_fields
+from api.forms import RequestFields, read_fields
 from api.http import api_errors, json_response
-from api.intake import create_submission, remix_submission
+from api.intake import Intake, check_urls, create_submission, load_image, prepare_image, remix_submission
 from api.video_views import get_owned_job, poll_after_seconds
 from gateway.apps import App
 from gateway.clients import get_job_store, get_submissions, get_video_assets
 from gateway.errors import Conflict, ServiceUnavailable
+from gateway.images import ReferenceImage
 from gateway.jobs import Job
 from gateway.messages import JobRef
 from gateway.polling import PollPolicy
+from gateway.quota import Limits
 from gateway.settings import Settings, get_settings
-from gateway.submissions import Accepted, Submission
+from gateway.submissions import Accepted, Submission, plan_limits
 from gateway.video_object import render_video as render
+from gateway.workpools import HEAVY, OUTBOUND, SLOW_WORK, RequestSlot, run_in
 from orchestrators import names as orchestrators
 from orchestrators.generate_video import JobRun
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Bodies up to this are parsed at once on the request path (microseconds); larger ones (an
+# uploaded image, a data: URL) are slow work of their app, parsed on the heavy pool.
+SMALL_BODY_BYTES = 64 * 1024
 
 
 @bp.route(route="v1/videos", methods=["POST"])
@@ -40,9 +54,12 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     settings = get_settings()
     app = await asyncio.to_thread(authenticate_app, req)
-    submission = await asyncio.to_thread(_create_intake, req, settings)
-    accepted = await asyncio.to_thread(_accept, app, submission)
-    return await _started(client, accepted, submission, settings)
+    limits = plan_limits(app, settings)
+    with SLOW_WORK.for_request(app.id) as slow_work:
+        fields = await _read_fields(req, slow_work)
+        intake = create_submission(fields, settings, req.headers.get(IDEMPOTENCY_HEADER))
+        accepted = await _accept(app, limits, intake, settings, slow_work)
+    return await _started(client, accepted, intake.submission, settings)
 
 
 @bp.route(route="v1/videos/{video_id}/remix", methods=["POST"])
@@ -51,9 +68,18 @@ async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
 async def remix_video(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     settings = get_settings()
     app = await asyncio.to_thread(authenticate_app, req)
-    submission = await asyncio.to_thread(_remix_intake, req, app, settings)
-    accepted = await asyncio.to_thread(_accept, app, submission)
-    return await _started(client, accepted, submission, settings)
+    limits = plan_limits(app, settings)
+    source = await asyncio.to_thread(get_owned_job, app, req.route_params["video_id"])
+    with SLOW_WORK.for_request(app.id) as slow_work:
+        fields = await _read_fields(req, slow_work)
+        if source.status != "completed" or source.upstream_id is None:
+            raise Conflict(
+                f"Video '{source.id}' can be remixed once it is completed; its status is '{source.status}'.",
+                code="video_not_ready",
+            )
+        intake = remix_submission(fields, source, settings, req.headers.get(IDEMPOTENCY_HEADER))
+        accepted = await _accept(app, limits, intake, settings, slow_work)
+    return await _started(client, accepted, intake.submission, settings)
 
 
 @bp.route(route="v1/videos/{video_id}", methods=["DELETE"])
@@ -113,27 +139,42 @@ async def _start_generation(
         raise ServiceUnavailable("The video could not be queued; try again shortly.") from error
 
 
-# Blocking work of the handlers above, run in threads: reading and parsing the body, storage,
-# and the DNS look-ups of webhook and image URLs must never hold up the event loop.
+async def _read_fields(req: func.HttpRequest, slow_work: RequestSlot) -> RequestFields:
+    """The request's fields; a large body is parsed as its app's slow work, on the heavy pool."""
+    if len(req.get_body()) <= SMALL_BODY_BYTES:
+        return await asyncio.to_thread(read_fields, req)
+    slow_work.take()
+    return await run_in(HEAVY, read_fields, req)
 
 
-def _create_intake(req: func.HttpRequest, settings: Settings) -> Submission:
-    return create_submission(read_fields(req), settings, req.headers.get(IDEMPOTENCY_HEADER))
+async def _accept(
+    app: App, limits: Limits, intake: Intake, settings: Settings, slow_work: RequestSlot
+) -> Accepted:
+    """Check the URLs, reserve the slot, then (only then) fetch and decode the image and record."""
+    if intake.slow:
+        slow_work.take()  # before any storage round trip: a refused request costs nothing
+        await run_in(OUTBOUND, check_urls, intake, settings)
+    # Built on first use (credentials, clients): that too stays off the loop.
+    submissions = await asyncio.to_thread(get_submissions)
+    reserved = await asyncio.to_thread(submissions.reserve, app, limits, intake.submission)
+    if isinstance(reserved, Accepted):
+        return reserved
+    try:
+        reference = await _reference_image(intake, settings)
+    except Exception:
+        # Refused after the slot was taken: the slot and the key go back, nothing was stored.
+        await asyncio.to_thread(submissions.abandon, reserved)
+        raise
+    return await asyncio.to_thread(submissions.record, reserved, reference)
 
 
-def _remix_intake(req: func.HttpRequest, app: App, settings: Settings) -> Submission:
-    source = get_owned_job(app, req.route_params["video_id"])
-    fields = read_fields(req)
-    if source.status != "completed" or source.upstream_id is None:
-        raise Conflict(
-            f"Video '{source.id}' can be remixed once it is completed; its status is '{source.status}'.",
-            code="video_not_ready",
-        )
-    return remix_submission(fields, source, settings, req.headers.get(IDEMPOTENCY_HEADER))
-
-
-def _accept(app: App, submission: Submission) -> Accepted:
-    return get_submissions().accept(app, submission)
+async def _reference_image(intake: Intake, settings: Settings) -> ReferenceImage | None:
+    image = intake.image
+    if image is None:
+        return None
+    pool = OUTBOUND if image.needs_fetch else HEAVY
+    data = await run_in(pool, load_image, image, settings)
+    return await run_in(HEAVY, prepare_image, data, intake.submission)
 
 
 def _withdraw(job: Job, submission: Submission) -> None:

@@ -1,19 +1,23 @@
 """Accepting a video request: plan, idempotency, quota, stored inputs, job record.
 
-Everything here happens before the orchestration starts, and everything is undone when the
-request is refused or the orchestration cannot start: no quota kept, no record, no blob.
+It happens in two steps so that nothing costly is done for a request that will be refused:
+`reserve` claims the Idempotency-Key and takes the quota slot from the validated fields alone;
+only then does the caller fetch and decode the reference image, and `record` stores it and writes
+the job (or `abandon` gives everything back when the image is refused). Everything is undone when
+the request is refused or the orchestration cannot start: no quota kept, no record, no blob.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 
 from gateway.apps import App
 from gateway.blobs import VideoAssets, asset_blob_name
-from gateway.errors import Conflict, Forbidden, RateLimited, ServiceUnavailable
+from gateway.errors import Conflict, Forbidden, NotFound, RateLimited
 from gateway.idempotency import Claim, IdempotencyStore
 from gateway.images import ReferenceImage
 from gateway.jobs import Job, JobStore, new_job_id
@@ -21,19 +25,26 @@ from gateway.quota import Limits, QuotaStore, Usage
 from gateway.settings import Settings
 from gateway.validation import VideoSpec
 
-# How long a replayed request waits for the job of the request that claimed its key.
-REPLAY_WAIT_SECONDS = 10.0
+log = logging.getLogger(__name__)
+
+# A claim whose job was never recorded is taken to be abandoned (its request crashed between
+# claim and record) once it is this old. Far above the longest a live request can take between
+# the two: the image fetch is cut at 10 s, decoding and storing take seconds.
+ABANDONED_CLAIM_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
 class Submission:
-    """A validated request for one video, with everything it brings along."""
+    """A validated request for one video, before its reference image (if any) is fetched or decoded."""
 
     spec: VideoSpec
     remixed_from: str | None = None
-    reference: ReferenceImage | None = None
     webhook_url: str | None = None
     idempotency_key: str | None = None
+    # The reference image as sent, hashed: the uploaded file's bytes or the image URL's text. The
+    # same request is the same bytes or the same URL, so a replay is recognised (and a different
+    # image refused 409) before anything is fetched or decoded.
+    reference_digest: str | None = None
     # Where the job will be made: the catalog's provider account and model for a new video, the
     # source's for a remix. Not part of the fingerprint: the request is the same request.
     provider: str | None = None
@@ -45,9 +56,20 @@ class Submission:
             "spec": asdict(self.spec),
             "remixed_from": self.remixed_from,
             "webhook_url": self.webhook_url,
-            "reference": hashlib.sha256(self.reference.content).hexdigest() if self.reference else None,
+            "reference": self.reference_digest,
         }
         return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A quota slot (and the Idempotency-Key, if any) held for a job not yet recorded."""
+
+    app: App
+    submission: Submission
+    job_id: str
+    created_at: float
+    usage: Usage
 
 
 @dataclass(frozen=True)
@@ -83,64 +105,95 @@ class Submissions:
         self._assets = assets
         self._idempotency = idempotency
 
-    def accept(self, app: App, submission: Submission) -> Accepted:
-        """Check the plan, claim the idempotency key, take a quota slot, store inputs and record the job."""
-        limits = plan_limits(app, self._settings)
+    def accept(self, app: App, submission: Submission, reference: ReferenceImage | None = None) -> Accepted:
+        """All steps at once, for a request whose image (if any) is already prepared."""
+        reserved = self.reserve(app, plan_limits(app, self._settings), submission)
+        if isinstance(reserved, Accepted):
+            return reserved
+        return self.record(reserved, reference)
+
+    def reserve(self, app: App, limits: Limits, submission: Submission) -> Reservation | Accepted:
+        """Claim the Idempotency-Key and take a quota slot; or the earlier job of a replay."""
         now = time.time()
-        job = self._new_job(app, submission, now)
+        job_id = new_job_id(now)
         key = submission.idempotency_key
         if key is not None:
-            held = self._idempotency.claim(app.id, key, Claim(job.id, submission.fingerprint(), now))
-            if held.job_id != job.id:
-                return self._replay(app, limits, held, submission)
+            candidate = Claim(job_id, submission.fingerprint(), now)
+            held = self._idempotency.claim(app.id, key, candidate)
+            if held.job_id != job_id:
+                replayed = self._replay(app, limits, held, candidate, submission)
+                if replayed is not None:
+                    return replayed
         try:
-            usage = self._admit(app, limits, job, now)
-            try:
-                self._store_inputs(job, submission)
-                self._jobs.add_job(job)
-            except Exception:
-                self._quota.release(app.id, job.id, time.time())
-                raise
+            usage = self._admit(app, limits, job_id, now)
+        except Exception:
+            if key is not None:
+                self._idempotency.release(app.id, key, job_id)
+            raise
+        return Reservation(app=app, submission=submission, job_id=job_id, created_at=now, usage=usage)
+
+    def record(self, reservation: Reservation, reference: ReferenceImage | None) -> Accepted:
+        """Store the prepared image and write the job's record; undo the reservation on failure."""
+        job = self._new_job(reservation, reference)
+        try:
+            if reference is not None and job.reference_blob is not None:
+                self._assets.upload_bytes(
+                    job.reference_blob, reference.content, content_type=reference.content_type
+                )
+            self._jobs.add_job(job)
         except Exception:
             self._assets.delete_all(job.reference_blob)
-            if key is not None:
-                self._idempotency.release(app.id, key, job.id)
+            self.abandon(reservation)
             raise
-        return Accepted(job=job, usage=usage)
+        key = reservation.submission.idempotency_key
+        if key is not None:
+            try:
+                self._idempotency.mark_recorded(job.app_id, key, job.id)
+            except Exception:
+                # The job stands; without the stamp a replay after its deletion waits out the
+                # abandoned-claim age (409 meanwhile) and then makes a new video.
+                log.warning("could not stamp the idempotency claim of %s", job.id, exc_info=True)
+        return Accepted(job=job, usage=reservation.usage)
+
+    def abandon(self, reservation: Reservation) -> None:
+        """Give back the slot and the key of a request refused after `reserve` (e.g. its image)."""
+        app_id = reservation.app.id
+        self._quota.release(app_id, reservation.job_id, time.time())
+        key = reservation.submission.idempotency_key
+        if key is not None:
+            self._idempotency.release(app_id, key, reservation.job_id)
 
     def withdraw(self, job: Job, idempotency_key: str | None) -> None:
-        """Undo `accept` when the job could not be started."""
+        """Undo `record` when the job could not be started."""
         self._quota.release(job.app_id, job.id, time.time())
         self._jobs.delete_job(job.app_id, job.id)
         self._assets.delete_all(job.reference_blob)
         if idempotency_key is not None:
             self._idempotency.release(job.app_id, idempotency_key, job.id)
 
-    def _new_job(self, app: App, submission: Submission, now: float) -> Job:
-        spec = submission.spec
-        job_id = new_job_id(now)
-        reference_blob = None
-        if submission.reference is not None:
-            reference_blob = asset_blob_name(app.id, job_id, submission.reference.filename)
+    def _new_job(self, reservation: Reservation, reference: ReferenceImage | None) -> Job:
+        spec = reservation.submission.spec
+        submission = reservation.submission
+        app_id, job_id = reservation.app.id, reservation.job_id
         return Job(
             id=job_id,
-            app_id=app.id,
+            app_id=app_id,
             model=spec.model,
             prompt=spec.prompt,
             seconds=spec.seconds,
             size=spec.size,
-            created_at=int(now),
+            created_at=int(reservation.created_at),
             metadata=spec.metadata,
             user=spec.user,
             remixed_from_video_id=submission.remixed_from,
             webhook_url=submission.webhook_url,
-            reference_blob=reference_blob,
+            reference_blob=asset_blob_name(app_id, job_id, reference.filename) if reference else None,
             provider=submission.provider,
             provider_model=submission.provider_model,
         )
 
-    def _admit(self, app: App, limits: Limits, job: Job, now: float) -> Usage:
-        admission = self._quota.admit(app.id, limits, job.id, now)
+    def _admit(self, app: App, limits: Limits, job_id: str, now: float) -> Usage:
+        admission = self._quota.admit(app.id, limits, job_id, now)
         if admission.admitted:
             return admission.usage
         window = admission.window or "hour"
@@ -151,25 +204,41 @@ class Submissions:
             extra={"window": window},
         )
 
-    def _store_inputs(self, job: Job, submission: Submission) -> None:
-        reference = submission.reference
-        if reference is not None and job.reference_blob is not None:
-            self._assets.upload_bytes(
-                job.reference_blob, reference.content, content_type=reference.content_type
-            )
+    def _replay(
+        self, app: App, limits: Limits, held: Claim, candidate: Claim, submission: Submission
+    ) -> Accepted | None:
+        """The earlier request's job, answered at once: never a wait that holds a thread.
 
-    def _replay(self, app: App, limits: Limits, held: Claim, submission: Submission) -> Accepted:
+        None when the earlier request was abandoned and `candidate` took the key over.
+        """
         if held.fingerprint != submission.fingerprint():
             raise Conflict(
                 "This Idempotency-Key was already used with a different request body.",
                 code="idempotency_key_reused",
             )
-        deadline = time.monotonic() + REPLAY_WAIT_SECONDS
-        while True:
-            # The request that claimed the key may still be storing its job.
-            job = self._jobs.get_job(app.id, held.job_id)
-            if job is not None:
-                return Accepted(job=job, usage=self._quota.usage(app.id, limits, time.time()), replayed=True)
-            if time.monotonic() > deadline:
-                raise ServiceUnavailable("The first request with this Idempotency-Key is still in progress.")
-            time.sleep(0.1)
+        job = self._jobs.get_job(app.id, held.job_id)
+        if job is not None:
+            return Accepted(job=job, usage=self._quota.usage(app.id, limits, time.time()), replayed=True)
+        if held.recorded:
+            # Its job existed and was deleted: answering the deleted video's id, as OpenAI's API
+            # answers any request about a deleted video, rather than making it again unasked.
+            raise NotFound(
+                f"Video '{held.job_id}', made by the first request with this Idempotency-Key, "
+                "was deleted; send a new Idempotency-Key to make another.",
+                code="video_not_found",
+            )
+        if held.created_at > candidate.created_at - ABANDONED_CLAIM_SECONDS:
+            raise Conflict(
+                "The first request with this Idempotency-Key is still in progress; retry shortly.",
+                code="idempotency_request_in_progress",
+                headers={"Retry-After": "1"},
+            )
+        key = submission.idempotency_key or ""
+        if self._idempotency.take_over(app.id, key, held, candidate) is None:
+            raise Conflict(
+                "Another request with this Idempotency-Key is in progress; retry shortly.",
+                code="idempotency_request_in_progress",
+                headers={"Retry-After": "1"},
+            )
+        log.warning("app %s: idempotency claim for %s was abandoned; taken over", app.id, held.job_id)
+        return None

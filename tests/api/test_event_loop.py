@@ -1,7 +1,8 @@
 """The async video handlers never block the event loop: each blocking step runs in a thread.
 
-The handlers are async because the durable client is; storage, body parsing and the DNS look-up
-of a webhook URL would stall every other request on the worker's loop. Each blocking dependency
+The handlers are async because the durable client is; storage, body parsing, the DNS look-up
+of a webhook URL and an image's fetch and decoding would stall every other request on the
+worker's loop. Each blocking dependency
 is replaced by a stand-in that records whether it ran on the loop's thread, and the handlers are
 called as the Functions worker calls them. No stack needed.
 """
@@ -24,7 +25,7 @@ from gateway.apps import App
 from gateway.jobs import Job
 from gateway.quota import Limits, Usage
 from gateway.settings import Settings
-from gateway.submissions import Accepted
+from gateway.submissions import Accepted, Reservation
 
 SETTINGS = Settings.from_env(
     {
@@ -75,19 +76,24 @@ class Calls:
 
 class StandInSubmissions:
     def __init__(self, calls: Calls) -> None:
-        self.accept = calls.off_loop("accept", self._accept)
+        self.reserve = calls.off_loop("reserve", self._reserve)
+        self.record = calls.off_loop("record", self._record)
+        self.abandon = calls.off_loop("abandon", lambda reservation: None)
 
-    def _accept(self, app: App, submission: Any) -> Accepted:
-        spec = submission.spec
+    def _reserve(self, app: App, limits: Any, submission: Any) -> Reservation:
+        return Reservation(app=app, submission=submission, job_id="video_new", created_at=0, usage=USAGE)
+
+    def _record(self, reservation: Reservation, reference: Any) -> Accepted:
+        spec = reservation.submission.spec
         job = Job(
-            id="video_new",
-            app_id=app.id,
+            id=reservation.job_id,
+            app_id=reservation.app.id,
             model=spec.model,
             prompt=spec.prompt,
             seconds=spec.seconds,
             size=spec.size,
             created_at=0,
-            webhook_url=submission.webhook_url,
+            webhook_url=reservation.submission.webhook_url,
         )
         return Accepted(job=job, usage=USAGE)
 
@@ -156,10 +162,37 @@ def test_create_runs_every_blocking_step_in_a_thread(calls: Calls) -> None:
 
     assert response.status_code == 202, response.get_body()
     assert client.started == ["video_new"]
-    assert {"authenticate_app", "read_fields", "check_public_url", "get_submissions", "accept", "render"} <= (
-        calls.names()
-    )
+    assert {
+        "authenticate_app",
+        "read_fields",
+        "check_public_url",
+        "reserve",
+        "record",
+        "render",
+    } <= calls.names()
     assert calls.on_the_loop() == []
+
+
+def test_create_with_an_image_url_fetches_and_decodes_in_threads_after_the_slot(
+    calls: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        api.intake, "prepare_reference_image", calls.off_loop("decode", lambda data, size: None)
+    )
+    body = {**BODY, "input_reference": {"image_url": "https://images.example.com/a.png"}}
+    response = asyncio.run(
+        handler(api.videos.create_video)(
+            request("POST", "http://h/api/v1/videos", body), StandInDurableClient()
+        )
+    )
+
+    assert response.status_code == 202, response.get_body()
+    assert calls.on_the_loop() == []
+    order = [name for name, _ in calls.where]
+    # The image is fetched and decoded only once the quota slot is held, and before the record.
+    assert (
+        order.index("reserve") < order.index("fetch_limited") < order.index("decode") < order.index("record")
+    )
 
 
 def test_remix_runs_every_blocking_step_in_a_thread(calls: Calls) -> None:
@@ -171,7 +204,9 @@ def test_remix_runs_every_blocking_step_in_a_thread(calls: Calls) -> None:
     assert response.status_code == 202, response.get_body()
     assert client.started == ["video_new"]
     # The remix's webhook URL is resolved (DNS) too: that must not happen on the loop.
-    assert {"authenticate_app", "get_owned_job", "read_fields", "check_public_url", "accept"} <= calls.names()
+    assert {"authenticate_app", "get_owned_job", "read_fields", "check_public_url", "reserve", "record"} <= (
+        calls.names()
+    )
     assert calls.on_the_loop() == []
 
 

@@ -22,6 +22,9 @@ class LocalServer:
         self.stopping = threading.Event()
         self.sni_names: list[str | None] = []
         self.endless_finished = threading.Event()
+        self.paths: list[str] = []  # every GET's path, in order of arrival
+        self.trickling = 0  # /trickle responses being sent right now
+        self._lock = threading.Lock()
         self._server: _QuietServer = server_class((host, 0), _Handler)
         self._server.owner = self
         if tls is not None:
@@ -46,6 +49,10 @@ class LocalServer:
             self._thread.join(timeout=5)
         self._server.server_close()
 
+    def count_trickle(self, change: int) -> None:
+        with self._lock:
+            self.trickling += change
+
     def _record_sni(self, _socket: Any, name: str | None, _context: ssl.SSLContext) -> None:
         self.sni_names.append(name)
 
@@ -69,6 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.owner
 
     def do_GET(self) -> None:
+        self.owner.paths.append(self.path)
         parts = urlsplit(self.path)
         query = {key: values[0] for key, values in parse_qs(parts.query).items()}
         route, _, rest = parts.path.strip("/").partition("/")
@@ -144,12 +152,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", "1000000")
         self.end_headers()
+        self.owner.count_trickle(+1)
         try:
             while not self.owner.stopping.wait(0.05):
                 self.wfile.write(b"y" * 10)
                 self.wfile.flush()
         except OSError:
             pass
+        finally:
+            self.owner.count_trickle(-1)
         self.close_connection = True
 
     def _route_trickle_headers(self, _rest: str, _query: dict[str, str]) -> None:
