@@ -25,6 +25,7 @@ from gateway.catalog import SIZE as _SIZE
 from gateway.errors import SettingsError
 from gateway.providers.port import ProviderAccount
 from gateway.providers.registry import KINDS
+from gateway.quota import CAPACITY as QUOTA_DAY_CAPACITY
 
 # Azurite's published development account; not a secret.
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -549,6 +550,11 @@ def _plan_limits(env: _Env) -> dict[str, dict[str, int] | None]:
                 f"setting {key}: plan {plan!r} must give exactly 'hour' and 'day', got {sorted(counts)}"
             )
         limits[plan] = {window: _count(key, f"{plan} {window}", counts[window]) for window in QUOTA_WINDOWS}
+        if limits[plan]["day"] > QUOTA_DAY_CAPACITY:  # refused here rather than silently capped
+            raise SettingsError(
+                f"setting {key}: plan {plan!r} day limit {limits[plan]['day']} is above the "
+                f"{QUOTA_DAY_CAPACITY} admissions a day the quota keeps exactly"
+            )
     return limits
 
 

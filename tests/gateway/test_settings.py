@@ -94,6 +94,8 @@ def test_default_webhook_schedule_is_at_least_five_attempts_over_ten_minutes() -
         ({"PLAN_LIMITS": '{"pro": {"hour": true, "day": 20}}'}, "PLAN_LIMITS"),
         ({"PLAN_LIMITS": '{"pro": {"hour": 5, "day": 20, "minute": 1}}'}, "PLAN_LIMITS"),
         ({"PLAN_LIMITS": '{"premium": {"hour": 5, "day": 20}}'}, "PLAN_LIMITS"),
+        # Above what the quota row keeps exactly (gateway.quota.CAPACITY).
+        ({"PLAN_LIMITS": '{"pro": {"hour": 5, "day": 1000000}}'}, "PLAN_LIMITS"),
         # PRICING: malformed, an unknown model, a size the model does not make, a bad price.
         ({"PRICING": "{not json"}, "PRICING"),
         ({"PRICING": '{"sora-2": 0.1}'}, "PRICING"),
