@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from gateway.messages import failure_message
 from tests.conftest import RunningStack
 from tests.webhooks.receiver import Receiver
 
@@ -47,8 +48,27 @@ def test_completed_event_survives_four_failures_and_verifies(stack: RunningStack
     assert verified["data"]["id"] == video_id
     assert verified["data"]["status"] == "completed"
     assert verified["data"]["video_url"].startswith("http://127.0.0.1:")
+    # The event carries a URL signed as it is sent (sending, not storing) ...
+    assert "sig=" in verified["data"]["video_url"]
     # The video itself was never held up by the failing receiver.
     assert stack.client.get_video(app.api_key, video_id).json()["status"] == "completed"
+    # ... and the task hub keeps none: not in the delivery's input or result, nor anywhere else.
+    stored = finished_orchestration(stack, video_id)
+    assert "deliver_webhook" in stored
+    assert "sig=" not in stored
+
+
+def finished_orchestration(stack: RunningStack, instance_id: str, timeout: float = 30.0) -> str:
+    """The instance's status with its whole history and every activity result, once it ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = stack.management_get(
+            f"instances/{instance_id}", showHistory="true", showHistoryOutput="true", showInput="true"
+        )
+        response.raise_for_status()
+        if response.json()["runtimeStatus"] == "Completed" or time.monotonic() > deadline:
+            return response.text
+        time.sleep(0.2)
 
 
 def test_failed_event_is_sent_for_a_refused_video(stack: RunningStack) -> None:
@@ -60,7 +80,10 @@ def test_failed_event_is_sent_for_a_refused_video(stack: RunningStack) -> None:
         wait_for_deliveries(receiver, path, 1)
     event = Webhook(app.webhook_secret).verify(receiver.on(path)[0].body, receiver.on(path)[0].headers)
     assert event["type"] == "video.failed"
-    assert event["data"]["error"]["code"] == "content_policy_violation"
+    assert event["data"]["error"] == {
+        "code": "content_policy_violation",
+        "message": failure_message("content_policy_violation"),  # never the upstream's words
+    }
 
 
 def test_tampered_body_or_signature_or_wrong_secret_fails_verification(stack: RunningStack) -> None:
