@@ -44,6 +44,7 @@ from gateway.messages import (
     UpstreamJobRef,
     UpstreamStatus,
     WebhookDelivery,
+    failure_code,
 )
 from gateway.polling import PollPolicy
 from orchestrators import names
@@ -277,14 +278,15 @@ class _JobFlow:
             refund = self._upstream is None and stop.code != CANCELLED
         if refund:  # before the record turns final, so a reader of both never sees it counted
             yield from self._attempt(activity.RELEASE_QUOTA_SLOT, STORAGE_RETRY, job.to_dict())
+        # A code the app may see: an upstream's text in its place (a history recorded before
+        # codes were checked where they are read) is upstream_error, in the record and the output.
+        code = failure_code(stop.code)
         recorded = yield from self._attempt(
-            activity.FAIL_JOB, STORAGE_RETRY, JobFailure(job=job, code=stop.code).to_dict()
+            activity.FAIL_JOB, STORAGE_RETRY, JobFailure(job=job, code=code).to_dict()
         )
         if self._upstream is not None:
             yield from self._attempt(activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, self._upstream.to_dict())
-        return JobOutcome(
-            job_id=job.job_id, status="failed", error_code=stop.code, recorded=recorded
-        ).to_dict()
+        return JobOutcome(job_id=job.job_id, status="failed", error_code=code, recorded=recorded).to_dict()
 
     def _attempt(self, name: str, retry: df.RetryOptions, activity_input: dict[str, Any]) -> Orchestration:
         """A clean-up step: True when it succeeded; its failure never stops the ones after it."""

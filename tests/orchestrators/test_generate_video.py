@@ -380,6 +380,17 @@ def test_every_upstream_status_but_queued_and_in_progress_is_final(
     assert_failed(history, code)
 
 
+def test_an_old_result_with_upstream_text_for_a_code_fails_as_upstream_error() -> None:
+    # Recorded before codes were checked where they are read: the upstream's text as the code.
+    history = polling()
+    old_check = {**finished_upstream("failed"), "error_code": "GET /videos/up_1: 500 boom"}
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), old_check)
+    new = history.step()
+    assert inputs_of(new, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "upstream_error"}]
+    run_out(history, new)
+    assert_failed(history, "upstream_error")
+
+
 def test_a_refused_create_keeps_the_slot_but_an_access_refusal_gives_it_back() -> None:
     history = reserved()
     refused = UpstreamStatus.refused(None, "content_policy_violation").to_dict()
