@@ -7,7 +7,6 @@ text (codec positions, recursion, `sys.set_int_max_str_digits`) never reaches a 
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -39,8 +38,8 @@ MAX_BOUNDARY_CHARS = 70
 # unclosed string would be quadratic). Possessive, so no backtracking either.
 _JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
-_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-_DEPTH_CHUNK = 4096
+# Depth does not care which kind of bracket: both become one pair of characters.
+_BRACKET_KINDS = bytes.maketrans(b"[{]}", b"(())")
 
 
 class _NumberTooLong(Exception):
@@ -69,8 +68,10 @@ def parse_json_document(raw: bytes, *, what: str = "The request body", param: st
     except json.JSONDecodeError as error:
         # Line and column are the client's own coordinates; the decoder's wording is not shown.
         raise refuse(f"is not valid JSON (line {error.lineno}, column {error.colno}).") from None
-    except (ValueError, RecursionError):
-        # Defence in depth: the bounds above should leave nothing for these to catch.
+    except RecursionError:
+        # Defence in depth: the depth scan should leave nothing this deep to the parser.
+        raise refuse(f"nests arrays and objects more than {MAX_JSON_DEPTH} levels deep.") from None
+    except ValueError:
         raise refuse("is not valid JSON.") from None
 
 
@@ -85,19 +86,22 @@ def parse_json_object(raw: bytes, *, max_bytes: int) -> dict[str, Any]:
 
 
 def json_depth_exceeds(raw: bytes, limit: int) -> bool:
-    """Whether brackets outside strings nest deeper than `limit`, found without parsing."""
+    """Whether a balanced run of brackets outside strings nests deeper than `limit`, without parsing.
+
+    Removing every adjacent open-close pair takes away exactly the innermost level, so what is left
+    after `limit` rounds still holds a pair only when some container sat deeper. Each round is one
+    C-speed `replace` over the brackets alone.
+    """
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return False  # every ordinary body: too few brackets to nest that deep, even in strings
-    structure = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    depth = 0
-    for start in range(0, len(structure), _DEPTH_CHUNK):
-        # In chunks, so a body of opening brackets is refused after its first few, not its last.
-        steps = (_DEPTH_STEP[byte] for byte in structure[start : start + _DEPTH_CHUNK])
-        running = list(itertools.accumulate(steps, initial=depth))
-        if max(running) > limit:
-            return True
-        depth = running[-1]
-    return False
+    structure = _JSON_STRING.sub(b"", raw).translate(_BRACKET_KINDS, _NOT_BRACKETS)
+    for _ in range(limit):
+        shallower = structure.replace(b"()", b"")
+        if len(shallower) == len(structure):
+            break
+        structure = shallower
+    # Openers never closed (a cut-off body) all nest inside one another: they count as well.
+    return b"()" in structure or structure.count(b"(") > limit
 
 
 def _bounded_int(digits: str) -> int:
@@ -133,7 +137,11 @@ class FormPart:
 _BOUNDARY_PARAM = re.compile(r';\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]*))', re.IGNORECASE)
 # RFC 2046's bchars: digits, letters and '()+_,-./:=? (space only inside, never last).
 _BOUNDARY_CHARS = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
-_HEADER_PARAM = re.compile(r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.DOTALL)
+# A quoted value runs to its closing quote or, left open, to the end: one pass, no retries.
+_HEADER_PARAM = re.compile(
+    r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[^;\s]*)',
+    re.DOTALL,
+)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 # Browsers and httpx (the openai SDK) write these three characters of a name this way (WHATWG).
 _FORM_ESCAPES = re.compile(r"%0A|%0D|%22", re.IGNORECASE)

@@ -5,6 +5,7 @@ openai SDK's HTTP client) and requests, hand-made hostile bodies, and JSON at an
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -292,3 +293,39 @@ def test_broken_json_names_where_without_pythons_words() -> None:
 
 def test_a_utf8_byte_order_mark_is_tolerated() -> None:
     assert parse_json_document(b'\xef\xbb\xbf{"prompt": "p"}') == {"prompt": "p"}
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    return 0
+
+
+def random_document(rng: random.Random, depth: int) -> Any:
+    """A spine `depth` levels deep, with shallow siblings, lists and objects mixed at random."""
+    if depth == 0:
+        return rng.choice(["[{", '"]}"', 7, None])
+    children = [random_document(rng, depth - 1)]
+    for _ in range(rng.randint(0, 2)):
+        children.insert(
+            rng.randint(0, len(children)), random_document(rng, rng.randint(0, min(depth - 1, 3)))
+        )
+    return children if rng.random() < 0.5 else {f"k{index}": child for index, child in enumerate(children)}
+
+
+def test_the_depth_scan_agrees_with_the_true_depth_of_many_documents() -> None:
+    rng = random.Random(20261126)  # noqa: S311 - a reproducible test corpus, not a secret
+    depths = []
+    for _ in range(500):
+        document = random_document(rng, rng.randint(28, 36))
+        depths.append(depth_of(document))
+        text = json.dumps(document).encode()
+        assert json_depth_exceeds(text, MAX_JSON_DEPTH) == (depths[-1] > MAX_JSON_DEPTH), text
+    assert min(depths) <= MAX_JSON_DEPTH < max(depths)  # both sides of the bound were exercised
+
+
+def test_a_body_cut_off_deep_inside_is_refused_for_its_depth() -> None:
+    error = refusal(parse_json_document, b'{"a": ' + b"[" * 5_000_000)
+    assert error.message == "The request body nests arrays and objects more than 32 levels deep."
