@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import threading
 from collections.abc import Iterator
@@ -21,9 +22,11 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
-from gateway.errors import UpstreamTransientError
+from gateway.errors import StorageUnavailable, UpstreamTransientError
 from gateway.providers.port import VideoProvider
 from gateway.tables import REQUEST_TIMEOUTS, StorageTimeouts, guard_storage_call
+
+log = logging.getLogger(__name__)
 
 # Blocks small enough that memory stays bounded (block size x concurrency), large enough
 # that a 1 GiB video is a few hundred requests.
@@ -171,12 +174,24 @@ def copy_upstream_asset(
                 blob_name, cast(IO[bytes], _ChunkReader(chunks)), length=None, content_type=content_type
             )
     except BaseException:
-        assets.delete_all(blob_name)
+        _delete_partial(assets, blob_name)
         raise
     if not written:
-        assets.delete_all(blob_name)
+        _delete_partial(assets, blob_name)
         raise UpstreamTransientError(f"{variant} of {upstream_id}: no bytes arrived")
     return written
+
+
+def _delete_partial(assets: VideoAssets, blob_name: str) -> None:
+    """Delete what a failed copy left, without letting storage that is out meanwhile replace
+    the copy's own error (the caller decides on that one: retry, wait, fail the job)."""
+    try:
+        assets.delete_all(blob_name)
+    except StorageUnavailable:
+        # An interrupted upload commits no block list, so no readable blob is left behind;
+        # one an earlier attempt committed is overwritten by the next, or swept with the job's
+        # assets (maintenance).
+        log.warning("could not delete the partial copy %s: storage unavailable", blob_name)
 
 
 class _SasSigner:
