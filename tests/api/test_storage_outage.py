@@ -9,9 +9,11 @@ so no other test's stack is disturbed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -57,11 +59,12 @@ def app(outage_stack: RunningStack) -> AppCredentials:
     return outage_stack.client.create_app(name="storage outage")
 
 
+def table_port(stack: RunningStack) -> int:
+    return int(re.findall(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", stack.storage_connection_string)[0])
+
+
 def azurite_pid(stack: RunningStack) -> int:
-    table_port = int(
-        re.findall(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", stack.storage_connection_string)[0]
-    )
-    return pid_listening_on(table_port)
+    return pid_listening_on(table_port(stack))
 
 
 def timed(method: str, url: str, **kwargs: object) -> tuple[requests.Response, float]:
@@ -150,7 +153,8 @@ def test_stopped_storage_is_a_503_with_retry_after_and_nothing_is_consumed(
 ) -> None:
     before = snapshot(outage_stack, app)
     key = "down-" + uuid.uuid4().hex
-    pid = azurite_pid(outage_stack)
+    port = table_port(outage_stack)
+    pid = pid_listening_on(port)
     command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
 
     os.kill(pid, signal.SIGTERM)  # Azurite saves its data and exits: storage is down
@@ -162,6 +166,8 @@ def test_stopped_storage_is_a_503_with_retry_after_and_nothing_is_consumed(
         restarted_azurites.append(
             subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )
+        # Listening again before anything reads storage (the stack's end reads its jobs).
+        _wait_until_listening(port)
 
     served_again_with_nothing_consumed(outage_stack, app, before, key)
 
@@ -178,3 +184,12 @@ def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"Azurite {pid} did not stop within {timeout} s")
+
+
+def _wait_until_listening(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"Azurite did not listen on {port} again within {timeout} s")
