@@ -28,9 +28,9 @@ SLOW_WORK_PER_APP = 2
 # Outbound work waits on the network, not the CPU: many threads are cheap, and the cap per app
 # keeps any one app to a small share of them.
 OUTBOUND_THREADS = 16
-# Parsing and decoding use CPU and up to a few hundred MB each: as many at once as there are
-# cores (at least two), so memory stays bounded however many arrive.
-HEAVY_THREADS = 2
+# Parsing and decoding use CPU and up to a few hundred MB each, so few run at once and memory
+# stays bounded however many arrive; twice the cap per app, so one app never has them all.
+HEAVY_THREADS = 2 * SLOW_WORK_PER_APP
 
 OUTBOUND = ThreadPoolExecutor(max_workers=OUTBOUND_THREADS, thread_name_prefix="outbound")
 HEAVY = ThreadPoolExecutor(max_workers=HEAVY_THREADS, thread_name_prefix="heavy")
