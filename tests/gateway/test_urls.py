@@ -461,7 +461,7 @@ def test_the_timeout_bounds_headers_that_never_end(server: LocalServer) -> None:
     # Each header byte arrives well within the read timeout: only the whole-fetch deadline
     # (the watchdog shutting the socket down) can end this fetch.
     started = time.monotonic()
-    with pytest.raises(InvalidRequest, match="in time|too long") as failed:
+    with pytest.raises(InvalidRequest, match=r"in time|too long") as failed:
         fetch(server.url("/trickle-headers"), timeout=1.0)
     assert 0.9 < time.monotonic() - started < 3
     assert_error(failed, 400, "url_fetch_failed")
