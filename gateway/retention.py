@@ -9,8 +9,8 @@ finish). Locally, with no lifecycle rule, it does all of it.
 `Reconciler` finishes jobs whose orchestration ended, or vanished, while their record still
 says queued or in progress (a crashed or terminated orchestration, a purged task hub): they
 fail with a code saying so, give their quota slot back when the upstream never had them, and
-their upstream job is deleted, and their files too. `maintenance/retention.py` asks the durable client for each
-orchestration's status; the decision itself, `settlement_for`, is pure.
+their upstream job and their files are deleted. `maintenance/retention.py` asks the durable
+client for each orchestration's status; the decision itself, `settlement_for`, is pure.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from typing import Protocol
 
 from gateway.blobs import VideoAssets, asset_blob_name
 from gateway.jobs import Job, JobStore
-from gateway.messages import ORCHESTRATION_FAILED, ORCHESTRATION_LOST, failure_message
+from gateway.messages import ORCHESTRATION_FAILED as ORCHESTRATION_FAILED  # the sweep's codes,
+from gateway.messages import ORCHESTRATION_LOST as ORCHESTRATION_LOST  # named with the rest of it
+from gateway.messages import failure_message
 from gateway.quota import QuotaStore
 
 # Records outlive their assets so that reads can say `video_expired` rather than "not found".
@@ -34,7 +36,6 @@ ORPHAN_MIN_AGE_SECONDS = 3600
 RECONCILE_GRACE_SECONDS = 600
 # Runtime statuses after which an orchestration does nothing more (durable's own names).
 ORCHESTRATION_ENDED = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
-__all__ = ["ORCHESTRATION_FAILED", "ORCHESTRATION_LOST"]  # re-exported: the sweep's codes
 # The files a job's orchestration writes under `<app>/<job>/` (activities/jobs.py writes them).
 VIDEO_ASSET = "video.mp4"
 THUMBNAIL_ASSET = "thumbnail.jpg"

@@ -98,6 +98,8 @@ async def reconcile(client: df.DurableOrchestrationClient, reconciler: Reconcile
         settlement = settlement_for(job, runtime_status, now)
         if settlement is None:
             continue
+        # The runtime status is for operators; the app reads only the code's sentence.
+        log.info("video %s: its orchestration is %s", job.id, runtime_status or "gone")
         if await asyncio.to_thread(reconciler.settle, job, settlement, now) is not None:
             settled += 1
     return settled
