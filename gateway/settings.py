@@ -549,12 +549,15 @@ def _plan_limits(env: _Env) -> dict[str, dict[str, int] | None]:
             raise SettingsError(
                 f"setting {key}: plan {plan!r} must give exactly 'hour' and 'day', got {sorted(counts)}"
             )
-        limits[plan] = {window: _count(key, f"{plan} {window}", counts[window]) for window in QUOTA_WINDOWS}
-        if limits[plan]["day"] > QUOTA_DAY_CAPACITY:  # refused here rather than silently capped
+        windows_of_plan = {
+            window: _count(key, f"{plan} {window}", counts[window]) for window in QUOTA_WINDOWS
+        }
+        if windows_of_plan["day"] > QUOTA_DAY_CAPACITY:  # refused here rather than silently capped
             raise SettingsError(
-                f"setting {key}: plan {plan!r} day limit {limits[plan]['day']} is above the "
+                f"setting {key}: plan {plan!r} day limit {windows_of_plan['day']} is above the "
                 f"{QUOTA_DAY_CAPACITY} admissions a day the quota keeps exactly"
             )
+        limits[plan] = windows_of_plan
     return limits
 
 
