@@ -1,30 +1,30 @@
-"""Video assets in Blob Storage: streaming copies in, read-only SAS URLs out."""
+"""Video assets in Blob Storage: streaming copies in, read-only SAS URLs out.
+
+The Blob SDK is imported where it is used, not with this module: it is the heaviest import of
+the app, and a cold worker indexes every function before any of them touches a blob.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.storage.blob import (
-    BlobSasPermissions,
-    BlobServiceClient,
-    ContentSettings,
-    LinearRetry,
-    UserDelegationKey,
-    generate_blob_sas,
-)
 
 from gateway.errors import StorageUnavailable, UpstreamTransientError
 from gateway.providers.port import VideoProvider
 from gateway.tables import REQUEST_TIMEOUTS, StorageTimeouts, guard_storage_call
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient, UserDelegationKey
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +40,27 @@ CLOCK_SKEW = timedelta(minutes=5)
 TRANSFER_TIMEOUTS = StorageTimeouts(connect=10.0, read=60.0, retries=3, backoff=0.75)
 
 
-class _BoundedRetry(LinearRetry):
+@functools.cache
+def _bounded_retry() -> type[Any]:
     """Storage's retry (it knows which answers are worth another try), with short jittered
     pauses instead of its default 15 s, and the storage seam around it: once its tries are
     spent, an outage becomes `StorageUnavailable` (see gateway.tables.StorageOutagePolicy; the
-    Blob SDK takes no per-call policies, so the seam wraps the retry policy it does take)."""
+    Blob SDK takes no per-call policies, so the seam wraps the retry policy it does take).
+    Built on first use, with the SDK."""
+    from azure.storage.blob import LinearRetry
 
-    def __init__(self, timeouts: StorageTimeouts) -> None:
-        super().__init__(retry_total=timeouts.retries, retry_to_secondary=False)
-        self._max_backoff = timeouts.backoff
+    class BoundedRetry(LinearRetry):
+        def __init__(self, timeouts: StorageTimeouts) -> None:
+            super().__init__(retry_total=timeouts.retries, retry_to_secondary=False)
+            self._max_backoff = timeouts.backoff
 
-    def get_backoff_time(self, settings: dict[str, Any]) -> float:
-        return random.uniform(self._max_backoff / 3, self._max_backoff)  # noqa: S311 - jitter, not a secret
+        def get_backoff_time(self, settings: dict[str, Any]) -> float:
+            return random.uniform(self._max_backoff / 3, self._max_backoff)  # noqa: S311 - jitter, not a secret
 
-    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
-        return guard_storage_call(request, super().send)
+        def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+            return guard_storage_call(request, super().send)
+
+    return BoundedRetry
 
 
 def blob_service(
@@ -71,8 +77,10 @@ def blob_service(
         "max_block_size": BLOCK_SIZE,
         "connection_timeout": REQUEST_TIMEOUTS.connect,
         "read_timeout": REQUEST_TIMEOUTS.read,
-        "retry_policy": _BoundedRetry(REQUEST_TIMEOUTS),
+        "retry_policy": _bounded_retry()(REQUEST_TIMEOUTS),
     }
+    from azure.storage.blob import BlobServiceClient
+
     if connection_string:
         return BlobServiceClient.from_connection_string(connection_string, **options)
     if account_url is None:
@@ -95,6 +103,8 @@ class VideoAssets:
         self, blob_name: str, stream: IO[bytes], *, length: int | None, content_type: str
     ) -> int:
         """Copy a readable stream into a block blob without holding it in memory; returns bytes written."""
+        from azure.storage.blob import ContentSettings
+
         self._ensure_container()
         blob = self._service.get_blob_client(self._container, blob_name)
         counted = _CountingReader(stream)
@@ -109,6 +119,8 @@ class VideoAssets:
         return counted.total
 
     def upload_bytes(self, blob_name: str, content: bytes, *, content_type: str) -> None:
+        from azure.storage.blob import ContentSettings
+
         self._ensure_container()
         self._service.get_blob_client(self._container, blob_name).upload_blob(
             content, overwrite=True, content_settings=ContentSettings(content_type=content_type)
@@ -204,6 +216,8 @@ class _SasSigner:
         self._lock = threading.Lock()
 
     def sign(self, container: str, blob_name: str, ttl: timedelta) -> str:
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
         now = datetime.now(UTC)
         common = {
             "account_name": self._service.account_name,

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
-from azure.identity import DefaultAzureCredential
-from azure.storage.blob import BlobServiceClient
 
 from gateway.apps import AppStore
 from gateway.blobs import VideoAssets, blob_service
@@ -29,6 +27,9 @@ from gateway.settings import DEFAULT_PROVIDER, get_settings
 from gateway.submissions import Submissions
 from gateway.tables import Tables, table_service
 from gateway.webhooks import WebhookSender
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
 
 T = TypeVar("T")
 
@@ -60,6 +61,10 @@ class _ProcessSingleton[T]:
 
 @_ProcessSingleton
 def get_credential() -> TokenCredential:
+    # Imported on first use: azure.identity (with msal and cryptography) is a heavy cold-start
+    # import that only Entra ID callers need.
+    from azure.identity import DefaultAzureCredential
+
     settings = get_settings()
     # A user-assigned identity must be named; the system-assigned one needs no id.
     return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
@@ -119,6 +124,8 @@ def _storage_credential() -> TokenCredential:
     client_id = get_settings().storage.client_id
     if client_id and client_id != get_settings().azure_client_id:
         # AzureWebJobsStorage__clientId may name a different identity than the app's default one.
+        from azure.identity import DefaultAzureCredential
+
         return DefaultAzureCredential(managed_identity_client_id=client_id)
     return get_credential()
 
