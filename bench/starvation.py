@@ -139,8 +139,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=60, help="victim rounds per phase (default 60)")
-    parser.add_argument("--blocks", type=int, default=3, help="quiet/attack alternations (default 3)")
+    parser.add_argument("--rounds", type=int, default=200, help="victim rounds per phase (default 200)")
+    parser.add_argument("--blocks", type=int, default=4, help="quiet/attack block pairs (default 4)")
     parser.add_argument(
         "--resend",
         type=float,
@@ -158,28 +158,33 @@ def main() -> None:
             run_victim(stack, victim.api_key, 3)  # warm-up: first-use clients, connections, imports
             print(
                 f"victim: {args.rounds} rounds of create + GET + health per phase, one after another, in "
-                f"{args.blocks} alternating quiet/attack blocks (so noise from other load falls on both); "
+                f"{args.blocks} blocks ordered quiet-attack, attack-quiet, ... (so drift and other load fall on both); "
                 f"the attacker re-sends refused requests after {args.resend} s"
             )
             quiet: dict[str, list[float]] = {"create": [], "get": [], "health": []}
             attacked: dict[str, list[float]] = {"create": [], "get": [], "health": []}
             answers: Counter[str] = Counter()
             per_block = max(1, args.rounds // args.blocks)
-            for _block in range(args.blocks):
-                for name, values in run_victim(stack, victim.api_key, per_block).items():
-                    quiet[name].extend(values)
-                attack = Attack(stack, attacker.api_key, trickler.url("/trickle"), args.resend)
-                attack.start()
-                try:
-                    if not wait_until(lambda: trickler.trickling >= 2, timeout=60):
-                        raise RuntimeError("the attack never reached the trickling server")
-                    for name, values in run_victim(stack, victim.api_key, per_block).items():
-                        attacked[name].extend(values)
-                    if trickler.trickling < 2:
-                        raise RuntimeError("the attack stopped before the victim's rounds ended")
-                finally:
-                    attack.stop()
-                answers.update(attack.answers)
+            for block in range(args.blocks):
+                # Quiet-attack, then attack-quiet: the victim's own jobs pile up in the background
+                # as the run goes on, and this order lets that drift fall on both phases alike.
+                for attacking in (False, True) if block % 2 == 0 else (True, False):
+                    if not attacking:
+                        for name, values in run_victim(stack, victim.api_key, per_block).items():
+                            quiet[name].extend(values)
+                        continue
+                    attack = Attack(stack, attacker.api_key, trickler.url("/trickle"), args.resend)
+                    attack.start()
+                    try:
+                        if not wait_until(lambda: trickler.trickling >= 2, timeout=60):
+                            raise RuntimeError("the attack never reached the trickling server")
+                        for name, values in run_victim(stack, victim.api_key, per_block).items():
+                            attacked[name].extend(values)
+                        if trickler.trickling < 2:
+                            raise RuntimeError("the attack stopped before the victim's rounds ended")
+                    finally:
+                        attack.stop()
+                    answers.update(attack.answers)
             quiet_figures = summarize("no attack", quiet)
             attacked_figures = summarize("attack", attacked)
             print(f"attacker answers: {dict(sorted(answers.items()))}")
