@@ -18,15 +18,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import ConnectionPool
-
 from gateway.errors import InvalidRequest, PayloadTooLarge
+
+if TYPE_CHECKING:
+    import requests
+    from urllib3.connectionpool import ConnectionPool
+
+# requests and urllib3 are imported where a URL is fetched, not with this module: only requests
+# with an image URL or a webhook need them, and a cold worker imports this module to index.
 
 # Called as resolver(host, port); socket.getaddrinfo fits, tests inject fixed answers.
 Resolver = Callable[[str, int], Sequence[tuple[Any, ...]]]
@@ -216,6 +219,8 @@ def open_public(
     Environment proxies are ignored on purpose: through a proxy, the address we checked would not be
     the one reached. `ca_bundle` replaces the default trusted CAs (a private CA, or a test's).
     """
+    import requests
+
     try:
         all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
         prepared = requests.Request(method, url, headers=all_headers, data=data).prepare()
@@ -229,7 +234,7 @@ def open_public(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        adapter = _PinnedAdapter(target.host, address, watchdog)
+        adapter = _pinned_adapter()(target.host, address, watchdog)
         try:
             response = adapter.send(
                 prepared, stream=True, timeout=(remaining, remaining), verify=ca_bundle or True
@@ -272,39 +277,46 @@ def decode_data_url(
     return raw, media_type
 
 
-class _PinnedAdapter(HTTPAdapter):
-    """Connects to one given address while the request keeps the URL's host name (Host, SNI, cert)."""
+@cache
+def _pinned_adapter() -> type[Any]:
+    """The transport adapter class of `open_public`, built on first use (with requests)."""
+    from requests.adapters import HTTPAdapter
 
-    def __init__(self, host: str, address: str, watchdog: _Watchdog | None = None) -> None:
-        super().__init__(max_retries=0)
-        self._host = host
-        self._address = address
-        self._watchdog = watchdog
+    class _PinnedAdapter(HTTPAdapter):
+        """Connects to one given address while the request keeps the URL's host name (Host, SNI, cert)."""
 
-    def get_connection_with_tls_context(
-        self,
-        request: requests.PreparedRequest,
-        verify: bool | str | None,
-        proxies: Mapping[str, str] | None = None,
-        cert: tuple[str, str] | str | None = None,
-    ) -> ConnectionPool:
-        # `proxies` is ignored: the connection must reach the checked address itself.
-        verify = True if verify is None else verify
-        host_params, tls_params = self.build_connection_pool_key_attributes(request, verify, cert)
-        pool_kwargs = dict[str, Any](tls_params)
-        if host_params["scheme"] == "https":
-            pool_kwargs.update(server_hostname=self._host, assert_hostname=self._host)
-        pool: ConnectionPool = self.poolmanager.connection_from_host(
-            host=self._address,
-            port=host_params["port"],
-            scheme=host_params["scheme"],
-            pool_kwargs=pool_kwargs,
-        )
-        if self._watchdog is not None and not getattr(pool, "_watched", False):
-            # The pool is this adapter's own (one adapter per attempt), so changing it is local.
-            pool.ConnectionCls = _watched_connections(pool.ConnectionCls, self._watchdog)  # type: ignore[attr-defined]
-            pool._watched = True  # type: ignore[attr-defined]
-        return pool
+        def __init__(self, host: str, address: str, watchdog: _Watchdog | None = None) -> None:
+            super().__init__(max_retries=0)
+            self._host = host
+            self._address = address
+            self._watchdog = watchdog
+
+        def get_connection_with_tls_context(
+            self,
+            request: requests.PreparedRequest,
+            verify: bool | str | None,
+            proxies: Mapping[str, str] | None = None,
+            cert: tuple[str, str] | str | None = None,
+        ) -> ConnectionPool:
+            # `proxies` is ignored: the connection must reach the checked address itself.
+            verify = True if verify is None else verify
+            host_params, tls_params = self.build_connection_pool_key_attributes(request, verify, cert)
+            pool_kwargs = dict[str, Any](tls_params)
+            if host_params["scheme"] == "https":
+                pool_kwargs.update(server_hostname=self._host, assert_hostname=self._host)
+            pool: ConnectionPool = self.poolmanager.connection_from_host(
+                host=self._address,
+                port=host_params["port"],
+                scheme=host_params["scheme"],
+                pool_kwargs=pool_kwargs,
+            )
+            if self._watchdog is not None and not getattr(pool, "_watched", False):
+                # The pool is this adapter's own (one adapter per attempt), so changing it is local.
+                pool.ConnectionCls = _watched_connections(pool.ConnectionCls, self._watchdog)  # type: ignore[attr-defined]
+                pool._watched = True  # type: ignore[attr-defined]
+            return pool
+
+    return _PinnedAdapter
 
 
 def _resolve_target(url: str, *, param: str, allow_local: bool, resolver: Resolver) -> _Target:
@@ -414,7 +426,7 @@ def _read_limited(
             if time.monotonic() > deadline:
                 raise _fetch_failed(param, "the download took too long")
             chunks.append(chunk)
-    except (urllib3.exceptions.HTTPError, OSError):
+    except (_urllib3_error(), OSError):
         raise _fetch_failed(param, "the connection failed while reading the body") from None
     return b"".join(chunks)
 
@@ -434,7 +446,15 @@ def _about_time(error: InvalidRequest) -> bool:
     return "in time" in error.message or "too long" in error.message
 
 
+def _urllib3_error() -> type[Exception]:
+    import urllib3
+
+    return urllib3.exceptions.HTTPError
+
+
 def _describe(error: requests.RequestException | None) -> str:
+    import requests
+
     if error is None or isinstance(error, requests.exceptions.Timeout):
         return "the server did not answer in time"
     if isinstance(error, requests.exceptions.SSLError):
