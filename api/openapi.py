@@ -232,7 +232,7 @@ def _video_paths(catalog: Mapping[str, CatalogModel]) -> JsonObject:
                 "Create a video from a prompt (and optionally an image)",
                 "videos",
                 APP_KEY,
-                {"202": _accepted(), **errors("400", "401", "403", "409", "413", "415", "429", "503")},
+                {"202": _accepted(), **errors("400", "401", "403", "404", "409", "413", "415", "429", "503")},
                 description="Counts against the app's quota when accepted.",
                 parameters=[ref("parameters", "IdempotencyKey")],
                 requestBody=_create_body(catalog),
@@ -242,7 +242,10 @@ def _video_paths(catalog: Mapping[str, CatalogModel]) -> JsonObject:
                 "List the caller's videos, newest first by default",
                 "videos",
                 APP_KEY,
-                {"200": _response("One page of videos.", schema_ref("VideoList")), **errors("400", "401")},
+                {
+                    "200": _response("One page of videos.", schema_ref("VideoList")),
+                    **errors("400", "401", "503"),
+                },
                 parameters=[
                     _query("limit", "Page size.", integer(minimum=1, maximum=100, default=20)),
                     _query("after", "Cursor: a video id.", string(pattern="^[A-Za-z0-9_-]*$", maxLength=128)),
@@ -263,7 +266,7 @@ def _video_paths(catalog: Mapping[str, CatalogModel]) -> JsonObject:
                         schema_ref("Video"),
                         headers("openai-poll-after-ms", "Retry-After", required=False),
                     ),
-                    **errors("401", "404"),
+                    **errors("401", "404", "503"),
                 },
             ),
             "delete": _operation(
@@ -271,7 +274,7 @@ def _video_paths(catalog: Mapping[str, CatalogModel]) -> JsonObject:
                 "Cancel a video in flight (it fails with `cancelled`) or delete a finished one's assets",
                 "videos",
                 APP_KEY,
-                {"200": _response("Deleted.", schema_ref("DeletedVideo")), **errors("401", "404")},
+                {"200": _response("Deleted.", schema_ref("DeletedVideo")), **errors("401", "404", "503")},
             ),
         },
         "/v1/videos/{video_id}/content": {
@@ -293,7 +296,7 @@ def _video_paths(catalog: Mapping[str, CatalogModel]) -> JsonObject:
                             }
                         },
                     ),
-                    **errors("400", "401", "404", "409"),
+                    **errors("400", "401", "404", "409", "503"),
                 },
                 description="404 for an unknown id, a missing variant or `video_expired`; "
                 "409 `video_not_ready` while not `completed`.",
@@ -330,7 +333,7 @@ def _management_paths() -> JsonObject:
                 ADMIN_KEY,
                 {
                     "201": _response("Created.", schema_ref("AppWithSecrets")),
-                    **errors("400", "401", "404"),
+                    **errors("400", "401", "404", "413", "503"),
                 },
                 description=note,
                 requestBody={
@@ -354,7 +357,7 @@ def _management_paths() -> JsonObject:
                 "Read an app (without secrets)",
                 "management",
                 ADMIN_KEY,
-                {"200": _response("The app.", schema_ref("App")), **errors("401", "404")},
+                {"200": _response("The app.", schema_ref("App")), **errors("401", "404", "503")},
                 description=note,
             ),
             "patch": _operation(
@@ -362,7 +365,10 @@ def _management_paths() -> JsonObject:
                 "Change an app's plan; it applies from the next request",
                 "management",
                 ADMIN_KEY,
-                {"200": _response("The app.", schema_ref("App")), **errors("400", "401", "404")},
+                {
+                    "200": _response("The app.", schema_ref("App")),
+                    **errors("400", "401", "404", "413", "503"),
+                },
                 description=note,
                 requestBody={"required": True, "content": _json(obj({"plan": plan}, closed=False))},
             ),
@@ -374,8 +380,12 @@ def _management_paths() -> JsonObject:
                 "Give the app a new key; the old one stops working at once",
                 "management",
                 ADMIN_KEY,
-                {"200": _response("The new key.", schema_ref("AppKey")), **errors("401", "404")},
-                description=note,
+                {
+                    "200": _response("The new key.", schema_ref("AppKey")),
+                    **errors("401", "404", "409", "503"),
+                },
+                description=note + " 409 `concurrent_update` (with `Retry-After`) when another rotation of "
+                "the app won a race with this one or the key was rotated less than 10 s ago.",
             ),
         },
     }
@@ -389,7 +399,7 @@ def _model_paths() -> JsonObject:
                 "The models of the catalog, with what each makes and takes",
                 "models",
                 APP_KEY,
-                {"200": _response("Every model offered.", schema_ref("ModelList")), **errors("401")},
+                {"200": _response("Every model offered.", schema_ref("ModelList")), **errors("401", "503")},
             ),
         },
         "/v1/models/{model_id}": {
@@ -399,7 +409,7 @@ def _model_paths() -> JsonObject:
                 "One model of the catalog",
                 "models",
                 APP_KEY,
-                {"200": _response("The model.", schema_ref("Model")), **errors("401", "404")},
+                {"200": _response("The model.", schema_ref("Model")), **errors("401", "404", "503")},
                 description="404 `model_not_found` for an id the catalog does not have.",
             ),
         },
@@ -420,7 +430,7 @@ def _other_paths() -> JsonObject:
                         schema_ref("Usage"),
                         headers(*RATE_LIMIT_HEADERS, required=False),
                     ),
-                    **errors("401"),
+                    **errors("401", "503"),
                 },
             ),
         },

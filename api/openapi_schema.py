@@ -157,9 +157,9 @@ def _error_body(*, with_window: bool) -> JsonObject:
         "type": string(examples=["invalid_request_error", "authentication_error", "rate_limit_error"]),
         "param": nullable(string()),
         "code": string(examples=["invalid_value", "invalid_api_key", "video_not_found"]),
-        "window": string("Only on 429: the exhausted quota window.", enum=WINDOWS),
+        "window": string("Only on 429 `rate_limit_exceeded`: the exhausted quota window.", enum=WINDOWS),
     }
-    inner = obj(fields, optional=() if with_window else ("window",))
+    inner = obj(fields, optional=("window",))
     return obj({"error": inner}, description="The OpenAI error body.")
 
 
@@ -330,7 +330,7 @@ ERRORS: dict[str, tuple[str, str]] = {
     "400": (
         "BadRequest",
         "Codes `invalid_json`, `missing_required_parameter`, `invalid_value` (`param` names the field), "
-        "`conflicting_parameters`.",
+        "`conflicting_parameters`, `image_too_large` (more pixels than 4096x4096).",
     ),
     "401": ("Unauthorized", "Missing or unknown key: `invalid_api_key` (management: `invalid_admin_key`)."),
     "403": ("Forbidden", "The app's plan may not generate video: `plan_not_allowed`."),
@@ -338,14 +338,30 @@ ERRORS: dict[str, tuple[str, str]] = {
         "NotFound",
         "Unknown id, or another app's: `video_not_found` / `app_not_found` / `model_not_found`.",
     ),
-    "409": ("Conflict", "`video_not_ready`, `idempotency_key_reused`."),
-    "413": ("PayloadTooLarge", "The request body (or the image) is too large: `payload_too_large`."),
+    "409": (
+        "Conflict",
+        "`video_not_ready`, `idempotency_key_reused`, `idempotency_request_in_progress` (with "
+        "`Retry-After`), `concurrent_update` (a key rotation lost a race; with `Retry-After`).",
+    ),
+    "413": (
+        "PayloadTooLarge",
+        "The request body (or the image) is too large: `payload_too_large`, `image_too_large`.",
+    ),
     "415": (
         "UnsupportedMediaType",
         "Unsupported content type (`unsupported_media_type`) or image type (`unsupported_image_type`).",
     ),
-    "429": ("RateLimited", "Over the app's quota: `rate_limit_exceeded`."),
-    "503": ("ServiceUnavailable", "Try again shortly: `service_unavailable`."),
+    "429": (
+        "RateLimited",
+        "Over the app's quota: `rate_limit_exceeded` (with `window` and the rate-limit headers); or more "
+        "requests with images, webhooks or large bodies of this app in progress at once: "
+        "`too_many_concurrent_requests`.",
+    ),
+    "503": (
+        "ServiceUnavailable",
+        "Try again after `Retry-After`: `storage_unavailable` (storage did not answer in time), "
+        "`service_unavailable`; health: `storage_unreachable`.",
+    ),
 }
 
 
@@ -357,7 +373,13 @@ def component_responses() -> JsonObject:
             "content": {"application/json": {"schema": schema_ref("Error")}},
         }
     responses["RateLimited"]["content"]["application/json"]["schema"] = schema_ref("RateLimitError")
-    responses["RateLimited"]["headers"] = headers("Retry-After", *RATE_LIMIT_HEADERS)
+    # Quota refusals carry the rate-limit headers; refusals of concurrent slow work do not.
+    responses["RateLimited"]["headers"] = {
+        **headers("Retry-After"),
+        **headers(*RATE_LIMIT_HEADERS, required=False),
+    }
+    for name in ("Conflict", "ServiceUnavailable"):
+        responses[name]["headers"] = headers("Retry-After", required=False)
     return responses
 
 

@@ -30,7 +30,7 @@ from gateway.clients import get_job_store, get_submissions, get_video_assets
 from gateway.errors import Conflict, ServiceUnavailable
 from gateway.images import ReferenceImage
 from gateway.jobs import Job
-from gateway.messages import JobRef
+from gateway.messages import CANCELLED, JobRef, failure_message
 from gateway.polling import PollPolicy
 from gateway.quota import Limits
 from gateway.settings import Settings, get_settings
@@ -186,8 +186,8 @@ def _mark_cancelled(job: Job) -> None:
         job.app_id,
         job.id,
         status="failed",
-        error_code="cancelled",
-        error_message="The video was cancelled.",
+        error_code=CANCELLED,
+        error_message=failure_message(CANCELLED),
         completed_at=int(time.time()),
     )
 
