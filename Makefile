@@ -50,6 +50,10 @@ index-check: $(INDEX_STAMP)
 bench: setup
 	$(PY) -m bench.polling
 	$(PY) -m bench.copy
+	$(PY) -m bench.quota
+	$(PY) -m bench.coldstart
+	$(PY) -m bench.starvation
+	$(PY) -m bench.load
 
 clean:
 	rm -rf $(VENV) $(INDEX_VENV) node_modules .devhost .pytest_cache .mypy_cache .ruff_cache

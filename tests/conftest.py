@@ -29,7 +29,7 @@ from devhost.stack import point_providers_at
 from gateway.blobs import VideoAssets, blob_service
 from gateway.jobs import JobStore
 from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
-from gateway.tables import Tables
+from gateway.tables import Tables, table_service
 from sorasim import SoraSimulator
 from tests.gateway_client import GatewayClient
 
@@ -170,11 +170,13 @@ class RunningStack:
         orchestration must bring its record to `completed` or `failed` on its own.
         """
         deadline = time.monotonic() + timeout
-        unfinished = self.unfinished_jobs()
-        while unfinished and time.monotonic() < deadline:
-            time.sleep(1.0)
+        try:
             unfinished = self.unfinished_jobs()
-        self.stop()
+            while unfinished and time.monotonic() < deadline:
+                time.sleep(1.0)
+                unfinished = self.unfinished_jobs()
+        finally:  # a failing read must not leave the stack running
+            self.stop()
         assert unfinished == [], f"jobs left unfinished after {timeout:.0f} s: {unfinished}"
 
     def log_tail(self, lines: int = 60) -> str:
@@ -277,8 +279,9 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
 
 @pytest.fixture
 def tables(azurite: Azurite) -> Tables:
-    """Tables under a prefix of their own, so tests never see each other's rows."""
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    """Tables under a prefix of their own, so tests never see each other's rows; built through
+    the gateway's storage seam (timeouts, outages as StorageUnavailable), as the app builds them."""
+    service = table_service(azurite.connection_string)
     return Tables(service, prefix="t" + uuid.uuid4().hex[:10])
 
 
