@@ -158,14 +158,7 @@ def fail_job(payload: ActivityInput) -> None:
     own = [asset_blob_name(ref.app_id, ref.job_id, asset) for asset in JOB_ASSETS]
     recorded = [] if job is None else [job.video_blob, job.thumbnail_blob, job.reference_blob]
     if _discard(get_video_assets(), *own, *recorded) and job is not None and any(recorded):
-        jobs.update_job(
-            ref.app_id,
-            ref.job_id,
-            allow_finished=True,
-            video_blob=None,
-            thumbnail_blob=None,
-            reference_blob=None,
-        )
+        jobs.forget_assets(ref.app_id, ref.job_id)
 
 
 @bp.function_name(names.RELEASE_QUOTA_SLOT)

@@ -35,15 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from azure.core.pipeline.transport import HttpRequest, HttpResponse, RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
-from gateway.apps import AppStore
-from gateway.jobs import Job, JobStore, new_job_id
-from gateway.quota import Limits, QuotaStore
+from gateway.jobs import Job, JobStore
+from gateway.quota import Limits
 from gateway.tables import Tables
 from tests.conftest import RunningStack, launch_stack
+from tests.round_trips import CountedStores
 
 GENEROUS = '{"free": null, "pro": {"hour": 100000, "day": 100000}, "business": {"hour": 5, "day": 20}}'
 HOLDING_CODES_REFUNDED = frozenset({"upstream_access_denied", "upstream_ambiguous", "provider_unavailable"})
@@ -231,56 +230,22 @@ def racing_rotations(stack: RunningStack, app_id: str, racers: int = 10) -> Coun
         return Counter(pool.map(lambda _: rotate(), range(racers)))
 
 
-class CountingTransport(RequestsTransport):  # type: ignore[misc]  # untyped base
-    """Counts every request that leaves the storage client. A transport, not a pipeline policy:
-    TableServiceClient.get_table_client builds table clients without the service's custom policies
-    but shares its transport."""
-
-    requests = 0
-
-    def send(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        self.requests += 1
-        response: HttpResponse = super().send(request, **kwargs)
-        return response
-
-
 def round_trips(connection_string: str, api_key: str, video_id: str) -> tuple[int, int]:
     """Storage round trips of one create (authenticate, take a slot, record the job) and one read
     (authenticate, read the job), made by the gateway's own stores, counted once warm."""
-    counter = CountingTransport()
-    service = TableServiceClient.from_connection_string(connection_string, transport=counter)
-    tables = Tables(service)
-    apps, quota, jobs = AppStore(tables), QuotaStore(tables), JobStore(tables)
-    limits = Limits(hour=100_000, day=100_000)
+    stores = CountedStores(connection_string, limits=Limits(hour=100_000, day=100_000))
 
     def create() -> int:
-        before = counter.requests
-        app = apps.authenticate(api_key)
-        assert app is not None
-        now = time.time()
-        job = Job(
-            id=new_job_id(now),
-            app_id=app.id,
-            model="sora-2",
-            prompt="round trips",
-            seconds="4",
-            size="720x1280",
-            created_at=int(now),
-        )
-        quota.admit(app.id, limits, job.id, now)
-        jobs.add_job(job)
-        counted = counter.requests - before
+        created: list[Job] = []
+        trips = stores.trips_of(lambda: created.append(stores.create(api_key)))
         # Undone at once (not counted): the measurement leaves no job and no slot behind.
-        jobs.delete_job(app.id, job.id)
-        quota.release(app.id, job.id, time.time())
-        return counted
+        job = created[0]
+        stores.jobs.delete_job(job.app_id, job.id)
+        stores.quota.release(job.app_id, job.id, time.time())
+        return trips
 
     def read() -> int:
-        before = counter.requests
-        app = apps.authenticate(api_key)
-        assert app is not None
-        jobs.get_job(app.id, video_id)
-        return counter.requests - before
+        return stores.trips_of(lambda: stores.read(api_key, video_id))
 
     create(), read()  # warm: tables exist, any per-process state is filled
     return create(), read()

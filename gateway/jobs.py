@@ -112,6 +112,13 @@ class JobStore:
                 continue
             return updated
 
+    def forget_assets(self, app_id: str, job_id: str) -> Job:
+        """Clear the record's blob names once its blobs are deleted (a failed or expired job's
+        record stays, so reads can still say what happened)."""
+        return self.update_job(
+            app_id, job_id, allow_finished=True, video_blob=None, thumbnail_blob=None, reference_blob=None
+        )
+
     def list_jobs(
         self, app_id: str, *, limit: int, after: str | None, newest_first: bool
     ) -> tuple[list[Job], bool]:

@@ -61,14 +61,7 @@ class RetentionSweeper:
         for job in self._jobs.jobs_expired_before(now):
             if job.video_blob or job.thumbnail_blob or job.reference_blob:
                 self._assets.delete_all(job.video_blob, job.thumbnail_blob, job.reference_blob)
-                self._jobs.update_job(
-                    job.app_id,
-                    job.id,
-                    allow_finished=True,
-                    video_blob=None,
-                    thumbnail_blob=None,
-                    reference_blob=None,
-                )
+                self._jobs.forget_assets(job.app_id, job.id)
                 expired += 1
         deleted = 0
         for job in self._jobs.jobs_created_before(now - self._retention_seconds - RECORD_GRACE_SECONDS):
@@ -102,14 +95,7 @@ class RetentionSweeper:
                 deleted += 1
         for job in owners.values():
             if job is not None and _failed_before(job, older_than) and _has_files(job):
-                self._jobs.update_job(
-                    job.app_id,
-                    job.id,
-                    allow_finished=True,
-                    video_blob=None,
-                    thumbnail_blob=None,
-                    reference_blob=None,
-                )
+                self._jobs.forget_assets(job.app_id, job.id)
         return deleted
 
 
@@ -217,14 +203,7 @@ class Reconciler:
         try:
             self._assets.delete_all(*names, job.video_blob, job.thumbnail_blob, job.reference_blob)
             if _has_files(job):
-                self._jobs.update_job(
-                    job.app_id,
-                    job.id,
-                    allow_finished=True,
-                    video_blob=None,
-                    thumbnail_blob=None,
-                    reference_blob=None,
-                )
+                self._jobs.forget_assets(job.app_id, job.id)
         except Exception as error:
             log.warning("could not delete the files of video %s: %s", job.id, type(error).__name__)
 

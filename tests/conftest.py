@@ -266,15 +266,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         yield running
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    """A private Azurite (in memory) for tests that use storage without the whole stack."""
-    emulator = Azurite(PROJECT_DIR, tmp_path_factory.mktemp("azurite"), in_memory=True)
+@contextlib.contextmanager
+def running_azurite(state_dir: Path) -> Iterator[Azurite]:
+    """An Azurite of its own (in memory), stopped on leaving."""
+    emulator = Azurite(PROJECT_DIR, state_dir, in_memory=True)
     emulator.start()
     try:
         yield emulator
     finally:
         emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """A private Azurite (in memory) for tests that use storage without the whole stack."""
+    with running_azurite(tmp_path_factory.mktemp("azurite")) as emulator:
+        yield emulator
 
 
 @pytest.fixture

@@ -9,76 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
-
-from azure.core.pipeline.transport import HttpRequest, HttpResponse, RequestsTransport
-from azure.data.tables import TableServiceClient
 
 from devhost.azurite import Azurite
-from gateway.apps import AppStore
-from gateway.jobs import Job, JobStore, new_job_id
 from gateway.quota import Limits, QuotaStore
-from gateway.tables import Tables
+from tests.round_trips import CountedStores
 
 LIMITS = Limits(hour=100, day=1000)
 
 
-class RoundTrips(RequestsTransport):  # type: ignore[misc]  # untyped base
-    """Counts every HTTP request that leaves the client (retries included: each is a round trip).
-
-    A transport rather than a pipeline policy: TableServiceClient.get_table_client builds its
-    table clients' pipelines afresh, without the service's custom policies, but shares its
-    transport.
-    """
-
-    count = 0
-
-    def send(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        self.count += 1
-        response: HttpResponse = super().send(request, **kwargs)
-        return response
-
-
-class Gateway:
+class Gateway(CountedStores):
     def __init__(self, azurite: Azurite) -> None:
-        self.trips = RoundTrips()
-        service = TableServiceClient.from_connection_string(azurite.connection_string, transport=self.trips)
-        self.tables = Tables(service, prefix="t" + uuid.uuid4().hex[:10])
-        self.apps, self.quota, self.jobs = (
-            AppStore(self.tables),
-            QuotaStore(self.tables),
-            JobStore(self.tables),
-        )
-
-    def create(self, api_key: str) -> Job:
-        app = self.apps.authenticate(api_key)
-        assert app is not None
-        now = time.time()
-        job = Job(
-            id=new_job_id(now),
-            app_id=app.id,
-            model="m",
-            prompt="p",
-            seconds="4",
-            size="1280x720",
-            created_at=int(now),
-        )
-        assert self.quota.admit(app.id, LIMITS, job.id, now).admitted
-        self.jobs.add_job(job)
-        return job
-
-    def read(self, api_key: str, job_id: str) -> Job:
-        app = self.apps.authenticate(api_key)
-        assert app is not None
-        job = self.jobs.get_job(app.id, job_id)
-        assert job is not None
-        return job
-
-    def trips_of(self, action: Callable[[], object]) -> int:
-        before = self.trips.count
-        action()
-        return self.trips.count - before
+        super().__init__(azurite.connection_string, prefix="t" + uuid.uuid4().hex[:10], limits=LIMITS)
 
 
 def test_an_accepted_create_costs_three_round_trips_and_a_read_two(azurite: Azurite) -> None:

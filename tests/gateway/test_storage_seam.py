@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from azure.core import MatchConditions
@@ -36,8 +35,8 @@ from gateway.blobs import TRANSFER_TIMEOUTS, VideoAssets, blob_service, copy_ups
 from gateway.errors import StorageUnavailable, UpstreamTransientError
 from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
 from gateway.tables import HEALTH_TIMEOUTS, REQUEST_TIMEOUTS, Tables, table_service
+from tests.conftest import running_azurite
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 # The rules, in absolute terms (not derived from the constants under test): a call on the
 # request path gives up within about 10 s, health within about 3 s; plus what a busy 2-core
 # machine may add. Storage calls without timeouts hang for minutes.
@@ -79,12 +78,8 @@ def paused(pid: int) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def private_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     """An Azurite of this module's own, so pausing it disturbs no other test."""
-    emulator = Azurite(PROJECT_DIR, tmp_path_factory.mktemp("seam-azurite"), in_memory=True)
-    emulator.start()
-    try:
+    with running_azurite(tmp_path_factory.mktemp("seam-azurite")) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture
