@@ -18,13 +18,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableEntity, UpdateMode
-
+from gateway import azure_sdk as sdk
 from gateway.errors import Conflict
 from gateway.tables import APP_KEYS_TABLE, APPS_TABLE, Tables
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableEntity
 
 PLANS = ("free", "pro", "business")
 KEY_PREFIX = "sgw_"
@@ -99,7 +100,7 @@ class AppStore:
         if existing is None:
             try:
                 return self.create_app(name, plan, app_id=app_id, api_key=api_key).app
-            except ResourceExistsError:
+            except sdk.ResourceExistsError:
                 existing = self.get_app(app_id)
                 assert existing is not None
         if not hmac.compare_digest(existing.key_hash, hash_key(api_key)):
@@ -109,7 +110,7 @@ class AppStore:
     def get_app(self, app_id: str) -> App | None:
         try:
             entity = self._apps.get_entity(_APP_PARTITION, app_id)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         return _app_from_entity(entity)
 
@@ -124,7 +125,7 @@ class AppStore:
         key_hash = hash_key(api_key)
         try:
             key_row = self._keys.get_entity(_KEY_PARTITION, key_hash)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         if "plan" in key_row:
             return _app_from_key_row(key_row)
@@ -135,16 +136,16 @@ class AppStore:
         while True:
             try:
                 entity = self._apps.get_entity(_APP_PARTITION, app_id)
-            except ResourceNotFoundError:
+            except sdk.ResourceNotFoundError:
                 return None
             entity["plan"] = plan
             version = _version(entity) + 1
             entity["version"] = version
             try:
                 self._apps.update_entity(
-                    entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                    entity, etag=entity.metadata["etag"], match_condition=sdk.MatchConditions.IfNotModified
                 )
-            except (ResourceModifiedError, ResourceNotFoundError):
+            except (sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
                 continue  # a rotation or another plan change came first: apply ours on top of it
             app = _app_from_entity(entity)
             self._sync_key_row(app, version)
@@ -169,7 +170,7 @@ class AppStore:
             version = _version(entity) + 1
             rotated = replace(_app_from_entity(entity), key_hash=new_hash)
             # The new key's row first, so the key works the moment the app row names it.
-            self._keys.upsert_entity(_key_entity(rotated, version=version), mode=UpdateMode.REPLACE)
+            self._keys.upsert_entity(_key_entity(rotated, version=version), mode=sdk.UpdateMode.REPLACE)
             entity.update(
                 {
                     "key_hash": new_hash,
@@ -180,10 +181,10 @@ class AppStore:
             )
             try:
                 self._apps.update_entity(
-                    entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                    entity, etag=entity.metadata["etag"], match_condition=sdk.MatchConditions.IfNotModified
                 )
                 break
-            except ResourceModifiedError:
+            except sdk.ResourceModifiedError:
                 entity = self._apps.get_entity(_APP_PARTITION, app_id)
                 if str(entity["key_hash"]) != old_hash:  # another rotation won
                     self._delete_key_row(new_hash)
@@ -218,20 +219,20 @@ class AppStore:
         key_hash = str(key_row["RowKey"])
         try:
             entity = self._apps.get_entity(_APP_PARTITION, str(key_row["app_id"]))
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         app = _app_from_entity(entity)
         # The app row is the source of truth for such rows: a key row left behind by an
         # interrupted rotation of the old code must not keep working.
         if not hmac.compare_digest(app.key_hash, key_hash):
             return None
-        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+        with contextlib.suppress(sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
             # If unchanged since read: a plan change or rotation meanwhile wrote it (or deleted it).
             self._keys.update_entity(
                 _key_entity(app, version=_version(entity)),
-                mode=UpdateMode.REPLACE,
+                mode=sdk.UpdateMode.REPLACE,
                 etag=key_row.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
+                match_condition=sdk.MatchConditions.IfNotModified,
             )
         return app
 
@@ -240,26 +241,26 @@ class AppStore:
         while True:
             try:
                 key_row = self._keys.get_entity(_KEY_PARTITION, app.key_hash)
-            except ResourceNotFoundError:
+            except sdk.ResourceNotFoundError:
                 return  # rotated away: the rotation wrote its new row from the app row we wrote
             if int(key_row.get("app_version") or 0) >= version:
                 return
             try:
                 self._keys.update_entity(
                     _key_entity(app, version=version),
-                    mode=UpdateMode.REPLACE,
+                    mode=sdk.UpdateMode.REPLACE,
                     etag=key_row.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
+                    match_condition=sdk.MatchConditions.IfNotModified,
                 )
                 return
-            except ResourceModifiedError:
+            except sdk.ResourceModifiedError:
                 continue
-            except ResourceNotFoundError:
+            except sdk.ResourceNotFoundError:
                 return
 
     def _delete_key_row(self, key_hash: str) -> None:
         if key_hash:
-            with contextlib.suppress(ResourceNotFoundError):
+            with contextlib.suppress(sdk.ResourceNotFoundError):
                 self._keys.delete_entity(_KEY_PARTITION, key_hash)
 
 

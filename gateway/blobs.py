@@ -15,15 +15,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.core.pipeline import PipelineRequest, PipelineResponse
-
+from gateway import azure_sdk as sdk
 from gateway.errors import StorageUnavailable, UpstreamTransientError
 from gateway.providers.port import VideoProvider
 from gateway.tables import REQUEST_TIMEOUTS, StorageTimeouts, guard_storage_call
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.core.pipeline import PipelineRequest, PipelineResponse
     from azure.storage.blob import BlobServiceClient, UserDelegationKey
 
 log = logging.getLogger(__name__)
@@ -136,7 +135,7 @@ class VideoAssets:
         """Delete these blobs; ones already gone are fine."""
         for name in blob_names:
             if name:
-                with contextlib.suppress(ResourceNotFoundError):
+                with contextlib.suppress(sdk.ResourceNotFoundError):
                     self._service.get_blob_client(self._container, name).delete_blob(
                         delete_snapshots="include"
                     )
@@ -161,7 +160,7 @@ class VideoAssets:
     def _ensure_container(self) -> None:
         if self._container_ready:
             return
-        with contextlib.suppress(ResourceExistsError):
+        with contextlib.suppress(sdk.ResourceExistsError):
             self._service.create_container(self._container)
         self._container_ready = True
 

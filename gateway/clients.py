@@ -11,9 +11,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from azure.core.credentials import TokenCredential
-from azure.data.tables import TableServiceClient
-
 from gateway.apps import AppStore
 from gateway.blobs import VideoAssets, blob_service
 from gateway.creation import UpstreamCreator
@@ -29,6 +26,8 @@ from gateway.tables import Tables, table_service
 from gateway.webhooks import WebhookSender
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableServiceClient
     from azure.storage.blob import BlobServiceClient
 
 T = TypeVar("T")

@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
-
+from gateway import azure_sdk as sdk
 from gateway.blobs import VideoAssets
 from gateway.catalog import shape_of
 from gateway.errors import UpstreamAmbiguousError, UpstreamRejectedError, UpstreamThrottled
@@ -165,7 +164,7 @@ class UpstreamCreator:
                     "job_id": job.id,
                 }
             )
-        except ResourceExistsError:
+        except sdk.ResourceExistsError:
             owner = self._claims.get_entity(key, "claim")
             return bool(owner["job_id"] == job.id)
         return True

@@ -13,10 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
-
+from gateway import azure_sdk as sdk
 from gateway.tables import Tables
 
 IDEMPOTENCY_TABLE = "idempotency"
@@ -52,7 +49,7 @@ class IdempotencyStore:
         while True:
             try:
                 self._table.create_entity(entity)
-            except ResourceExistsError:
+            except sdk.ResourceExistsError:
                 pass
             else:
                 return candidate
@@ -71,21 +68,21 @@ class IdempotencyStore:
         try:
             self._table.update_entity(
                 candidate.entity(app_id, key),
-                mode=UpdateMode.REPLACE,
+                mode=sdk.UpdateMode.REPLACE,
                 etag=held.etag,
-                match_condition=MatchConditions.IfNotModified,
+                match_condition=sdk.MatchConditions.IfNotModified,
             )
-        except (ResourceModifiedError, ResourceNotFoundError):
+        except (sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
             return None
         return candidate
 
     def mark_recorded(self, app_id: str, key: str, job_id: str) -> None:
         """Stamp the claim: `job_id`'s record exists. Merged unconditionally: if another request
         took the key over meanwhile, its claim names another job and the stamp does not match it."""
-        with contextlib.suppress(ResourceNotFoundError):
+        with contextlib.suppress(sdk.ResourceNotFoundError):
             self._table.update_entity(
                 {"PartitionKey": app_id, "RowKey": _row_key(key), "recorded_job_id": job_id},
-                mode=UpdateMode.MERGE,
+                mode=sdk.UpdateMode.MERGE,
             )
 
     def release(self, app_id: str, key: str, job_id: str) -> None:
@@ -93,18 +90,18 @@ class IdempotencyStore:
         held = self._read(app_id, key)
         if held is None or held.job_id != job_id:
             return
-        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+        with contextlib.suppress(sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
             self._table.delete_entity(
                 app_id,
                 _row_key(key),
                 etag=held.etag,
-                match_condition=MatchConditions.IfNotModified,
+                match_condition=sdk.MatchConditions.IfNotModified,
             )
 
     def _read(self, app_id: str, key: str) -> Claim | None:
         try:
             existing = self._table.get_entity(app_id, _row_key(key))
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         job_id = str(existing["job_id"])
         return Claim(

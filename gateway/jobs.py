@@ -13,10 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
-
+from gateway import azure_sdk as sdk
 from gateway.tables import JOBS_TABLE, Tables
 
 FINISHED = frozenset({"completed", "failed"})
@@ -87,7 +84,7 @@ class JobStore:
     def get_job(self, app_id: str, job_id: str) -> Job | None:
         try:
             return Job.from_entity(self._table.get_entity(app_id, job_id))
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
 
     def update_job(self, app_id: str, job_id: str, *, allow_finished: bool = False, **changes: Any) -> Job:
@@ -104,11 +101,11 @@ class JobStore:
             try:
                 self._table.update_entity(
                     updated.to_entity(),
-                    mode=UpdateMode.REPLACE,
+                    mode=sdk.UpdateMode.REPLACE,
                     etag=entity.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
+                    match_condition=sdk.MatchConditions.IfNotModified,
                 )
-            except ResourceModifiedError:
+            except sdk.ResourceModifiedError:
                 continue
             return updated
 
@@ -155,5 +152,5 @@ class JobStore:
         return [Job.from_entity(row) for row in rows]
 
     def delete_job(self, app_id: str, job_id: str) -> None:
-        with contextlib.suppress(ResourceNotFoundError):
+        with contextlib.suppress(sdk.ResourceNotFoundError):
             self._table.delete_entity(app_id, job_id)

@@ -12,10 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
-
+from gateway import azure_sdk as sdk
 from gateway.tables import Tables
 
 PACING_TABLE = "pacing"
@@ -58,7 +55,7 @@ class UpstreamPacer:
         while True:
             try:
                 entity = self._table.get_entity(_PARTITION, row_key)
-            except ResourceNotFoundError:
+            except sdk.ResourceNotFoundError:
                 entity = None
             next_free = float(entity["next_at"]) if entity else now
             start_at = max(now, next_free)
@@ -69,10 +66,10 @@ class UpstreamPacer:
                 else:
                     self._table.update_entity(
                         row,
-                        mode=UpdateMode.REPLACE,
+                        mode=sdk.UpdateMode.REPLACE,
                         etag=entity.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
+                        match_condition=sdk.MatchConditions.IfNotModified,
                     )
-            except (ResourceExistsError, ResourceModifiedError):
+            except (sdk.ResourceExistsError, sdk.ResourceModifiedError):
                 continue  # another job reserved first; take the slot after it
             return start_at

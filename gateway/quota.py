@@ -27,13 +27,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
-
+from gateway import azure_sdk as sdk
 from gateway.tables import Tables
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
 
 QUOTA_TABLE = "quota"
 WINDOWS: dict[str, int] = {"hour": 3600, "day": 86400}
@@ -339,18 +339,18 @@ class QuotaStore:
             return True
         try:
             row = self._table.get_entity(app_id, ticket_row_key(ticket))
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return False
         at = to_ms(float(row["at"]))
         delete = (
             "delete",
             row,
-            {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
+            {"etag": row.metadata["etag"], "match_condition": sdk.MatchConditions.IfNotModified},
         )
         if at <= to_ms(now) - DAY_MS or not _contains(state.times, at):
             # Its slot already left the day (or never made it into the row): nothing to give back.
             self._table.delete_entity(
-                row, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                row, etag=row.metadata["etag"], match_condition=sdk.MatchConditions.IfNotModified
             )
             return False
         self._commit(app_id, _without(state, at, state.legacy), [delete])
@@ -374,7 +374,9 @@ class QuotaStore:
             etag=state.etag,
         )
         operation = (
-            ("upsert", ticket_row, {"mode": UpdateMode.REPLACE}) if replace_ticket else ("create", ticket_row)
+            ("upsert", ticket_row, {"mode": sdk.UpdateMode.REPLACE})
+            if replace_ticket
+            else ("create", ticket_row)
         )
         self._commit(app_id, admitted, [operation])
         if due:  # this writer took the sweep on (its write reset the count)
@@ -387,14 +389,14 @@ class QuotaStore:
             write: Any = ("create", entity)
         else:
             conditions = {
-                "mode": UpdateMode.REPLACE,
+                "mode": sdk.UpdateMode.REPLACE,
                 "etag": state.etag,
-                "match_condition": MatchConditions.IfNotModified,
+                "match_condition": sdk.MatchConditions.IfNotModified,
             }
             write = ("update", entity, conditions)
         try:
             results = self._table.submit_transaction([write, *others])
-        except TableTransactionError as error:
+        except sdk.TableTransactionError as error:
             self._forget(app_id)
             if error.index != 0 and _is_code(error, "EntityAlreadyExists"):
                 raise _TicketTaken from error
@@ -409,7 +411,7 @@ class QuotaStore:
         """Whether `ticket` holds a live slot (one extra read, only when it matters)."""
         try:
             row = self._table.get_entity(app_id, ticket_row_key(ticket), select=["at"])
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return False
         return to_ms(float(row["at"])) > to_ms(now) - DAY_MS
 
@@ -430,13 +432,14 @@ class QuotaStore:
         expired = [row for _, row in zip(range(SWEEP_BATCH), rows, strict=False)]
         if not expired:
             return
-        with contextlib.suppress(HttpResponseError):  # a row changed meanwhile: the next sweep looks again
+        # A row changed meanwhile: the next sweep looks again.
+        with contextlib.suppress(sdk.HttpResponseError):
             self._table.submit_transaction(
                 [
                     (
                         "delete",
                         row,
-                        {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
+                        {"etag": row.metadata["etag"], "match_condition": sdk.MatchConditions.IfNotModified},
                     )
                     for row in expired
                 ]
@@ -445,7 +448,7 @@ class QuotaStore:
     def _read(self, app_id: str) -> QuotaState:
         try:
             entity = self._table.get_entity(app_id, STATE_ROW)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             self._forget(app_id)
             return QuotaState()
         state = decode_state(entity, entity.metadata["etag"])
@@ -472,7 +475,7 @@ class _TicketTaken(Exception):
     """The ticket's row exists: it holds a slot, or held one that has left the day."""
 
 
-def _is_code(error: HttpResponseError, *codes: str) -> bool:
+def _is_code(error: sdk.HttpResponseError, *codes: str) -> bool:
     return str(getattr(error, "error_code", "") or "") in codes
 
 

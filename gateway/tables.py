@@ -9,18 +9,19 @@ raise azure-core errors that the API layer can only answer with a 500.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ResourceExistsError, ServiceRequestError, ServiceResponseError
-from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import HTTPPolicy
-from azure.data.tables import TableClient, TableServiceClient
-
+from gateway import azure_sdk as sdk
 from gateway.errors import StorageUnavailable
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.core.pipeline import PipelineRequest, PipelineResponse
+    from azure.data.tables import TableClient, TableServiceClient
 
 APPS_TABLE = "apps"
 APP_KEYS_TABLE = "appkeys"
@@ -61,29 +62,12 @@ REQUEST_TIMEOUTS = StorageTimeouts(connect=2.0, read=4.0, retries=1, backoff=0.7
 HEALTH_TIMEOUTS = StorageTimeouts(connect=1.0, read=2.0, retries=0, backoff=0.0)
 
 
-class StorageOutagePolicy(HTTPPolicy[Any, Any]):
-    """Raises `StorageUnavailable` (chained to the cause) when a storage call fails for want of
-    storage: connection refused or reset, a connect or read timeout, or a 5xx after the retries.
-
-    Why a pipeline policy rather than wrapping `Tables.get` or each store: every call of every
-    client goes through its pipeline, including the pages of a lazy query and the blocks of an
-    upload, so no call can slip past it, and the stores keep catching the SDK's own
-    ResourceNotFoundError / ResourceExistsError / ResourceModifiedError, which it never sees
-    (they are raised by the client after the pipeline returns the 404 / 409 / 412). It sits
-    outside the retry policy (Tables: first in the pipeline; Blob: the retry policy's own `send`), so
-    it judges only the outcome of the last try.
-    """
-
-    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
-        return guard_storage_call(request, self.next.send)
-
-
 def guard_storage_call(request: PipelineRequest[Any], send: Any) -> PipelineResponse[Any, Any]:
     """`send(request)`, with an outage raised as `StorageUnavailable` (see StorageOutagePolicy)."""
     target = f"{request.http_request.method} {request.http_request.url.split('?')[0]}"
     try:
         response: PipelineResponse[Any, Any] = send(request)
-    except (ServiceRequestError, ServiceResponseError) as error:
+    except (sdk.ServiceRequestError, sdk.ServiceResponseError) as error:
         log.warning("storage unavailable: %s: %s", target, type(error).__name__)
         raise StorageUnavailable() from error
     status = response.http_response.status_code
@@ -112,20 +96,45 @@ def table_service(
         "timeout": REQUEST_TIMEOUTS.deadline,
     }
     if connection_string:
-        return _GuardedTableService.from_connection_string(connection_string, **options)
+        return _guarded_table_service().from_connection_string(connection_string, **options)
     if endpoint is None:
         raise ValueError("a Table service needs a connection string or an endpoint")
-    return _GuardedTableService(endpoint=endpoint, credential=credential, **options)
+    return _guarded_table_service()(endpoint=endpoint, credential=credential, **options)
 
 
-class _GuardedTableService(TableServiceClient):
-    """A TableServiceClient whose pipelines, its own and those of the TableClients it hands
-    out, start with the StorageOutagePolicy. `get_table_client` builds each table's pipeline
-    from this policy list, not from the service's pipeline, so azure-core's `per_call_policies`
-    would reach only the service's own calls (create_table, list_tables), never a row's."""
+@functools.cache
+def _guarded_table_service() -> type[TableServiceClient]:
+    """The Table service client class with the storage seam, built on first use (with the SDK:
+    see gateway.azure_sdk for why nothing of it is imported with this module)."""
+    from azure.core.pipeline.policies import HTTPPolicy
+    from azure.data.tables import TableServiceClient
 
-    def _configure_policies(self, **kwargs: Any) -> list[Any]:
-        return [StorageOutagePolicy(), *super()._configure_policies(**kwargs)]
+    class StorageOutagePolicy(HTTPPolicy[Any, Any]):
+        """Raises `StorageUnavailable` (chained to the cause) when a storage call fails for want of
+        storage: connection refused or reset, a connect or read timeout, or a 5xx after the retries.
+
+        Why a pipeline policy rather than wrapping `Tables.get` or each store: every call of every
+        client goes through its pipeline, including the pages of a lazy query and the blocks of an
+        upload, so no call can slip past it, and the stores keep catching the SDK's own
+        ResourceNotFoundError / ResourceExistsError / ResourceModifiedError, which it never sees
+        (they are raised by the client after the pipeline returns the 404 / 409 / 412). It sits
+        outside the retry policy (Tables: first in the pipeline; Blob: the retry policy's own `send`), so
+        it judges only the outcome of the last try.
+        """
+
+        def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+            return guard_storage_call(request, self.next.send)
+
+    class _GuardedTableService(TableServiceClient):
+        """A TableServiceClient whose pipelines, its own and those of the TableClients it hands
+        out, start with the StorageOutagePolicy. `get_table_client` builds each table's pipeline
+        from this policy list, not from the service's pipeline, so azure-core's `per_call_policies`
+        would reach only the service's own calls (create_table, list_tables), never a row's."""
+
+        def _configure_policies(self, **kwargs: Any) -> list[Any]:
+            return [StorageOutagePolicy(), *super()._configure_policies(**kwargs)]
+
+    return _GuardedTableService
 
 
 class Tables:
@@ -144,7 +153,7 @@ class Tables:
         with self._lock:
             if name not in self._ready:
                 full_name = self._prefix + name
-                with contextlib.suppress(ResourceExistsError):
+                with contextlib.suppress(sdk.ResourceExistsError):
                     self._service.create_table(full_name)
                 self._ready[name] = self._service.get_table_client(full_name)
             return self._ready[name]
