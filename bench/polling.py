@@ -89,8 +89,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    # The default polling settings of a deployment (any account will do; none is contacted).
     defaults = Settings.from_env(
-        {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZURE_OPENAI_ENDPOINT": "x"}
+        {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AIMLAPI_API_KEY": "k"}
     )
     policy = PollPolicy(defaults.poll_min_seconds, defaults.poll_max_seconds)
     jobs = make_jobs(args.jobs, args.seed)
