@@ -125,7 +125,7 @@ def _guarded_table_service() -> type[TableServiceClient]:
         def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
             return guard_storage_call(request, self.next.send)
 
-    class _GuardedTableService(TableServiceClient):
+    class GuardedTableService(TableServiceClient):
         """A TableServiceClient whose pipelines, its own and those of the TableClients it hands
         out, start with the StorageOutagePolicy. `get_table_client` builds each table's pipeline
         from this policy list, not from the service's pipeline, so azure-core's `per_call_policies`
@@ -134,7 +134,7 @@ def _guarded_table_service() -> type[TableServiceClient]:
         def _configure_policies(self, **kwargs: Any) -> list[Any]:
             return [StorageOutagePolicy(), *super()._configure_policies(**kwargs)]
 
-    return _GuardedTableService
+    return GuardedTableService
 
 
 class Tables:
