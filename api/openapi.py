@@ -349,6 +349,31 @@ def _management_paths() -> JsonObject:
                     ),
                 },
             ),
+            "get": _operation(
+                "listApps",
+                "List the apps (without secrets), newest first by default",
+                "management",
+                ADMIN_KEY,
+                {
+                    "200": _response("One page of apps.", schema_ref("AppList")),
+                    **errors("400", "401", "404", "503"),
+                },
+                description=note + " Pages like `GET /v1/videos`; 400 `invalid_value` (`param: after`) "
+                "when `after` is not the id of an app.",
+                parameters=[
+                    _query("limit", "Page size.", integer(minimum=1, maximum=100, default=20)),
+                    _query(
+                        "after",
+                        "Cursor: an app id; the page starts after it.",
+                        string(pattern="^[A-Za-z0-9_-]*$", maxLength=128),
+                    ),
+                    _query(
+                        "order",
+                        "Sort order by creation (then id).",
+                        string(enum=["asc", "desc"], default="desc"),
+                    ),
+                ],
+            ),
         },
         "/v1/manage/apps/{app_id}": {
             "parameters": app_id,

@@ -254,6 +254,15 @@ def component_schemas() -> JsonObject:
             }
         ),
         "App": obj(_app_fields(), optional=("object",)),
+        "AppList": obj(
+            {
+                "object": const("list"),
+                "data": {"type": "array", "items": schema_ref("App")},
+                "first_id": nullable(string(pattern=ID_PATTERN)),
+                "last_id": nullable(string(pattern=ID_PATTERN)),
+                "has_more": {"type": "boolean"},
+            }
+        ),
         "AppWithSecrets": obj({**_app_fields(), **_secrets()}, optional=("object",)),
         "AppKey": obj({"api_key": _secrets()["api_key"]}),
         "Health": obj(

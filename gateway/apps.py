@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from gateway import azure_sdk as sdk
-from gateway.errors import Conflict
+from gateway.errors import Conflict, InvalidRequest
 from gateway.tables import APP_KEYS_TABLE, APPS_TABLE, Tables
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ PLANS = ("free", "pro", "business")
 KEY_PREFIX = "sgw_"
 _APP_PARTITION = "app"
 _KEY_PARTITION = "key"
+_LISTED_COLUMNS = ("RowKey", "name", "plan", "created_at")
 ROTATION_QUIET_SECONDS = 10
 
 
@@ -42,6 +43,22 @@ class App:
     created_at: int
     key_hash: str
     webhook_secret: str
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """What a listing shows of an app: no key hash, no webhook secret (they are never read)."""
+
+    id: str
+    name: str
+    plan: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class AppPage:
+    apps: list[AppInfo]
+    has_more: bool
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,36 @@ class AppStore:
         except sdk.ResourceNotFoundError:
             return None
         return _app_from_entity(entity)
+
+    def list_apps(self, *, limit: int, after: str | None, newest_first: bool) -> AppPage:
+        """One page of apps by creation (`created_at`, then id), and whether more follow.
+
+        `after` is the id of the app the page starts after; an id of no app raises
+        InvalidRequest (param `after`): an app id has no place in the order of its own.
+
+        Cost: one query of the apps partition, reading only the listed columns (never the key
+        hash or the webhook secret), then a sort in memory. Table Storage orders rows by id, not
+        by creation, so every page reads the whole partition: about 1,000 rows per round trip
+        and ~100 bytes a row, a few round trips and well under a megabyte for the few thousand
+        apps expected. Past tens of thousands, a creation-ordered index row would be the fix.
+        """
+        rows = self._apps.query_entities(
+            "PartitionKey eq @partition",
+            parameters={"partition": _APP_PARTITION},
+            select=list(_LISTED_COLUMNS),
+        )
+        apps = sorted(
+            (_info_from_entity(row) for row in rows),
+            key=lambda app: (app.created_at, app.id),
+            reverse=newest_first,
+        )
+        start = 0
+        if after is not None:
+            start = next((i + 1 for i, app in enumerate(apps) if app.id == after), -1)
+            if start < 0:
+                raise InvalidRequest(f"Invalid 'after': no app has the id {after!r}.", param="after")
+        page = apps[start : start + limit]
+        return AppPage(apps=page, has_more=start + limit < len(apps))
 
     def authenticate(self, api_key: str) -> App | None:
         """The app owning `api_key`, or None: one point read of the key's row.
@@ -314,4 +361,13 @@ def _app_from_entity(entity: Mapping[str, object]) -> App:
         created_at=int(entity["created_at"]),  # type: ignore[call-overload]
         key_hash=str(entity["key_hash"]),
         webhook_secret=str(entity["webhook_secret"]),
+    )
+
+
+def _info_from_entity(entity: Mapping[str, object]) -> AppInfo:
+    return AppInfo(
+        id=str(entity["RowKey"]),
+        name=str(entity["name"]),
+        plan=str(entity["plan"]),
+        created_at=int(entity["created_at"]),  # type: ignore[call-overload]
     )

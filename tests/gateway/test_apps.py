@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from gateway.apps import KEY_PREFIX, ROTATION_QUIET_SECONDS, AppStore, ConcurrentUpdate, hash_key
+from gateway.errors import InvalidRequest
 from gateway.tables import APP_KEYS_TABLE, APPS_TABLE, Tables
 
 
@@ -211,3 +212,57 @@ def test_concurrent_plan_changes_leave_the_key_row_on_the_last_one(tables: Table
     assert stored is not None
     assert app is not None
     assert app.plan == stored.plan
+
+
+def test_list_apps_pages_by_creation_then_id_without_secrets(tables: Tables) -> None:
+    now = [1_000.0]
+    store = AppStore(tables, clock=lambda: now[0])
+    created = []
+    for n in range(7):
+        now[0] = 1_000.0 + n // 2  # pairs share a second: the id breaks the tie
+        created.append(store.create_app(f"app {n}", "pro").app)
+    oldest_first = [app.id for app in sorted(created, key=lambda app: (app.created_at, app.id))]
+
+    for newest_first, expected in ((False, oldest_first), (True, oldest_first[::-1])):
+        seen: list[str] = []
+        after = None
+        while True:
+            page = store.list_apps(limit=3, after=after, newest_first=newest_first)
+            seen += [app.id for app in page.apps]
+            assert all(
+                not hasattr(app, "key_hash") and not hasattr(app, "webhook_secret") for app in page.apps
+            )
+            if not page.has_more:
+                break
+            after = page.apps[-1].id
+        assert seen == expected
+
+    assert store.list_apps(limit=7, after=None, newest_first=True).has_more is False
+    assert store.list_apps(limit=6, after=None, newest_first=True).has_more is True
+    assert store.list_apps(limit=3, after=oldest_first[3], newest_first=False).has_more is False
+    last = store.list_apps(limit=10, after=oldest_first[-1], newest_first=False)
+    assert (last.apps, last.has_more) == ([], False)
+    with pytest.raises(InvalidRequest) as refused:
+        store.list_apps(limit=3, after="app_unknown", newest_first=True)
+    assert refused.value.param == "after"
+
+
+def test_list_apps_reads_no_secret_columns(tables: Tables) -> None:
+    store = AppStore(tables)
+    store.create_app("Acme", "pro")
+    queried: list[object] = []
+    table = tables.get(APPS_TABLE)
+    original = table.query_entities
+
+    def spy(*args: object, **kwargs: object) -> object:
+        queried.append(kwargs.get("select"))
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    store._apps = type("Spy", (), {"query_entities": staticmethod(spy)})()  # type: ignore[assignment]
+    page = store.list_apps(limit=5, after=None, newest_first=True)
+
+    assert [app.name for app in page.apps] == ["Acme"]
+    assert queried
+    assert all(
+        isinstance(select, list) and not {"key_hash", "webhook_secret"} & set(select) for select in queried
+    )
