@@ -56,7 +56,7 @@ from gateway.errors import (
     UpstreamTransientError,
 )
 from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
-from gateway.providers.transport import keyless_download, never_sent, retry_after
+from gateway.providers.transport import keyless_download, never_sent, read_answer, retry_after
 
 GENERATIONS_PATH = "/v2/video/generations"
 CAPABILITIES = Capabilities(image_input=True, remix=False, delete=False, find_recent=False, thumbnail=False)
@@ -109,28 +109,11 @@ class AimlApiProvider:
             encoded = base64.b64encode(request.reference.content).decode("ascii")
             body["image_url"] = f"data:{request.reference.content_type};base64,{encoded}"
         response = self._create_request(body)
-        try:
-            return self._video(response.json())
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            # Accepted, perhaps, but the id is lost: asking again could make a second job.
-            raise UpstreamAmbiguousError(
-                f"POST {GENERATIONS_PATH}: answer without a readable generation id ({type(error).__name__})",
-                status=response.status_code,
-            ) from error
-        finally:
-            response.close()
+        return read_answer(response, self._video, f"POST {GENERATIONS_PATH}", creating=True)
 
     def get(self, video_id: str) -> ProviderVideo:
         response = self._read_request(GENERATIONS_PATH, params={"generation_id": video_id})
-        try:
-            return self._video(response.json())
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise UpstreamTransientError(
-                f"GET {GENERATIONS_PATH}: unreadable answer ({type(error).__name__})",
-                status=response.status_code,
-            ) from error
-        finally:
-            response.close()
+        return read_answer(response, self._video, f"GET {GENERATIONS_PATH}")
 
     @contextmanager
     def open_asset(self, video_id: str, variant: str = "video") -> Iterator[Iterator[bytes]]:
@@ -261,14 +244,12 @@ class AimlApiProvider:
 
     def _video_url(self, video_id: str) -> str:
         response = self._read_request(GENERATIONS_PATH, params={"generation_id": video_id})
-        try:
-            body = response.json()
+
+        def video_and_url(body: Any) -> tuple[ProviderVideo, Any]:
             video = self._video(body)
-            url = (body.get("video") or {}).get("url") if video.status == "completed" else None
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise UpstreamTransientError(f"GET {GENERATIONS_PATH}: unreadable answer") from error
-        finally:
-            response.close()
+            return video, (body.get("video") or {}).get("url") if video.status == "completed" else None
+
+        video, url = read_answer(response, video_and_url, f"GET {GENERATIONS_PATH}")
         if video.status != "completed":
             raise UpstreamRejectedError(
                 f"Generation is {video.status}, it has no video yet.", code="video_not_ready"

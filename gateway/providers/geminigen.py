@@ -63,7 +63,13 @@ from gateway.errors import (
 )
 from gateway.messages import CONTENT_POLICY_VIOLATION, UPSTREAM_ACCESS_DENIED, VIDEO_GENERATION_FAILED
 from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
-from gateway.providers.transport import TRANSIENT_STATUSES, keyless_download, never_sent, retry_after
+from gateway.providers.transport import (
+    TRANSIENT_STATUSES,
+    keyless_download,
+    never_sent,
+    read_answer,
+    retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +123,7 @@ class GeminiGenProvider:
         ]
         parts.extend(files)
         response = self._api("POST", f"video-gen/{family}", creating=True, files=parts)
-        try:
-            body = response.json()
-            return _video(body)
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            # A 2xx whose body cannot be read: the job may well exist, and we cannot find it.
-            raise UpstreamAmbiguousError(
-                f"POST video-gen/{family}: unreadable answer ({type(error).__name__})",
-                status=response.status_code,
-            ) from error
-        finally:
-            response.close()
+        return read_answer(response, _video, f"POST video-gen/{family}", creating=True)
 
     def get(self, video_id: str) -> ProviderVideo:
         return _video(self._history(video_id))
@@ -192,12 +188,7 @@ class GeminiGenProvider:
 
     def _history(self, video_id: str) -> dict[str, Any]:
         response = self._api("GET", f"history/{video_id}", creating=False)
-        try:
-            body = response.json()
-        except ValueError as error:
-            raise UpstreamTransientError(f"GET history/{video_id}: unreadable answer") from error
-        finally:
-            response.close()
+        body = read_answer(response, lambda answer: answer, f"GET history/{video_id}")
         if not isinstance(body, dict):
             raise UpstreamTransientError(f"GET history/{video_id}: answer is not an object")
         return body

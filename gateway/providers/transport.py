@@ -8,15 +8,16 @@ way a stream breaks off) reaches every provider at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import requests
 import urllib3
 from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
-from gateway.errors import UpstreamRejectedError, UpstreamTransientError
+from gateway.errors import UpstreamAmbiguousError, UpstreamRejectedError, UpstreamTransientError
 
 TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})  # 429 has its own class
 CHUNK_BYTES = 1024 * 1024
@@ -35,6 +36,23 @@ def retry_after(response: requests.Response) -> float | None:
         if value >= 0:
             return value
     return None
+
+
+def read_answer[T](
+    response: requests.Response, parse: Callable[[Any], T], what: str, *, creating: bool = False
+) -> T:
+    """`parse(body)` of a 2xx answer, closing the response. A body that cannot be read or parsed is
+    transient for a read (ask again), but ambiguous for a create: the job may exist and its id is
+    lost, so asking again could make a second one."""
+    try:
+        return parse(response.json())
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        failure = UpstreamAmbiguousError if creating else UpstreamTransientError
+        raise failure(
+            f"{what}: unreadable answer ({type(error).__name__})", status=response.status_code
+        ) from error
+    finally:
+        response.close()
 
 
 def chunks(response: requests.Response, what: str) -> Iterator[bytes]:
