@@ -223,6 +223,19 @@ def _query(name: str, description: str, schema: JsonObject) -> JsonObject:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
+def _paging(cursor: str, order: str) -> list[JsonObject]:
+    """The list operations' query parameters, shaped like OpenAI's: `limit`, `after`, `order`."""
+    return [
+        _query("limit", "Page size.", integer(minimum=1, maximum=100, default=20)),
+        _query(
+            "after",
+            f"Cursor: {cursor}; the page starts after it.",
+            string(pattern="^[A-Za-z0-9_-]*$", maxLength=128),
+        ),
+        _query("order", order, string(enum=["asc", "desc"], default="desc")),
+    ]
+
+
 def _video_paths(catalog: Mapping[str, CatalogModel]) -> JsonObject:
     video_id = [ref("parameters", "VideoId")]
     return {
@@ -246,11 +259,7 @@ def _video_paths(catalog: Mapping[str, CatalogModel]) -> JsonObject:
                     "200": _response("One page of videos.", schema_ref("VideoList")),
                     **errors("400", "401", "503"),
                 },
-                parameters=[
-                    _query("limit", "Page size.", integer(minimum=1, maximum=100, default=20)),
-                    _query("after", "Cursor: a video id.", string(pattern="^[A-Za-z0-9_-]*$", maxLength=128)),
-                    _query("order", "Sort order by creation.", string(enum=["asc", "desc"], default="desc")),
-                ],
+                parameters=_paging("a video id", "Sort order by creation."),
             ),
         },
         "/v1/videos/{video_id}": {
@@ -360,19 +369,7 @@ def _management_paths() -> JsonObject:
                 },
                 description=note + " Pages like `GET /v1/videos`; 400 `invalid_value` (`param: after`) "
                 "when `after` is not the id of an app.",
-                parameters=[
-                    _query("limit", "Page size.", integer(minimum=1, maximum=100, default=20)),
-                    _query(
-                        "after",
-                        "Cursor: an app id; the page starts after it.",
-                        string(pattern="^[A-Za-z0-9_-]*$", maxLength=128),
-                    ),
-                    _query(
-                        "order",
-                        "Sort order by creation (then id).",
-                        string(enum=["asc", "desc"], default="desc"),
-                    ),
-                ],
+                parameters=_paging("an app id", "Sort order by creation (then id)."),
             ),
         },
         "/v1/manage/apps/{app_id}": {
