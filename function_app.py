@@ -6,7 +6,7 @@ import azure.functions as func
 from activities import jobs as job_activities
 from activities import upstream as upstream_activities
 from activities import webhooks as webhook_activities
-from api import console, health, manage, models, openapi, usage, video_queries, videos
+from api import console, cors, health, manage, models, openapi, usage, video_queries, videos
 from maintenance import retention
 from orchestrators import generate_video
 
@@ -15,6 +15,7 @@ app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 for blueprint in (
     console.bp,
+    cors.bp,
     health.bp,
     manage.bp,
     models.bp,

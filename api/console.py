@@ -93,15 +93,17 @@ def _origin(url: str) -> str | None:
 @functools.cache
 def security_headers() -> dict[str, str]:
     """The headers every console answer carries (settings change only with a restart)."""
-    # Videos play from read-only SAS URLs on Blob Storage: that origin and no other https one.
+    # Videos play, and their thumbnails show as posters, from read-only SAS URLs on Blob
+    # Storage: that origin and no other https one.
     storage = blob_origin(get_settings().storage)
     media = " ".join(source for source in ("'self'", "blob:", storage) if source)
+    images = " ".join(source for source in ("'self'", "blob:", "data:", storage) if source)
     policy = "; ".join(
         (
             "default-src 'self'",
             "script-src 'self'",
             "style-src 'self'",
-            "img-src 'self' blob: data:",
+            f"img-src {images}",
             f"media-src {media}",
             "connect-src 'self'",
             "object-src 'none'",

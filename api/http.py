@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import azure.functions as func
 
 from api.bodies import parse_json_object
+from api.origins import add_cors_headers
 from gateway.errors import ApiError, SettingsError
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,10 @@ def api_errors[**P, R](handler: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(handler)
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> func.HttpResponse:
             try:
-                return await async_handler(*args, **kwargs)
+                response = await async_handler(*args, **kwargs)
             except Exception as error:
-                return handle(error)
+                response = handle(error)
+            return _cross_origin(response, args, kwargs)
 
         return cast(Callable[P, R], async_wrapper)
 
@@ -89,11 +91,23 @@ def api_errors[**P, R](handler: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(handler)
     def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> func.HttpResponse:
         try:
-            return sync_handler(*args, **kwargs)
+            response = sync_handler(*args, **kwargs)
         except Exception as error:
-            return handle(error)
+            response = handle(error)
+        return _cross_origin(response, args, kwargs)
 
     return cast(Callable[P, R], sync_wrapper)
+
+
+def _cross_origin(
+    response: func.HttpResponse, args: tuple[object, ...], kwargs: dict[str, object]
+) -> func.HttpResponse:
+    """Every answer, errors included, is readable by a page of an allowed origin: a page that
+    cannot read a 429's Retry-After cannot back off."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, func.HttpRequest):
+            return add_cors_headers(value, response)
+    return response
 
 
 def json_body(req: func.HttpRequest, *, max_bytes: int = MAX_JSON_BODY_BYTES) -> dict[str, Any]:

@@ -1,8 +1,11 @@
-"""Management API (x-admin-key): create apps, list and read them, change plans, rotate keys."""
+"""Management API (x-admin-key): create apps, list and read them, change plans, rotate keys, read
+an app's usage and the recent failures across apps."""
 
 from __future__ import annotations
 
 import re
+import time
+from collections import Counter
 from typing import Any
 
 import azure.durable_functions as df
@@ -10,9 +13,11 @@ import azure.functions as func
 
 from api.auth import require_admin
 from api.http import api_errors, json_body, json_response
+from api.usage import usage_response
 from gateway.apps import PLANS, App, AppInfo
-from gateway.clients import get_app_store
+from gateway.clients import get_app_store, get_job_store
 from gateway.errors import InvalidRequest, NotFound
+from gateway.jobs import Job
 
 bp = df.Blueprint()
 MAX_NAME_CHARS = 200
@@ -20,6 +25,9 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 20
 MAX_ID_CHARS = 128
 _ID = re.compile(r"[A-Za-z0-9_-]+")
+# The failures view looks back a day unless asked.
+FAILURE_WINDOW_SECONDS = 24 * 3600
+DEFAULT_FAILURES = 50
 
 
 @bp.route(route="v1/manage/apps", methods=["POST"])
@@ -98,6 +106,57 @@ def rotate_app_key(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"api_key": rotated.api_key}, headers={"Cache-Control": "no-store"})
 
 
+@bp.route(route="v1/manage/apps/{app_id}/usage", methods=["GET"])
+@api_errors
+def get_app_usage(req: func.HttpRequest) -> func.HttpResponse:
+    """The app's plan and quota, exactly as the app itself reads them at GET /v1/usage."""
+    require_admin(req)
+    app = _existing(req.route_params["app_id"])
+    return usage_response(app.id, app.plan)
+
+
+@bp.route(route="v1/manage/failures", methods=["GET"])
+@api_errors
+def list_failures(req: func.HttpRequest) -> func.HttpResponse:
+    """The newest failed videos across apps since `since`, with counts per code and provider.
+
+    The counts cover every failure in the window, not just the page shown, so they serve as the
+    providers' health: none of the providers publishes one the gateway could read."""
+    require_admin(req)
+    limit = _limit(req.params.get("limit"), default=DEFAULT_FAILURES)
+    since = _since(req.params.get("since"), now=time.time())
+    failed = sorted(
+        get_job_store().failed_since(since),
+        key=lambda job: (job.completed_at or job.created_at, job.id),
+        reverse=True,
+    )
+    return json_response(
+        {
+            "object": "list",
+            "data": [_failure(job) for job in failed[:limit]],
+            "has_more": len(failed) > limit,
+            "since": since,
+            "counts": {
+                "by_code": dict(Counter(job.error_code or "unknown" for job in failed)),
+                "by_provider": dict(Counter(job.provider or "unknown" for job in failed)),
+            },
+        }
+    )
+
+
+def _failure(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "object": "video.failure",
+        "app_id": job.app_id,
+        "model": job.model,
+        "provider": job.provider,
+        "error": {"code": job.error_code, "message": job.error_message or ""},
+        "created_at": job.created_at,
+        "completed_at": job.completed_at,
+    }
+
+
 def _plan(body: dict[str, Any]) -> str:
     plan = body.get("plan")
     if plan is None:
@@ -109,15 +168,26 @@ def _plan(body: dict[str, Any]) -> str:
     return str(plan)
 
 
-def _limit(raw: str | None) -> int:
+def _limit(raw: str | None, *, default: int = DEFAULT_PAGE) -> int:
     if raw is None:
-        return DEFAULT_PAGE
+        return default
     limit = int(raw) if re.fullmatch(r"[0-9]{1,4}", raw) else 0
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(
             f"Invalid 'limit': {raw!r}. Expected an integer from 1 to {MAX_PAGE}.", param="limit"
         )
     return limit
+
+
+def _since(raw: str | None, *, now: float) -> int:
+    """Unix seconds, no later than now; a day ago by default."""
+    if raw is None:
+        return int(now) - FAILURE_WINDOW_SECONDS
+    if not re.fullmatch(r"[0-9]{1,12}", raw) or int(raw) > now:
+        raise InvalidRequest(
+            f"Invalid 'since': {raw!r}. Expected Unix seconds, not in the future.", param="since"
+        )
+    return int(raw)
 
 
 def _existing(app_id: str) -> App:

@@ -1,4 +1,4 @@
-"""`GET /api/v1/usage`: the calling app's plan and quota."""
+"""`GET /api/v1/usage`: the calling app's plan and quota (operators read any app's the same way)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,17 @@ bp = df.Blueprint()
 @api_errors
 def get_usage(req: func.HttpRequest) -> func.HttpResponse:
     app = authenticate_app(req)
-    limits = Limits.for_plan(get_settings().plan_limits, app.plan)
+    return usage_response(app.id, app.plan)
+
+
+def usage_response(app_id: str, plan: str) -> func.HttpResponse:
+    """The plan's limits and the app's use of them, with the x-ratelimit-* headers."""
+    limits = Limits.for_plan(get_settings().plan_limits, plan)
     if limits is None:
         zero = dict.fromkeys(WINDOWS, 0)
         return json_response(
             {
-                "plan": app.plan,
+                "plan": plan,
                 "video_enabled": False,
                 "limits": zero,
                 "used": zero,
@@ -33,10 +38,10 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
                 "resets_at": dict.fromkeys(WINDOWS),
             }
         )
-    usage = get_quota_store().usage(app.id, limits, time.time())
+    usage = get_quota_store().usage(app_id, limits, time.time())
     return json_response(
         {
-            "plan": app.plan,
+            "plan": plan,
             "video_enabled": True,
             "limits": {"hour": limits.hour, "day": limits.day},
             "used": usage.used,

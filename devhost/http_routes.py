@@ -133,15 +133,13 @@ class HttpFunctionServer:
             ):
                 return 404
             path = path[len(self._prefix) :]
-        wrong_method = False
         for entry in self._routes:
             values = entry.route.match(path or "/")
-            if values is None:
-                continue
-            if entry.route.allows(method):
+            if values is not None and entry.route.allows(method):
                 return entry, values
-            wrong_method = True
-        return 405 if wrong_method else 404
+        # A path whose functions take other methods is 404 too: the host's router treats the
+        # method as part of the route (Azure/azure-functions-host#10098, #11625).
+        return 404
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         resolved = self._resolve(request.method, request.path)

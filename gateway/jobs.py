@@ -147,6 +147,16 @@ class JobStore:
         )
         return [Job.from_entity(row) for row in rows]
 
+    def failed_since(self, when: float) -> list[Job]:
+        """Jobs (any app) that failed at or after `when`: for the operators' view of failures.
+
+        A filtered scan of the whole table; retention keeps failed records for days only, so the
+        table stays small enough for an operator's occasional look."""
+        rows = self._table.query_entities(
+            "status eq @failed and completed_at ge @when", parameters={"failed": "failed", "when": int(when)}
+        )
+        return [Job.from_entity(row) for row in rows]
+
     def jobs_created_before(self, when: float) -> list[Job]:
         rows = self._table.query_entities("created_at lt @when", parameters={"when": int(when)})
         return [Job.from_entity(row) for row in rows]

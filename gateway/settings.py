@@ -80,6 +80,9 @@ _PROVIDER_FIELDS = frozenset({"kind", "base_url", "key_setting", "options", "cre
 # names are letters and digits, starting with a letter (the prefix goes in front of each).
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
+# A web origin as browsers send it: scheme, host (name, IPv4 or [IPv6]) and optional port.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ORIGIN = re.compile(rf"https?://(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ class Settings:
     allow_local_urls: bool
     webhook_retry_seconds: tuple[float, ...]
     table_prefix: str = field(default="")
+    # Web origins besides the gateway's own whose pages may call the API (exact, lower case).
+    cors_allowed_origins: frozenset[str] = field(default=frozenset())
 
     # Views of the catalog, by public model id.
     @property
@@ -181,6 +186,7 @@ class Settings:
             table_prefix=env.matching(
                 "TABLE_PREFIX", "", _TABLE_PREFIX, "letters and digits, starting with a letter"
             ),
+            cors_allowed_origins=_cors_origins(env),
         )
 
 
@@ -532,6 +538,22 @@ def _pricing(env: _Env, catalogue: Mapping[str, ModelOptions]) -> dict[str, dict
             per_size[size] = amount(f"setting {key}", f"the price of {model} at {size}", price)
         pricing[model] = per_size
     return pricing
+
+
+def _cors_origins(env: _Env) -> frozenset[str]:
+    """CORS_ALLOWED_ORIGINS: comma-separated origins such as https://portal.example.com.
+
+    Exact origins only: a wildcard would let any web page that obtained a key drive the API,
+    and a path or trailing slash would never equal the Origin header a browser sends."""
+    origins = set()
+    for origin in env.csv("CORS_ALLOWED_ORIGINS", ()):
+        if not _ORIGIN.fullmatch(origin):
+            raise SettingsError(
+                f"setting CORS_ALLOWED_ORIGINS has {origin!r}: expected origins such as "
+                "https://app.example.com or http://localhost:3000, comma-separated (no '*', no path)"
+            )
+        origins.add(origin.lower())
+    return frozenset(origins)
 
 
 def _plan_limits(env: _Env) -> dict[str, dict[str, int] | None]:

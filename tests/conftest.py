@@ -39,6 +39,7 @@ ADMIN_KEY = "test-admin-key"
 # The dev host's master key in every stack under test: /runtime/webhooks/durabletask needs it.
 HOST_KEY = "test-host-master-key-" + "y" * 24
 DURABLE_WEBHOOK = "/runtime/webhooks/durabletask"
+ALLOWED_ORIGIN = "http://127.0.0.1:5173"
 
 
 @dataclass
@@ -205,6 +206,9 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
             # Activities and their results cross Storage queues in Azure: a cancel can land while
             # an activity runs. Every stack under test has that latency, so such races show up.
             "DEVHOST_ACTIVITY_LATENCY_MS": "250",
+            # One other web origin may call the API, so CORS answers can be checked (a header
+            # value only: nothing is ever sent there).
+            "CORS_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         }
     )
     env.update(overrides)
