@@ -4,19 +4,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+BROWSER_STAMP := $(VENV)/.browser-checked
 # What Azure's remote build installs: requirements.txt alone, for the index check.
 INDEX_VENV := .venv-index
 INDEX_STAMP := $(INDEX_VENV)/.installed
 
 .PHONY: setup run test lint typecheck index-check bench clean
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+setup: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
 
-$(PY_STAMP): requirements.txt requirements-dev.txt
+$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	rm -rf $(VENV)
 	"$$(scripts/find-python.sh)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The command line, `vgw`, into .venv/bin (pyproject.toml installs only the cli package).
+	$(PY) -m pip install --quiet --no-deps --editable .
+	touch $@
+
+# Debian's Chromium for the browser tests; installed with apt-get where possible, else a warning.
+$(BROWSER_STAMP): $(PY_STAMP) scripts/ensure-chromium.sh
+	scripts/ensure-chromium.sh
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -56,4 +64,4 @@ bench: setup
 	$(PY) -m bench.load
 
 clean:
-	rm -rf $(VENV) $(INDEX_VENV) node_modules .devhost .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INDEX_VENV) node_modules .devhost .pytest_cache .mypy_cache .ruff_cache .test-output *.egg-info

@@ -395,6 +395,46 @@ def _management_paths() -> JsonObject:
                 requestBody={"required": True, "content": _json(obj({"plan": plan}, closed=False))},
             ),
         },
+        "/v1/manage/apps/{app_id}/usage": {
+            "parameters": app_id,
+            "get": _operation(
+                "getAppUsage",
+                "An app's plan and quota, as the app reads them at GET /v1/usage",
+                "management",
+                ADMIN_KEY,
+                {
+                    "200": _response(
+                        "Plan, limits, use and resets.",
+                        schema_ref("Usage"),
+                        headers(*RATE_LIMIT_HEADERS, required=False),
+                    ),
+                    **errors("401", "404", "503"),
+                },
+                description=note,
+            ),
+        },
+        "/v1/manage/failures": {
+            "get": _operation(
+                "listFailures",
+                "The newest failed videos across apps, with counts by code and provider",
+                "management",
+                ADMIN_KEY,
+                {
+                    "200": _response("Failures since `since`, newest first.", schema_ref("FailureList")),
+                    **errors("400", "401", "404", "503"),
+                },
+                description=note + " Reads every failed job of the window (a filtered scan of the jobs "
+                "table); failed records are kept `VIDEO_RETENTION_DAYS`.",
+                parameters=[
+                    _query("limit", "How many to list.", integer(minimum=1, maximum=100, default=50)),
+                    _query(
+                        "since",
+                        "Unix seconds, not in the future: the window's start. Default: 24 hours ago.",
+                        integer(minimum=0),
+                    ),
+                ],
+            ),
+        },
         "/v1/manage/apps/{app_id}/keys": {
             "parameters": app_id,
             "post": _operation(

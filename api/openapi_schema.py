@@ -263,6 +263,33 @@ def component_schemas() -> JsonObject:
                 "has_more": {"type": "boolean"},
             }
         ),
+        "Failure": obj(
+            {
+                "id": string("The failed video.", pattern=ID_PATTERN),
+                "object": const("video.failure"),
+                "app_id": string(pattern=ID_PATTERN),
+                "model": string(),
+                "provider": nullable(string("The provider account the job was with.")),
+                "error": schema_ref("VideoError"),
+                "created_at": count,
+                "completed_at": nullable(count),
+            }
+        ),
+        "FailureList": obj(
+            {
+                "object": const("list"),
+                "data": {"type": "array", "items": schema_ref("Failure")},
+                "has_more": {"type": "boolean"},
+                "since": integer("The window's start, Unix seconds.", minimum=0),
+                "counts": obj(
+                    {
+                        "by_code": {"type": "object", "additionalProperties": count},
+                        "by_provider": {"type": "object", "additionalProperties": count},
+                    },
+                    description="Every failure in the window (not just this page), by code and by provider.",
+                ),
+            }
+        ),
         "AppWithSecrets": obj({**_app_fields(), **_secrets()}, optional=("object",)),
         "AppKey": obj({"api_key": _secrets()["api_key"]}),
         "Health": obj(

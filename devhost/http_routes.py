@@ -124,7 +124,9 @@ class HttpFunctionServer:
         self._durable_key = durable_key
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        # Any path, newlines included (a percent-encoded %0A decodes to one): the host's router
+        # hands such a segment to the function, as it does any other character but "/".
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)
 
     def _resolve(self, method: str, path: str) -> tuple[HttpFunction, dict[str, str]] | int:
         if self._prefix:

@@ -136,6 +136,8 @@ def test_constraints_literals_and_catch_all_pick_the_right_function(start_host: 
     assert requests.get(f"{host.url}/api/items/forty-two", timeout=5).text == "slug forty-two"
     assert requests.get(f"{host.url}/api/items/special", timeout=5).text == "literal wins"
     assert requests.get(f"{host.url}/api/files/a/b/c.txt", timeout=5).text == "a/b/c.txt"
+    # A percent-encoded newline is a character like any other to the router: the function runs.
+    assert requests.get(f"{host.url}/api/items/a%0Ab", timeout=5).text == "slug a\nb"
 
 
 def test_unknown_route_and_wrong_method_are_404_as_in_the_functions_host(start_host: StartHost) -> None:

@@ -16,7 +16,8 @@ def test_package_holds_the_app_and_nothing_local(tmp_path: Path) -> None:
     build_package(output, PROJECT_DIR)
     with zipfile.ZipFile(output) as archive:
         names = set(archive.namelist())
-    assert {"function_app.py", "host.json", "requirements.txt", "gateway/settings.py"} <= names
+    # The console is served by the app itself, so it deploys with it.
+    assert {"function_app.py", "host.json", "requirements.txt", "gateway/settings.py", "console/index.html"} <= names
     tops = {name.split("/", 1)[0] for name in names}
     for local in (
         "tests",
@@ -25,6 +26,8 @@ def test_package_holds_the_app_and_nothing_local(tmp_path: Path) -> None:
         "bench",
         "infra",
         "scripts",
+        "cli",
+        ".test-output",
         "node_modules",
         ".venv",
         ".git",
@@ -32,6 +35,8 @@ def test_package_holds_the_app_and_nothing_local(tmp_path: Path) -> None:
         assert local not in tops, f"{local}/ must not be deployed"
     assert "local.settings.json" not in names
     assert "local.settings.sample.json" not in names
+    assert "pyproject.toml" not in names  # the command line's packaging, not the app's
+    assert not [name for name in names if ".egg-info" in name]
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     # Every Python package the app imports is in it.
     for package in ("api", "activities", "orchestrators", "gateway"):
