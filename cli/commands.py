@@ -7,6 +7,7 @@ import json
 import mimetypes
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,10 @@ def cmd_delete(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_usage(client: Client, args: argparse.Namespace) -> int:
-    body = client.json("GET", "usage")
+    return show_usage(client.json("GET", "usage"), args)
+
+
+def show_usage(body: dict[str, Any], args: argparse.Namespace) -> int:
     if args.json:
         emit_json(body)
         return 0
@@ -261,6 +265,32 @@ def cmd_apps_rotate_key(client: Client, args: argparse.Namespace) -> int:
     print(
         "The old key no longer works. Store this one now: the gateway never shows it again.", file=sys.stderr
     )
+    return 0
+
+
+def cmd_apps_usage(client: Client, args: argparse.Namespace) -> int:
+    return show_usage(client.json("GET", f"manage/apps/{args.id}/usage", admin=True), args)
+
+
+def cmd_apps_failures(client: Client, args: argparse.Namespace) -> int:
+    params = {"limit": str(args.limit)}
+    if args.hours is not None:
+        params["since"] = str(int(time.time() - args.hours * 3600))
+    body = client.json("GET", "manage/failures", admin=True, params=params)
+    if args.json:
+        emit_json(body)
+        return 0
+    counts = body.get("counts") or {}
+    for heading in ("by_provider", "by_code"):
+        found = counts.get(heading) or {}
+        listed = ", ".join(f"{name} {count}" for name, count in sorted(found.items(), key=lambda kv: -kv[1]))
+        print(f"{heading.replace('_', ' ')}: {listed or 'no failures'}")
+    for item in body.get("data") or []:
+        error = item.get("error") or {}
+        print(
+            f"{item.get('id')}  {item.get('app_id')}  {item.get('model')}@{item.get('provider')}  "
+            f"{error.get('code')}: {error.get('message')}"
+        )
     return 0
 
 
@@ -363,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "rotate-key", cmd_apps_rotate_key, "give an app a new key (the old one stops working)", app_commands
     ).add_argument("id")
+    command("usage", cmd_apps_usage, "an app's plan and quota use", app_commands).add_argument("id")
+    failures = command(
+        "failures", cmd_apps_failures, "recent failed videos across apps, by provider and code", app_commands
+    )
+    failures.add_argument("--limit", type=page_size, default=20, metavar="N", help="1 to 100 (default 20)")
+    failures.add_argument("--hours", type=float, metavar="H", help="look back H hours (default 24)")
     return parser
 
 

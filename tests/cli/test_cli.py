@@ -268,20 +268,48 @@ def test_apps_create_rotate_and_plan_with_the_admin_key(stack: RunningStack) -> 
     assert run_cli(stack, "usage", "--json", key=shown_key.group(1)).json()["plan"] == "business"
 
 
-def test_apps_list_lists_apps_or_says_the_gateway_cannot(stack: RunningStack) -> None:
+def test_apps_list_usage_and_failures_for_operators(stack: RunningStack, app: AppCredentials) -> None:
     made = stack.client.create_app("pro", name="cli listed app")
     listed = run_cli(stack, "apps", "list", "--json", "--limit", "100", admin=True)
+    assert listed.code == 0, listed.stderr
+    assert made.id in [item["id"] for item in listed.json()["data"]]
     people = run_cli(stack, "apps", "list", admin=True)
-    probe = stack.client.manage("GET", "/apps")
-    if probe.status_code in (404, 405):
-        assert listed.code == 1
-        assert "cannot list apps" in listed.stderr
-        assert "(apps_list_unsupported)" in listed.stderr
-    else:
-        assert listed.code == 0, listed.stderr
-        assert made.id in [app["id"] for app in listed.json()["data"]]
-        assert people.code == 0, people.stderr
-        assert made.id in people.stdout
+    assert people.code == 0, people.stderr
+    assert made.id in people.stdout
+
+    failed = run_cli(
+        stack, "create", "A doomed scene #sim:fail", "--model", "sora-2", "--seconds", "4", key=app.api_key
+    )
+    assert failed.code == 1
+    video_id = VIDEO_ID.search(failed.stderr)
+    assert video_id is not None, failed.stderr
+    usage = run_cli(stack, "apps", "usage", app.id, "--json", admin=True)
+    assert usage.code == 0, usage.stderr
+    assert usage.json() == stack.client.usage(app.api_key)
+    failures = run_cli(stack, "apps", "failures", "--hours", "1", "--limit", "100", admin=True)
+    assert failures.code == 0, failures.stderr
+    line = next(line for line in failures.stdout.splitlines() if line.startswith(video_id.group(0)))
+    assert app.id in line
+    assert "sora-2@" in line
+    assert re.search(r"^by provider: .*\b\d+", failures.stdout, re.MULTILINE)
+
+
+def test_setup_installs_the_vgw_command(stack: RunningStack) -> None:
+    # `make setup` installs the project's console script next to the interpreter running the tests.
+    vgw = Path(sys.executable).parent / "vgw"
+    assert vgw.is_file(), "make setup should install vgw into the virtual environment"
+    env = {**os.environ, "VGW_BASE_URL": stack.api, "VGW_API_KEY": stack.dev_key}
+    completed = subprocess.run(
+        [str(vgw), "models", "--json"],
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "sora-2" in [model["id"] for model in json.loads(completed.stdout)["data"]]
 
 
 def test_a_missing_or_wrong_key_is_a_clear_error(stack: RunningStack) -> None:

@@ -17,7 +17,13 @@ def test_package_holds_the_app_and_nothing_local(tmp_path: Path) -> None:
     with zipfile.ZipFile(output) as archive:
         names = set(archive.namelist())
     # The console is served by the app itself, so it deploys with it.
-    assert {"function_app.py", "host.json", "requirements.txt", "gateway/settings.py", "console/index.html"} <= names
+    assert {
+        "function_app.py",
+        "host.json",
+        "requirements.txt",
+        "gateway/settings.py",
+        "console/index.html",
+    } <= names
     tops = {name.split("/", 1)[0] for name in names}
     for local in (
         "tests",
