@@ -157,6 +157,9 @@ param planLimits object = {
   }
 }
 
+@description('CORS_ALLOWED_ORIGINS: web origins besides the gateway\'s own whose pages may call the API, comma-separated and exact (https://app.example.com). Empty (the default): none. The platform\'s own CORS list stays empty, so the app answers preflights itself.')
+param corsAllowedOrigins string = ''
+
 @description('Longest prompt accepted, in characters (MAX_PROMPT_CHARS).')
 @minValue(1)
 param maxPromptChars int = 4000
@@ -735,6 +738,7 @@ var modelOptionsSetting = empty(modelOptions) ? {} : { MODEL_OPTIONS: string(mod
 var pricingSetting = empty(pricing) ? {} : { PRICING: string(pricing) }
 var legacyModelSettings = union(soraDeploymentsSetting, allowedModelsSetting, allowedSecondsSetting, allowedSizesSetting, modelOptionsSetting, pricingSetting)
 var modelSettings = empty(modelCatalog) ? legacyModelSettings : { MODEL_CATALOG: modelCatalog }
+var corsSettings = empty(corsAllowedOrigins) ? {} : { CORS_ALLOWED_ORIGINS: corsAllowedOrigins }
 
 // PROVIDERS only when given, with the deployed Azure OpenAI account (when there is one) unless it
 // names its own "azure-openai" (no key_setting: the identity's Entra ID tokens). Without an account
@@ -773,7 +777,7 @@ var schedulerSettings = useDurableTaskScheduler ? schedulerOverrides : {}
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(hostSettings, gatewaySettings, openAiSettings, modelSettings, providerSettings, providerKeySettings, schedulerSettings)
+  properties: union(hostSettings, gatewaySettings, openAiSettings, modelSettings, corsSettings, providerSettings, providerKeySettings, schedulerSettings)
   dependsOn: [
     // Secrets written by this deployment exist before the references to them are applied.
     adminKeySecret
