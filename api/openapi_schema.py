@@ -94,6 +94,7 @@ def _video_rules() -> list[JsonObject]:
                 "properties": {
                     "progress": {"maximum": 99},
                     "video_url": {"type": "null"},
+                    "download_url": {"type": "null"},
                     "thumbnail_url": {"type": "null"},
                 }
             },
@@ -128,6 +129,13 @@ def _video() -> JsonObject:
             "video_url": nullable(
                 string(
                     "Extension: read-only SAS URL of the MP4, fresh on every read; only when `completed`.",
+                    format="uri",
+                )
+            ),
+            "download_url": nullable(
+                string(
+                    "Extension: the same MP4 as `video_url`, signed so that Storage answers it as an "
+                    "attachment named `<id>.mp4` (a browser saves it).",
                     format="uri",
                 )
             ),

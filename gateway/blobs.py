@@ -151,10 +151,15 @@ class VideoAssets:
     def exists(self, blob_name: str) -> bool:
         return bool(self._service.get_blob_client(self._container, blob_name).exists())
 
-    def read_url(self, blob_name: str, ttl: timedelta) -> str:
-        """A fresh read-only SAS URL for exactly this blob, valid for `ttl`."""
+    def read_url(self, blob_name: str, ttl: timedelta, *, save_as: str | None = None) -> str:
+        """A fresh read-only SAS URL for exactly this blob, valid for `ttl`.
+
+        With `save_as`, the signed URL makes Storage answer `Content-Disposition: attachment`
+        with that file name, so a browser following it saves the file instead of showing it
+        (a page cannot fetch a cross-origin blob to save it itself)."""
         blob = self._service.get_blob_client(self._container, blob_name)
-        token = self._signer.sign(self._container, blob_name, ttl)
+        disposition = f'attachment; filename="{save_as}"' if save_as else None
+        token = self._signer.sign(self._container, blob_name, ttl, content_disposition=disposition)
         return f"{blob.url}?{token}"
 
     def _ensure_container(self) -> None:
@@ -214,7 +219,9 @@ class _SasSigner:
         self._delegation_expiry = datetime.min.replace(tzinfo=UTC)
         self._lock = threading.Lock()
 
-    def sign(self, container: str, blob_name: str, ttl: timedelta) -> str:
+    def sign(
+        self, container: str, blob_name: str, ttl: timedelta, *, content_disposition: str | None = None
+    ) -> str:
         from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
         now = datetime.now(UTC)
@@ -226,6 +233,7 @@ class _SasSigner:
             "start": now - CLOCK_SKEW,
             "expiry": now + ttl,
             "protocol": "https" if self._service.url.startswith("https") else "https,http",
+            "content_disposition": content_disposition,
         }
         account_key = getattr(self._service.credential, "account_key", None)
         if account_key:

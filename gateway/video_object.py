@@ -55,10 +55,11 @@ def video_object(
 ) -> dict[str, Any]:
     """Render a job; asset URLs are minted fresh here and never stored."""
     available = job.status == "completed" and (job.expires_at is None or now < job.expires_at)
-    video_url = thumbnail_url = None
+    video_url = download_url = thumbnail_url = None
     if available and assets is not None:
         if job.video_blob:
             video_url = assets.read_url(job.video_blob, sas_ttl)
+            download_url = assets.read_url(job.video_blob, sas_ttl, save_as=f"{job.id}.mp4")
         if job.thumbnail_blob:
             thumbnail_url = assets.read_url(job.thumbnail_blob, sas_ttl)
     error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
@@ -77,6 +78,7 @@ def video_object(
         "error": error,
         "remixed_from_video_id": job.remixed_from_video_id,
         "video_url": video_url,
+        "download_url": download_url,
         "thumbnail_url": thumbnail_url,
         "metadata": dict(job.metadata),
         "queue_position": queue_position if job.status == "queued" else None,

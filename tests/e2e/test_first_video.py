@@ -62,6 +62,13 @@ def test_prompt_becomes_a_playable_mp4_behind_a_read_only_sas_url(stack: Running
     assert boxes(mp4)[0][0] == "ftyp"
     assert abs(duration_seconds(mp4) - 4.0) < 0.5
 
+    # The download link is the same blob, answered as an attachment named after the video.
+    saved = requests.get(str(finished["download_url"]), timeout=30)
+    assert saved.content == mp4
+    assert saved.headers["Content-Disposition"] == f'attachment; filename="{created["id"]}.mp4"'
+    assert urlsplit(str(finished["download_url"])).path == urlsplit(video_url).path
+    assert created["download_url"] is None
+
     # The bare blob URL (no SAS) must be refused: the container is private.
     scheme, netloc, path, _, _ = urlsplit(video_url)
     bare = requests.get(urlunsplit((scheme, netloc, path, "", "")), timeout=10)

@@ -67,3 +67,18 @@ def test_sas_cannot_write_or_delete(video_assets: VideoAssets) -> None:
     assert put.status_code == 403
     assert delete.status_code == 403
     assert requests.get(url, timeout=10).content == PAYLOAD
+
+
+def test_a_download_url_makes_storage_answer_an_attachment(video_assets: VideoAssets) -> None:
+    url = video_assets.read_url(upload(video_assets), timedelta(minutes=5), save_as="video_1.mp4")
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200
+    assert response.content == PAYLOAD
+    assert response.headers["Content-Disposition"] == 'attachment; filename="video_1.mp4"'
+    query = parse_qs(urlsplit(url).query)
+    assert query["sp"] == ["r"]
+    # The disposition is signed: a link cannot be changed to show inline or under another name.
+    assert requests.get(with_query(url, rscd="inline"), timeout=10).status_code == 403
+    # Without `save_as`, Storage sets no disposition (the player's URL stays inline).
+    plain = requests.get(video_assets.read_url(upload(video_assets), timedelta(minutes=5)), timeout=10)
+    assert "Content-Disposition" not in plain.headers
