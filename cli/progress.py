@@ -28,15 +28,35 @@ def poll_wait(response: requests.Response) -> float:
     return DEFAULT_WAIT
 
 
-def describe(video: dict[str, Any], elapsed: float) -> str:
-    """`in_progress 42%  queue 3  12s elapsed`, from what the Video carries."""
+class TimeLeft:
+    """Time left, extrapolated from how fast `progress` has moved since it was first seen moving.
+
+    The API reports progress, not an ETA; the first reading is the origin, so time spent queued
+    before it does not skew the rate."""
+
+    def __init__(self) -> None:
+        self.origin: tuple[int, float] | None = None
+
+    def update(self, progress: int, now: float) -> float | None:
+        if not 0 < progress < 100:
+            return None
+        if self.origin is None:
+            self.origin = (progress, now)
+            return None
+        first, since = self.origin
+        if progress <= first or now <= since:
+            return None
+        return (100 - progress) * (now - since) / (progress - first)
+
+
+def describe(video: dict[str, Any], elapsed: float, left: float | None = None) -> str:
+    """`in_progress 42%  queue position 3  ~12s left  20s elapsed`, from what the Video carries."""
     parts = [str(video.get("status", "?")), f"{int(video.get('progress') or 0)}%"]
     position = video.get("queue_position")
     if isinstance(position, int):
         parts.append(f"queue position {position}")
-    left = video.get("seconds_remaining")  # not in today's API; shown if a gateway sends it
-    if isinstance(left, int | float):
-        parts.append(f"~{int(left)}s left")
+    if left is not None:
+        parts.append(f"~{max(1, round(left))}s left")
     parts.append(f"{int(elapsed)}s elapsed")
     return "  ".join(parts)
 
@@ -51,14 +71,17 @@ class Progress:
         self.started = time.monotonic()
         self.last: tuple[Any, ...] | None = None
         self.drawn = False
+        self.time_left = TimeLeft()
 
     def update(self, video: dict[str, Any]) -> None:
-        elapsed = time.monotonic() - self.started
+        now = time.monotonic()
+        elapsed = now - self.started
+        left = self.time_left.update(int(video.get("progress") or 0), now)
         if self.tty:
             percent = min(max(int(video.get("progress") or 0), 0), 100)
             filled = BAR_WIDTH * percent // 100
             bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-            self.stream.write(f"\r\x1b[K{self.video_id} [{bar}] {describe(video, elapsed)}")
+            self.stream.write(f"\r\x1b[K{self.video_id} [{bar}] {describe(video, elapsed, left)}")
             self.stream.flush()
             self.drawn = True
             return
