@@ -9,5 +9,9 @@ wireTabs($("sections"));
 initPlayground();
 initOperators();
 
+// The sign-in buttons ship disabled, so that without this script a key is never submitted as a
+// plain form (which would put it in a request); the forms are wired now.
+for (const button of document.querySelectorAll("[data-needs-script]")) button.disabled = false;
+
 // Browser tests wait for this flag before they look at the page.
 document.documentElement.dataset.ready = "true";

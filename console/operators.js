@@ -114,7 +114,7 @@ function appRow(app) {
   const manage = el("button", { type: "button", textContent: `Manage ${app.name}` });
   manage.addEventListener("click", () => openDetails(app));
   const cell = (text, className = "") => el("td", { textContent: text, className });
-  return el("tr", {}, cell(app.name), cell(app.id, "id"), cell(app.plan), cell(localTime(app.created_at)), el("td", {}, manage));
+  return el("tr", {}, cell(app.name, "name"), cell(app.id, "id"), cell(app.plan), cell(localTime(app.created_at)), el("td", {}, manage));
 }
 
 function showApps(body) {

@@ -1,7 +1,7 @@
 // The "Current video" region: polling a job, its progress and time-left estimate, the player,
 // and the download, remix and delete actions.
 
-import { $, ApiError, call, clearAlert, el, keys, localTime, showError } from "/api/console/api.js";
+import { $, ApiError, call, clearAlert, el, localTime, showError } from "/api/console/api.js";
 
 const FALLBACK_POLL_MS = 2000;
 const ERROR_POLL_MS = 5000;
@@ -146,43 +146,25 @@ async function download() {
   const alert = $("video-error");
   clearAlert(alert);
   const id = current.id;
-  let response;
+  let video;
   try {
-    // The content endpoint answers 302 to a SAS URL; fetch follows it with the bytes.
-    response = await fetch(`/api/v1/videos/${encodeURIComponent(id)}/content`, {
-      headers: { Authorization: `Bearer ${keys.get("app")}` },
-      cache: "no-store",
-    });
-  } catch {
-    // The storage origin refuses cross-origin reads (CSP connect-src, CORS): open the file itself,
-    // which the browser may fetch as a navigation, for the reader to save from there.
-    if (current && current.video_url) {
-      window.open(current.video_url, "_blank", "noopener");
-      alert.textContent = "The browser could not fetch the file for saving here; it opened in a new tab instead.";
-      alert.hidden = false;
-    } else {
-      showError(alert, new Error("Network error: the download failed."));
-    }
+    // A fresh read: the Video's SAS links expire (SAS_TTL_MINUTES) while a page stays open.
+    ({ body: video } = await call(`/v1/videos/${encodeURIComponent(id)}`));
+  } catch (error) {
+    showError(alert, error);
     return;
   }
-  if (!response.ok) {
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
-    }
-    const error = body && body.error ? body.error : {};
-    showError(alert, new ApiError(error.message || `Download failed: HTTP ${response.status}.`, { status: response.status, code: error.code }));
+  if (!video.download_url) {
+    showError(alert, new ApiError(`Video '${id}' has no file to download (status ${video.status}).`, { code: "video_not_ready" }));
     return;
   }
-  const url = URL.createObjectURL(await response.blob());
-  const link = el("a", { href: url, download: `${id}.mp4`, hidden: true });
+  // The page cannot fetch the blob (another origin, no CORS; connect-src 'self'), so it follows
+  // download_url, whose signature makes Storage answer it as an attachment: the browser saves it
+  // and the page stays where it is.
+  const link = el("a", { href: video.download_url, download: `${id}.mp4`, hidden: true });
   document.body.append(link);
   link.click();
   link.remove();
-  // Give the browser time to start saving before the object URL goes.
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 async function remix() {

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.conftest import (
     VIDEO_TIMEOUT_MS,
@@ -268,3 +268,24 @@ def test_the_playground_fits_a_phone(stack: RunningStack, phone_console: Console
     scroll_width = phone_console.page.evaluate("document.documentElement.scrollWidth")
     assert scroll_width <= inner_width, f"the page scrolls sideways at 375 px: {scroll_width} px wide"
     phone_console.finish("playground-phone")
+
+
+def test_without_its_script_the_page_never_submits_a_key(browser: Browser, stack: RunningStack) -> None:
+    # With JavaScript off (or app.js failing to load) the sign-in forms are plain HTML: their
+    # buttons ship disabled, so pressing Enter in the key field sends nothing anywhere.
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sent: list[str] = []
+        page.on("request", lambda request: sent.append(f"{request.method} {request.url} {request.post_data}"))
+        page.goto(f"{stack.api}/console")
+        key = f"sgw_typed_but_never_sent_{uuid.uuid4().hex}"
+        field = page.get_by_label("App key")
+        field.fill(key)
+        expect(page.get_by_role("button", name="Sign in").first).to_be_disabled()
+        field.press("Enter")
+        page.wait_for_timeout(500)
+        assert page.url == f"{stack.api}/console"
+        assert not [line for line in sent if key in line]
+    finally:
+        context.close()
