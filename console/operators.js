@@ -111,7 +111,9 @@ async function createApp(event) {
 // ---- the apps table ----
 
 function appRow(app) {
-  const manage = el("button", { type: "button", textContent: `Manage ${app.name}` });
+  // Shows "Manage" (the row already shows the name); its accessible name says which app.
+  const manage = el("button", { type: "button", textContent: "Manage" });
+  manage.setAttribute("aria-label", `Manage ${app.name}`);
   manage.addEventListener("click", () => openDetails(app));
   const cell = (text, className = "") => el("td", { textContent: text, className });
   return el("tr", {}, cell(app.name, "name"), cell(app.id, "id"), cell(app.plan), cell(localTime(app.created_at)), el("td", {}, manage));

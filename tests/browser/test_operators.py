@@ -152,6 +152,13 @@ def test_an_operator_creates_an_app_changes_its_plan_and_rotates_its_key(
 
 
 def test_operators_see_storage_health_and_recent_failures(stack: RunningStack, console: ConsolePage) -> None:
+    # A real failure first: the simulator fails a job whose prompt carries `#sim:fail`.
+    app = stack.client.create_app("pro", name=f"browser failures {uuid.uuid4().hex[:8]}")
+    created = stack.client.create_video(app.api_key, {"prompt": "A doomed scene #sim:fail", "seconds": "4"})
+    assert created.status_code == 202, created.text
+    failed = stack.client.wait_finished(app.api_key, created.json()["id"])
+    assert failed["status"] == "failed"
+
     console.keep_secret(stack.admin_key)
     console.open()
     console.tab("Operators").click()
@@ -164,19 +171,19 @@ def test_operators_see_storage_health_and_recent_failures(stack: RunningStack, c
     answered = stack.client.manage("GET", "/failures", params={"limit": "50"})
     assert answered.status_code == 200, answered.text
     body = answered.json()
+    assert failed["id"] in [item["id"] for item in body["data"]]
     # The page's own read right after this one, so both see the same failures.
     with console.page.expect_response(lambda r: "/v1/manage/failures?" in r.url):
         operators.get_by_role("button", name="Refresh failures").click()
     rows = failures.locator("tbody").get_by_role("row")
-    if body["data"]:
-        # One row per failure the API lists (the page asks for the same window), newest first.
-        expect(rows).to_have_count(len(body["data"]))
-        for index, failure in enumerate(body["data"]):
-            expect(rows.nth(index)).to_contain_text(failure["id"])
-        for provider, count in body["counts"]["by_provider"].items():
-            expect(operators).to_contain_text(f"{provider} → {count}")
-    else:
-        expect(rows).to_have_count(1)
-        expect(rows).to_contain_text("No failures")
-        expect(operators).to_contain_text("no failures")
+    # One row per failure the API lists (the page asks for the same window), newest first.
+    expect(rows).to_have_count(len(body["data"]))
+    for index, failure in enumerate(body["data"]):
+        expect(rows.nth(index)).to_contain_text(failure["id"])
+    ours = rows.filter(has_text=failed["id"])
+    expect(ours).to_contain_text(app.id)
+    expect(ours).to_contain_text(failed["error"]["code"])
+    expect(ours).to_contain_text(failed["error"]["message"])
+    for provider, count in body["counts"]["by_provider"].items():
+        expect(operators).to_contain_text(f"{provider} → {count}")
     console.finish("operators-health")
