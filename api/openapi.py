@@ -62,6 +62,13 @@ def _response(
     return response
 
 
+def _usage_answer() -> JsonObject:
+    """GET /v1/usage and the operators' view of an app's usage answer the same."""
+    return _response(
+        "Plan, limits, use and resets.", schema_ref("Usage"), headers(*RATE_LIMIT_HEADERS, required=False)
+    )
+
+
 def _operation(
     operation_id: str,
     summary: str,
@@ -403,11 +410,7 @@ def _management_paths() -> JsonObject:
                 "management",
                 ADMIN_KEY,
                 {
-                    "200": _response(
-                        "Plan, limits, use and resets.",
-                        schema_ref("Usage"),
-                        headers(*RATE_LIMIT_HEADERS, required=False),
-                    ),
+                    "200": _usage_answer(),
                     **errors("401", "404", "503"),
                 },
                 description=note,
@@ -487,11 +490,7 @@ def _other_paths() -> JsonObject:
                 "usage",
                 APP_KEY,
                 {
-                    "200": _response(
-                        "Plan, limits, use and resets.",
-                        schema_ref("Usage"),
-                        headers(*RATE_LIMIT_HEADERS, required=False),
-                    ),
+                    "200": _usage_answer(),
                     **errors("401", "503"),
                 },
             ),

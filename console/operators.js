@@ -1,8 +1,9 @@
 // The Operators panel: admin sign-in, creating apps, the apps table and one app's details
 // (plan, key rotation, usage). Health and failures are in failures.js.
 
-import { $, call, clearAlert, el, keys, localTime, mask, renderUsage, showError } from "/api/console/api.js";
+import { $, call, clearAlert, el, localTime, renderUsage, showError } from "/api/console/api.js";
 import { refreshFailures } from "/api/console/failures.js";
+import { wireSession } from "/api/console/session.js";
 
 const PAGE = 10;
 let appCursors = [null]; // the `after` of each page seen; the last is the page shown
@@ -10,41 +11,11 @@ let selected = null; // the app shown in App details
 
 // ---- sign-in ----
 
-function showSignedIn(key) {
-  $("admin-signin").hidden = true;
-  $("admin-session").hidden = false;
-  $("admin-signed-in").textContent = `Signed in with ${mask(key)}`;
-  $("operators").hidden = false;
-}
-
-function showSignedOut() {
-  $("admin-signin").hidden = false;
-  $("admin-session").hidden = true;
-  $("admin-signed-in").textContent = "";
-  $("operators").hidden = true;
+function signedOut() {
   $("secrets-slot").replaceChildren();
   $("apps").tBodies[0].replaceChildren();
   appCursors = [null];
   closeDetails();
-}
-
-// A key is kept only once the gateway accepted it, with the first page of apps.
-async function signIn(key) {
-  const alert = $("admin-signin-error");
-  clearAlert(alert);
-  try {
-    const { body } = await call(`/v1/manage/apps?limit=${PAGE}`, { auth: "admin", key });
-    keys.set("admin", key);
-    $("admin-key").value = "";
-    appCursors = [null];
-    showSignedIn(key);
-    showApps(body);
-    refreshFailures();
-  } catch (error) {
-    keys.clear("admin");
-    showSignedOut();
-    showError(alert, error);
-  }
 }
 
 // ---- secrets shown once ----
@@ -224,17 +195,6 @@ async function rotateKey() {
 }
 
 export function initOperators() {
-  $("admin-signin").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const key = $("admin-key").value.trim();
-    if (key) signIn(key);
-  });
-  $("admin-signout").addEventListener("click", () => {
-    keys.clear("admin");
-    clearAlert($("admin-signin-error"));
-    showSignedOut();
-    $("admin-key").focus();
-  });
   $("create-app").addEventListener("submit", createApp);
   $("apps-prev").addEventListener("click", () => {
     if (appCursors.length > 1) appCursors.pop();
@@ -249,6 +209,18 @@ export function initOperators() {
   $("change-plan").addEventListener("click", changePlan);
   $("rotate-key").addEventListener("click", rotateKey);
   $("failures-refresh").addEventListener("click", refreshFailures);
-  const saved = keys.get("admin");
-  if (saved) signIn(saved);
+  // Last, so a kept key signs in again only once everything else is wired.
+  wireSession({
+    prefix: "admin",
+    role: "admin",
+    content: "operators",
+    // The first page of apps checks the key and is what the panel shows first.
+    check: async (key) => (await call(`/v1/manage/apps?limit=${PAGE}`, { auth: "admin", key })).body,
+    signedIn: (body) => {
+      appCursors = [null];
+      showApps(body);
+      refreshFailures();
+    },
+    signedOut,
+  });
 }

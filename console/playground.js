@@ -1,8 +1,9 @@
 // The Playground panel: app sign-in, the New video form, History and Quota.
 // The Current video region lives in video.js, the Code region in code.js.
 
-import { $, call, clearAlert, el, keys, mask, renderUsage, showError } from "/api/console/api.js";
+import { $, call, clearAlert, el, renderUsage, showError } from "/api/console/api.js";
 import { initCode, showCode } from "/api/console/code.js";
+import { wireSession } from "/api/console/session.js";
 import { clearVideo, firstPoll, initVideo, openVideo, showVideo } from "/api/console/video.js";
 
 const PAGE = 10;
@@ -12,41 +13,11 @@ let historyHasMore = false;
 
 // ---- sign-in ----
 
-function showSignedIn(key) {
-  $("app-signin").hidden = true;
-  $("app-session").hidden = false;
-  $("app-signed-in").textContent = `Signed in with ${mask(key)}`;
-  $("playground").hidden = false;
-}
-
-function showSignedOut() {
-  $("app-signin").hidden = false;
-  $("app-session").hidden = true;
-  $("app-signed-in").textContent = "";
-  $("playground").hidden = true;
+function signedOut() {
   clearVideo();
   historyCursors = [null];
   $("history").replaceChildren();
   $("quota").replaceChildren();
-}
-
-// A key is kept only once the gateway accepted it (GET /v1/models, which the form needs anyway).
-async function signIn(key) {
-  const alert = $("app-signin-error");
-  clearAlert(alert);
-  try {
-    const { body } = await call("/v1/models", { key });
-    keys.set("app", key);
-    $("app-key").value = "";
-    setModels(body.data);
-    showSignedIn(key);
-    refreshHistory();
-    refreshQuota();
-  } catch (error) {
-    keys.clear("app");
-    showSignedOut();
-    showError(alert, error);
-  }
 }
 
 // ---- the New video form ----
@@ -199,17 +170,6 @@ function videosChanged() {
 export function initPlayground() {
   initCode();
   initVideo(videosChanged);
-  $("app-signin").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const key = $("app-key").value.trim();
-    if (key) signIn(key);
-  });
-  $("app-signout").addEventListener("click", () => {
-    keys.clear("app");
-    clearAlert($("app-signin-error"));
-    showSignedOut();
-    $("app-key").focus();
-  });
   $("model").addEventListener("change", modelChanged);
   for (const id of ["prompt", "seconds", "size"]) $(id).addEventListener("input", updateCode);
   $("image").addEventListener("change", imageChanged);
@@ -231,6 +191,18 @@ export function initPlayground() {
   });
   $("history-refresh").addEventListener("click", refreshHistory);
   updateCode();
-  const saved = keys.get("app");
-  if (saved) signIn(saved);
+  // Last, so a kept key signs in again only once everything else is wired.
+  wireSession({
+    prefix: "app",
+    role: "app",
+    content: "playground",
+    // The models check the key and are what the form needs first.
+    check: async (key) => (await call("/v1/models", { key })).body,
+    signedIn: (body) => {
+      setModels(body.data);
+      refreshHistory();
+      refreshQuota();
+    },
+    signedOut,
+  });
 }
