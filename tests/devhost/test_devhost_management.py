@@ -156,16 +156,18 @@ def test_run_forever_returns_after_stop_from_another_thread(tmp_path: Path) -> N
 def test_run_forever_stops_from_a_signal_handler(tmp_path: Path) -> None:
     host = DevHost(app, state_dir=tmp_path / "signal", port=0)
     previous = signal.signal(signal.SIGUSR1, lambda *_: host.stop())
+    gave_up = threading.Event()
 
     def send_signal_when_ready() -> None:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not gave_up.is_set():
             try:
                 wait_for_http(f"{host.url}/api/ping", timeout=10)
                 break
             except RuntimeError:
                 time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGUSR1)
+        if not gave_up.is_set():
+            os.kill(os.getpid(), signal.SIGUSR1)
 
     sender = threading.Thread(target=send_signal_when_ready)
     sender.start()
@@ -174,8 +176,11 @@ def test_run_forever_stops_from_a_signal_handler(tmp_path: Path) -> None:
         host.run_forever()  # returns once the handler has called stop()
         assert time.monotonic() - started < 10
     finally:
+        # The handler stays until the sender is done: a signal sent after a failure must reach
+        # it, not the default action, which would kill the whole test run.
+        gave_up.set()
+        sender.join(15)
         signal.signal(signal.SIGUSR1, previous)
-        sender.join(10)
 
 
 timer_app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
