@@ -7,6 +7,7 @@ from aiohttp import web
 from sorasim.aimlapi import AimlApi
 from sorasim.control import ControlEndpoints
 from sorasim.gate import json_errors, videos_gate
+from sorasim.gemini import GeminiApi
 from sorasim.geminigen import GeminiGenApi
 from sorasim.identity import IdentityEndpoint
 from sorasim.state import SimulatorState
@@ -22,5 +23,6 @@ def build_app(state: SimulatorState, identity_header: str) -> web.Application:
     IdentityEndpoint(state, identity_header).add_routes(app)
     ControlEndpoints(state).add_routes(app)
     GeminiGenApi(state).add_routes(app)
+    GeminiApi(state).add_routes(app)
     AimlApi(state).add_routes(app)
     return app
