@@ -23,7 +23,7 @@ RUNTIME_KNOBS: dict[str, type] = {
 }
 ALL_FAULT_KINDS = ("429", "500", "503", "dropped")
 # Never shown by /_sim/config: the identity secret and every provider's key.
-SECRET_FIELDS = ("identity_header", "api_key", "aimlapi_key", "geminigen_key")
+SECRET_FIELDS = ("identity_header", "api_key", "aimlapi_key", "geminigen_key", "gemini_key", "fal_key")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class SimulatorConfig:
     """Bearer key the AI/ML API protocol (`/v2/video/generations`, sorasim.aimlapi) accepts."""
     geminigen_key: str = "sim-geminigen-key"
     """The `x-api-key` the GeminiGen protocol (`/uapi/v1/*`, sorasim.geminigen) accepts."""
+    gemini_key: str = "sim-gemini-key"
+    """The `x-goog-api-key` the Gemini API protocol (`/v1beta/*`, sorasim.gemini) accepts."""
+    fal_key: str = "sim-fal-key"
+    """The `Authorization: Key` the fal queue protocol (`/fal-ai/*`, sorasim.fal) accepts."""
 
     @property
     def fault_kind_list(self) -> tuple[str, ...]:

@@ -8,9 +8,8 @@ knobs (`fault_rate`, `fault_kinds`, drawn for every `/v1beta/` request).
 What it models (after Google's video-generation docs, the python-genai SDK and the
 generativelanguage client types; [assumed] marks what those do not say):
 
-- The key in `x-goog-api-key`, checked against `SimulatorConfig.gemini_key` when the config has
-  one, else `DEFAULT_KEY`. No key: 403 PERMISSION_DENIED; a wrong key: 400 INVALID_ARGUMENT with
-  a google.rpc.ErrorInfo detail of reason API_KEY_INVALID [assumed: what the API is widely seen
+- The key in `x-goog-api-key`, checked against `SimulatorConfig.gemini_key` (`SORA_SIM_GEMINI_KEY`).
+  No key: 403 PERMISSION_DENIED; a wrong key: 400 INVALID_ARGUMENT with a google.rpc.ErrorInfo detail of reason API_KEY_INVALID [assumed: what the API is widely seen
   to answer, not in the sources].
 - `POST /v1beta/models/{model}:predictLongRunning` with `{"instances": [{...}], "parameters":
   {...}}` (a top-level `webhookConfig` is accepted and ignored). One instance: `prompt`, an
@@ -66,7 +65,6 @@ from sorasim.videos import stream_video
 
 PREFIX = "/v1beta"
 MEDIA_PREFIX = "/_media/gemini/"
-DEFAULT_KEY = "sim-gemini-key"
 KEY_HEADER = "x-goog-api-key"
 ID_ALPHABET = string.ascii_lowercase + string.digits
 RESPONSE_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
@@ -319,7 +317,7 @@ class GeminiApi:
 
     def _authorize(self, request: web.Request) -> None:
         sent = request.headers.get(KEY_HEADER, "")
-        expected = str(getattr(self._state.config, "gemini_key", None) or DEFAULT_KEY)
+        expected = self._state.config.gemini_key
         if sent and same_secret(sent, expected):
             return
         self._state.stats.increment("unauthorized")

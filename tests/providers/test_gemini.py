@@ -62,11 +62,10 @@ from gateway.errors import (
 from gateway.providers.gemini import GeminiProvider, build
 from gateway.providers.port import ProviderAccount, ProviderVideo, ReferenceFile, VideoRequest
 from sorasim import SimulatorConfig, SoraSimulator
-from sorasim.gemini import DEFAULT_KEY
 from tests.mp4 import boxes, duration_seconds
 from tests.simulator.support import png_bytes
 
-KEY = DEFAULT_KEY  # the simulator's config has no Gemini key of its own yet
+KEY = "test-gemini-key-" + "k" * 16
 FAST = "veo-3.0-fast-generate-001"
 KNOBS: dict[str, Any] = {
     "job_seconds": 1.5,
@@ -79,7 +78,7 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "http
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[SoraSimulator]:
-    with SoraSimulator(SimulatorConfig(**KNOBS), host="127.0.0.1", port=0) as running:
+    with SoraSimulator(SimulatorConfig(gemini_key=KEY, **KNOBS), host="127.0.0.1", port=0) as running:
         yield running
 
 

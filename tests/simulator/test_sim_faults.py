@@ -203,7 +203,7 @@ def test_config_hook_changes_knobs_and_refuses_bad_ones(sim: SoraSimulator) -> N
         1.0,
     )
     # Secrets never leave through the hooks: the identity secret and every provider's key.
-    for secret in ("identity_header", "aimlapi_key", "geminigen_key"):
+    for secret in ("identity_header", "aimlapi_key", "geminigen_key", "gemini_key", "fal_key"):
         assert changed.json()[secret] == "***", secret
     assert (sim.config.fault_rate, sim.config.creates_per_minute) == (0.25, 3)
 
