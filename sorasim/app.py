@@ -6,6 +6,7 @@ from aiohttp import web
 
 from sorasim.aimlapi import AimlApi
 from sorasim.control import ControlEndpoints
+from sorasim.fal import FalApi
 from sorasim.gate import json_errors, videos_gate
 from sorasim.gemini import GeminiApi
 from sorasim.geminigen import GeminiGenApi
@@ -25,4 +26,5 @@ def build_app(state: SimulatorState, identity_header: str) -> web.Application:
     GeminiGenApi(state).add_routes(app)
     GeminiApi(state).add_routes(app)
     AimlApi(state).add_routes(app)
+    FalApi(state).add_routes(app)
     return app

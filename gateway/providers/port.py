@@ -78,6 +78,8 @@ class ProviderVideo:
     id: str
     status: str
     progress: int | None = None
+    # Jobs ahead of this one while it waits in the provider's queue (0 = next); None when unknown.
+    queue_position: int | None = None
     created_at: int | None = None
     error_code: str | None = None
     error_message: str | None = None
