@@ -39,6 +39,7 @@ _RESOLUTIONS = {480: "480p", 720: "720p", 1024: "1080p", 1080: "1080p", 2160: "4
 # retired. No prices: the aggregators' per-second prices are not published in a form checked here,
 # so an operator who wants `estimated_cost` states them in MODEL_CATALOG.
 _VEO_SIZES = ["1280x720", "720x1280", "1920x1080", "1080x1920"]
+_VEO_720P = ["1280x720", "720x1280"]
 _VEO_SECONDS = [4, 6, 8]
 BUILT_IN_MODELS: Mapping[str, tuple[Mapping[str, Any], ...]] = {
     "aimlapi": tuple(
@@ -50,6 +51,26 @@ BUILT_IN_MODELS: Mapping[str, tuple[Mapping[str, Any], ...]] = {
         # Its Veo path takes first-frame images (`ref_images`, mode `frame`).
         {"id": name, "sizes": _VEO_SIZES, "seconds": _VEO_SECONDS, "image_input": True}
         for name in ("veo-3.1", "veo-3.1-fast")
+    ),
+    "gemini": tuple(
+        # Google's own Veo 3.0 ids (the 3.1 previews were retired on the Gemini API). 720p only:
+        # 1080p needs 8 seconds there, and the catalog cannot tie a size to a duration.
+        {
+            "id": public,
+            "provider_model": native,
+            "sizes": _VEO_720P,
+            "seconds": _VEO_SECONDS,
+            "image_input": True,
+        }
+        for public, native in (
+            ("veo-3.0", "veo-3.0-generate-001"),
+            ("veo-3.0-fast", "veo-3.0-fast-generate-001"),
+        )
+    ),
+    "fal": tuple(
+        # Text-to-video ids: fal's image-to-video ids require an image, which `image_input` cannot say.
+        {"id": public, "provider_model": native, "sizes": _VEO_SIZES, "seconds": _VEO_SECONDS}
+        for public, native in (("veo-3.1", "fal-ai/veo3.1"), ("veo-3.1-fast", "fal-ai/veo3.1/fast"))
     ),
 }
 

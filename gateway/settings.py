@@ -72,9 +72,11 @@ LEGACY_MODEL_SETTINGS = (
 _KEYED_DEFAULT_ACCOUNTS = (
     ("aimlapi", "https://api.aimlapi.com", "AIMLAPI_API_KEY"),
     ("geminigen", "https://api.geminigen.ai/uapi/v1", "GEMINIGEN_API_KEY"),
+    ("gemini", "https://generativelanguage.googleapis.com/v1beta", "GEMINI_API_KEY"),
+    ("fal", "https://queue.fal.run", "FAL_KEY"),
 )
 # Every kind but Azure OpenAI (which can use Entra ID) authenticates with a key.
-_KEYED_KINDS = frozenset({"openai-compatible", "aimlapi", "geminigen"})
+_KEYED_KINDS = frozenset({"openai-compatible", "aimlapi", "geminigen", "gemini", "fal"})
 _PROVIDER_FIELDS = frozenset({"kind", "base_url", "key_setting", "options", "creates_per_minute"})
 # Azure Storage: container names are 3-63 lowercase letters, digits and single hyphens; table
 # names are letters and digits, starting with a letter (the prefix goes in front of each).

@@ -18,6 +18,8 @@ ADAPTER_MODULES = {
     "openai-compatible": "gateway.providers.openai_compatible",
     "aimlapi": "gateway.providers.aimlapi",
     "geminigen": "gateway.providers.geminigen",
+    "gemini": "gateway.providers.gemini",
+    "fal": "gateway.providers.fal",
 }
 KINDS = tuple(ADAPTER_MODULES)
 

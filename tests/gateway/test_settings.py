@@ -144,7 +144,14 @@ def test_the_sample_settings_load() -> None:
     sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())["Values"]
     settings = Settings.from_env(sample)
     # The local catalog has a model at every provider kind, all on the simulator.
-    assert settings.allowed_models == ("sora-2", "sora-2-pro", "sora-2-openai", "veo-3.1", "veo-3.1-fast")
+    assert settings.allowed_models == (
+        "sora-2",
+        "sora-2-pro",
+        "sora-2-openai",
+        "veo-3.1",
+        "veo-3.1-fast",
+        "veo-3.0",
+    )
     assert {account.kind for account in settings.providers.values()} == set(KINDS)
     assert {model.provider for model in settings.catalog.values()} == set(settings.providers)
     assert settings.allow_local_urls is True  # local development only

@@ -20,9 +20,14 @@ from sorasim import SimulatorConfig, SoraSimulator
 from tests import mp4
 from tests.providers.test_aimlapi import video_dimensions
 
-KEYS = {"aimlapi": "sim-aimlapi-" + "k" * 24, "geminigen": "sim-geminigen-" + "k" * 24}
+KEYS = {
+    "aimlapi": "sim-aimlapi-" + "k" * 24,
+    "geminigen": "sim-geminigen-" + "k" * 24,
+    "gemini": "sim-gemini-" + "k" * 24,
+    "fal": "sim-fal-" + "k" * 24,
+}
 # Where each kind's API lives on the simulator (as the local stack's PROVIDERS points them).
-PATHS = {"aimlapi": "", "geminigen": "/uapi/v1"}
+PATHS = {"aimlapi": "", "geminigen": "/uapi/v1", "gemini": "/v1beta", "fal": ""}
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +35,8 @@ def sim() -> Iterator[SoraSimulator]:
     config = SimulatorConfig(
         aimlapi_key=KEYS["aimlapi"],
         geminigen_key=KEYS["geminigen"],
+        gemini_key=KEYS["gemini"],
+        fal_key=KEYS["fal"],
         job_seconds=0.5,
         fault_rate=0.0,
         creates_per_minute=0,
