@@ -151,6 +151,7 @@ def test_the_sample_settings_load() -> None:
         "veo-3.1",
         "veo-3.1-fast",
         "veo-3.0",
+        "veo-3.1-fal",
     )
     assert {account.kind for account in settings.providers.values()} == set(KINDS)
     assert {model.provider for model in settings.catalog.values()} == set(settings.providers)
