@@ -145,7 +145,8 @@ def _video() -> JsonObject:
             "metadata": schema_ref("Metadata"),
             "queue_position": nullable(
                 integer(
-                    "Extension: while `queued` behind the upstream's pacing, how many jobs start first.",
+                    "Extension: while `queued`, how many jobs start first: behind the gateway's pacing "
+                    "of the upstream, or in the provider's own queue when it reports one (fal).",
                     minimum=0,
                 )
             ),

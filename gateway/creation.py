@@ -39,7 +39,9 @@ def progress_fields(video: ProviderVideo) -> dict[str, Any]:
     is written once the assets are stored (a reader never sees a completed job without its
     video), "failed" by fail_job. Any other upstream status reads as in progress meanwhile."""
     status = video.status if video.status in ("queued", "in_progress") else "in_progress"
-    return {"status": status, "progress": min(video.progress or 0, 99)}
+    # A provider with a queue of its own (fal) says where the job waits; kept only while queued.
+    position = video.queue_position if status == "queued" else None
+    return {"status": status, "progress": min(video.progress or 0, 99), "upstream_queue_position": position}
 
 
 class UpstreamCreator:

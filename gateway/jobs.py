@@ -56,6 +56,7 @@ class Job:
     # catalog says later. None on jobs from before providers: the default Azure OpenAI account.
     provider: str | None = None
     provider_model: str | None = None
+    upstream_queue_position: int | None = None  # the provider's own queue, when it reports one
 
     @property
     def finished(self) -> bool:

@@ -19,19 +19,23 @@ def render_video(job: Job, settings: Settings | None = None) -> dict[str, Any]:
     settings = settings or get_settings()
     now = time.time()
     waiting = job.status == "queued" and job.upstream_id is None
+    # Waiting for its turn with the provider (the gateway's pacing), or in the provider's queue.
+    queue_position = (
+        Pace(
+            settings.provider_paces.get(
+                job.provider or DEFAULT_PROVIDER, settings.upstream_creates_per_minute
+            )
+        ).queue_position(job.start_at, now)
+        if waiting
+        else job.upstream_queue_position
+    )
     return video_object(
         job,
         assets=get_video_assets() if job.status == "completed" else None,
         sas_ttl=timedelta(minutes=settings.sas_ttl_minutes),
         pricing=settings.pricing,
         now=now,
-        queue_position=Pace(
-            settings.provider_paces.get(
-                job.provider or DEFAULT_PROVIDER, settings.upstream_creates_per_minute
-            )
-        ).queue_position(job.start_at, now)
-        if waiting
-        else None,
+        queue_position=queue_position,
     )
 
 

@@ -32,7 +32,7 @@ from tests.mp4 import boxes, duration_seconds
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # The sample's provider accounts, one of each kind (local.settings.sample.json PROVIDERS).
-SAMPLE_ACCOUNTS = {"azure-openai", "openai", "aimlapi", "geminigen"}
+SAMPLE_ACCOUNTS = {"azure-openai", "openai", "aimlapi", "geminigen", "gemini", "fal"}
 
 
 def script(client: OpenAI, model: str, seconds: str, size: str, marker: str) -> tuple[Video, bytes]:
