@@ -17,7 +17,7 @@
 // The template never holds a secret: ADMIN_API_KEY is a Key Vault reference, and the key itself is
 // written to the vault only when the @secure() adminApiKey parameter is given (deploy.sh generates it
 // on the first run, or with --rotate-admin-key). Provider API keys (aimlapiApiKey, geminigenApiKey,
-// openaiCompatibleApiKey, all @secure()) follow the same pattern: each given key becomes a vault secret
+// geminiApiKey, falKey, openaiCompatibleApiKey, all @secure()) follow the same pattern: each given key becomes a vault secret
 // and an app setting holding a Key Vault reference (AIMLAPI_API_KEY, ...), which PROVIDERS' key_setting
 // names; deploy.sh reads them from a file or the environment (docs/providers.md).
 
@@ -119,10 +119,10 @@ param upstreamCreatesPerMinute int = 2
 // Other video providers and the model catalog (docs/providers.md)
 // ---------------------------------------------------------------------------------------------
 
-@description('MODEL_CATALOG: a JSON list of models, each {"id", "provider", "provider_model", "sizes", "seconds", "image_input", "remix", "price_per_second"}. Empty (the default) = the app\'s built-in live models of each AI/ML API and GeminiGen account (Azure OpenAI and OpenAI-compatible accounts have none), or the legacy per-model parameters when given. When given, the legacy per-model settings are left out (the app refuses both).')
+@description('MODEL_CATALOG: a JSON list of models, each {"id", "provider", "provider_model", "sizes", "seconds", "image_input", "remix", "price_per_second"}. Empty (the default) = the app\'s built-in live models of each AI/ML API, GeminiGen, Gemini API and fal account (Azure OpenAI and OpenAI-compatible accounts have none), or the legacy per-model parameters when given. When given, the legacy per-model settings are left out (the app refuses both).')
 param modelCatalog string = ''
 
-@description('PROVIDERS: a JSON object, account name -> {"kind", "base_url", "key_setting", "options", "creates_per_minute"}; key_setting names AIMLAPI_API_KEY, GEMINIGEN_API_KEY or OPENAI_COMPATIBLE_API_KEY, never the key. Empty (the default) = the app derives the accounts from the settings that exist: "aimlapi" with AIMLAPI_API_KEY, "geminigen" with GEMINIGEN_API_KEY, "azure-openai" with AZURE_OPENAI_ENDPOINT. When given and openAiAccountName is set, an "azure-openai" account at that endpoint (Entra ID) is added unless the object names its own.')
+@description('PROVIDERS: a JSON object, account name -> {"kind", "base_url", "key_setting", "options", "creates_per_minute"}; key_setting names AIMLAPI_API_KEY, GEMINIGEN_API_KEY, GEMINI_API_KEY, FAL_KEY or OPENAI_COMPATIBLE_API_KEY, never the key. Empty (the default) = the app derives the accounts from the settings that exist: "aimlapi" with AIMLAPI_API_KEY, "geminigen" with GEMINIGEN_API_KEY, "gemini" with GEMINI_API_KEY, "fal" with FAL_KEY, "azure-openai" with AZURE_OPENAI_ENDPOINT. When given and openAiAccountName is set, an "azure-openai" account at that endpoint (Entra ID) is added unless the object names its own.')
 param providers string = ''
 
 @secure()
@@ -134,10 +134,18 @@ param aimlapiApiKey string = ''
 param geminigenApiKey string = ''
 
 @secure()
+@description('Gemini API key (Google); given, it is stored in Key Vault and GEMINI_API_KEY references it. Empty creates nothing (see storedProviderKeys).')
+param geminiApiKey string = ''
+
+@secure()
+@description('fal key; given, it is stored in Key Vault and FAL_KEY references it. Empty creates nothing (see storedProviderKeys).')
+param falKey string = ''
+
+@secure()
 @description('Key of an OpenAI-compatible service; given, it is stored in Key Vault and OPENAI_COMPATIBLE_API_KEY references it. Empty creates nothing (see storedProviderKeys).')
 param openaiCompatibleApiKey string = ''
 
-@description('Key settings (AIMLAPI_API_KEY, GEMINIGEN_API_KEY, OPENAI_COMPATIBLE_API_KEY) whose secret is already in Key Vault from an earlier deployment: their reference is kept although the key is not given again (deploy.sh finds them).')
+@description('Key settings (AIMLAPI_API_KEY, GEMINIGEN_API_KEY, GEMINI_API_KEY, FAL_KEY, OPENAI_COMPATIBLE_API_KEY) whose secret is already in Key Vault from an earlier deployment: their reference is kept although the key is not given again (deploy.sh finds them).')
 param storedProviderKeys array = []
 
 // ---------------------------------------------------------------------------------------------
@@ -243,6 +251,8 @@ var withOpenAi = !empty(openAiAccountName)
 var providerKeySecretNames = {
   AIMLAPI_API_KEY: 'aimlapi-api-key'
   GEMINIGEN_API_KEY: 'geminigen-api-key'
+  GEMINI_API_KEY: 'gemini-api-key'
+  FAL_KEY: 'fal-api-key'
   OPENAI_COMPATIBLE_API_KEY: 'openai-compatible-api-key'
 }
 var allTags = union(tags, {
@@ -466,6 +476,24 @@ resource geminigenKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if 
   name: providerKeySecretNames.GEMINIGEN_API_KEY
   properties: {
     value: geminigenApiKey
+    contentType: 'text/plain'
+  }
+}
+
+resource geminiKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(geminiApiKey)) {
+  parent: vault
+  name: providerKeySecretNames.GEMINI_API_KEY
+  properties: {
+    value: geminiApiKey
+    contentType: 'text/plain'
+  }
+}
+
+resource falKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(falKey)) {
+  parent: vault
+  name: providerKeySecretNames.FAL_KEY
+  properties: {
+    value: falKey
     contentType: 'text/plain'
   }
 }
@@ -752,7 +780,7 @@ var defaultProviderAccount = withOpenAi ? {
 var providerSettings = empty(providers) ? {} : { PROVIDERS: string(union(defaultProviderAccount, json(empty(providers) ? '{}' : providers))) }
 
 // Provider keys: a Key Vault reference for each key given now or stored by an earlier deployment.
-var givenProviderKeys = concat(empty(aimlapiApiKey) ? [] : [ 'AIMLAPI_API_KEY' ], empty(geminigenApiKey) ? [] : [ 'GEMINIGEN_API_KEY' ], empty(openaiCompatibleApiKey) ? [] : [ 'OPENAI_COMPATIBLE_API_KEY' ])
+var givenProviderKeys = concat(empty(aimlapiApiKey) ? [] : [ 'AIMLAPI_API_KEY' ], empty(geminigenApiKey) ? [] : [ 'GEMINIGEN_API_KEY' ], empty(geminiApiKey) ? [] : [ 'GEMINI_API_KEY' ], empty(falKey) ? [] : [ 'FAL_KEY' ], empty(openaiCompatibleApiKey) ? [] : [ 'OPENAI_COMPATIBLE_API_KEY' ])
 var referencedProviderKeys = union(givenProviderKeys, storedProviderKeys)
 var aimlapiKeySetting = contains(referencedProviderKeys, 'AIMLAPI_API_KEY') ? {
   AIMLAPI_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${providerKeySecretNames.AIMLAPI_API_KEY})'
@@ -760,10 +788,16 @@ var aimlapiKeySetting = contains(referencedProviderKeys, 'AIMLAPI_API_KEY') ? {
 var geminigenKeySetting = contains(referencedProviderKeys, 'GEMINIGEN_API_KEY') ? {
   GEMINIGEN_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${providerKeySecretNames.GEMINIGEN_API_KEY})'
 } : {}
+var geminiKeySetting = contains(referencedProviderKeys, 'GEMINI_API_KEY') ? {
+  GEMINI_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${providerKeySecretNames.GEMINI_API_KEY})'
+} : {}
+var falKeySetting = contains(referencedProviderKeys, 'FAL_KEY') ? {
+  FAL_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${providerKeySecretNames.FAL_KEY})'
+} : {}
 var openaiCompatibleKeySetting = contains(referencedProviderKeys, 'OPENAI_COMPATIBLE_API_KEY') ? {
   OPENAI_COMPATIBLE_API_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${providerKeySecretNames.OPENAI_COMPATIBLE_API_KEY})'
 } : {}
-var providerKeySettings = union(aimlapiKeySetting, geminigenKeySetting, openaiCompatibleKeySetting)
+var providerKeySettings = union(aimlapiKeySetting, geminigenKeySetting, geminiKeySetting, falKeySetting, openaiCompatibleKeySetting)
 
 // host.json keeps the Azure Storage backend; these override it (AzureFunctionsJobHost__ maps onto
 // host.json) only when the Durable Task Scheduler is chosen.
@@ -783,6 +817,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     adminKeySecret
     aimlapiKeySecret
     geminigenKeySecret
+    geminiKeySecret
+    falKeySecret
     openaiCompatibleKeySecret
     // The host starts with these settings: let it find its roles and its tables already there.
     blobOwner

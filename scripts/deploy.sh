@@ -15,9 +15,9 @@ PROVIDERS=(Microsoft.Web Microsoft.Storage Microsoft.Insights Microsoft.Operatio
   Microsoft.KeyVault Microsoft.ManagedIdentity Microsoft.CognitiveServices)
 # Provider API keys: the app setting PROVIDERS' key_setting names (and the environment variable or
 # --provider-keys line it is read from), the template's @secure() parameter, its Key Vault secret.
-PROVIDER_KEY_SETTINGS=(AIMLAPI_API_KEY GEMINIGEN_API_KEY OPENAI_COMPATIBLE_API_KEY)
-PROVIDER_KEY_PARAMETERS=(aimlapiApiKey geminigenApiKey openaiCompatibleApiKey)
-PROVIDER_KEY_SECRETS=(aimlapi-api-key geminigen-api-key openai-compatible-api-key)
+PROVIDER_KEY_SETTINGS=(AIMLAPI_API_KEY GEMINIGEN_API_KEY GEMINI_API_KEY FAL_KEY OPENAI_COMPATIBLE_API_KEY)
+PROVIDER_KEY_PARAMETERS=(aimlapiApiKey geminigenApiKey geminiApiKey falKey openaiCompatibleApiKey)
+PROVIDER_KEY_SECRETS=(aimlapi-api-key geminigen-api-key gemini-api-key fal-api-key openai-compatible-api-key)
 # Template parameters that hold secrets: never taken from the command line.
 SECURE_PARAMETERS=(adminApiKey "${PROVIDER_KEY_PARAMETERS[@]}")
 # Template parameters this script sets from its own options, so that what it checks (the Azure
@@ -40,8 +40,9 @@ a remote build, and prints the base URL and how to create the first app.
   LOCATION         Azure region with Flex Consumption, e.g. eastus2, swedencentral
 
 The gateway needs at least one model, from one of:
-  - a provider key (--provider-keys or the environment): AIMLAPI_API_KEY or GEMINIGEN_API_KEY gives
-    that provider's built-in live models (veo-3.1, veo-3.1-fast); a key stored by an earlier run counts;
+  - a provider key (--provider-keys or the environment): AIMLAPI_API_KEY, GEMINIGEN_API_KEY,
+    GEMINI_API_KEY or FAL_KEY gives that provider's built-in live models (veo-3.1 and veo-3.1-fast;
+    veo-3.0 and veo-3.0-fast with GEMINI_API_KEY); a key stored by an earlier run counts;
   - --catalog FILE listing the models, on the accounts of --providers FILE, of the keys, or of
     --openai ACCOUNT (Azure OpenAI has no built-in models);
   - the legacy per-model parameters (--param soraDeployments=..., allowedModels, ...) with --openai.
@@ -49,10 +50,11 @@ A deployment that would offer none is refused before anything in Azure is change
 
 Options:
   --provider-keys FILE         provider API keys, one NAME=VALUE a line (# comments allowed), NAME one
-                               of AIMLAPI_API_KEY, GEMINIGEN_API_KEY, OPENAI_COMPATIBLE_API_KEY; the
-                               same variables in the environment are read too (the file wins). Each
-                               key goes to Key Vault; a key stored by an earlier run is kept. Keys are
-                               never taken from the command line (--param refuses them).
+                               of AIMLAPI_API_KEY, GEMINIGEN_API_KEY, GEMINI_API_KEY, FAL_KEY,
+                               OPENAI_COMPATIBLE_API_KEY; the same variables in the environment are
+                               read too (the file wins). Each key goes to Key Vault; a key stored by
+                               an earlier run is kept. Keys are never taken from the command line
+                               (--param refuses them).
   --providers FILE             PROVIDERS: JSON object of provider accounts (docs/providers.md); give
                                it on every run, like --param
   --catalog FILE               MODEL_CATALOG: JSON list of models (docs/providers.md); give it on
@@ -395,8 +397,8 @@ fi
 # --- At least one model: Sora 2 is retired, so nothing offers a model by default -----------------
 # The accounts the app will have (PROVIDERS, or what it derives from the settings without it) and
 # the models it will offer (MODEL_CATALOG, the legacy per-model settings, or its built-in models of
-# AI/ML API and GeminiGen accounts), worked out here so that a deployment the app would refuse at
-# start, or that would offer nothing, stops before anything is created.
+# AI/ML API, GeminiGen, Gemini API and fal accounts), worked out here so that a deployment the app
+# would refuse at start, or that would offer nothing, stops before anything is created.
 command -v python3 >/dev/null 2>&1 || die "python3 is needed to check what the deployment offers"
 python3 - "$providers_file" "$catalog_file" "$([[ -n "$openai" ]] && echo true || echo false)" \
   "$legacy_models" ${given_keys[@]+"${given_keys[@]}"} ${stored_keys[@]+"${stored_keys[@]}"} <<'EOF' || exit 1
@@ -405,7 +407,15 @@ import sys
 
 providers_file, catalog_file, with_openai, legacy = sys.argv[1:5]
 keys = set(sys.argv[5:])
-BUILT_IN_KINDS = ("aimlapi", "geminigen")  # the only kinds the app has built-in models for
+# The only kinds the app has built-in models for (gateway/catalog.py BUILT_IN_MODELS).
+BUILT_IN_KINDS = ("aimlapi", "geminigen", "gemini", "fal")
+# Without PROVIDERS the app makes one account per key setting that is set (gateway/settings.py).
+DEFAULT_ACCOUNTS = (
+    ("AIMLAPI_API_KEY", "aimlapi"),
+    ("GEMINIGEN_API_KEY", "geminigen"),
+    ("GEMINI_API_KEY", "gemini"),
+    ("FAL_KEY", "fal"),
+)
 if providers_file:
     with open(providers_file, encoding="utf-8") as file:
         table = json.load(file)
@@ -413,11 +423,7 @@ if providers_file:
     if with_openai == "true":
         accounts.setdefault("azure-openai", "azure-openai")  # the template adds it
 else:
-    accounts = {}
-    if "AIMLAPI_API_KEY" in keys:
-        accounts["aimlapi"] = "aimlapi"
-    if "GEMINIGEN_API_KEY" in keys:
-        accounts["geminigen"] = "geminigen"
+    accounts = {name: name for setting, name in DEFAULT_ACCOUNTS if setting in keys}
     if with_openai == "true":
         accounts["azure-openai"] = "azure-openai"
 names = ", ".join(accounts) or "none"
@@ -454,9 +460,10 @@ elif legacy == "true":
 elif not [kind for kind in accounts.values() if kind in BUILT_IN_KINDS]:
     sys.exit(
         "deploy: this deployment would offer no video model (Sora 2 is retired, so there is no default; "
-        f"accounts: {names}, and only AI/ML API and GeminiGen accounts have built-in models). Give a "
-        "provider key (--provider-keys FILE with AIMLAPI_API_KEY or GEMINIGEN_API_KEY: its built-in "
-        "veo-3.1 and veo-3.1-fast), or --catalog FILE listing the models (docs/deployment.md)"
+        f"accounts: {names}, and only AI/ML API, GeminiGen, Gemini API and fal accounts have built-in "
+        "models). Give a provider key (--provider-keys FILE with AIMLAPI_API_KEY, GEMINIGEN_API_KEY, "
+        "GEMINI_API_KEY or FAL_KEY: its built-in Veo models), or --catalog FILE listing the models "
+        "(docs/deployment.md)"
     )
 EOF
 

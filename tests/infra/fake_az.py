@@ -30,9 +30,17 @@ OUTPUTS = {
 PROVIDER_KEY_SECRETS = {
     "aimlapiApiKey": "aimlapi-api-key",
     "geminigenApiKey": "geminigen-api-key",
+    "geminiApiKey": "gemini-api-key",
+    "falKey": "fal-api-key",
     "openaiCompatibleApiKey": "openai-compatible-api-key",
 }
-PROVIDER_KEY_VARIABLES = ("AIMLAPI_API_KEY", "GEMINIGEN_API_KEY", "OPENAI_COMPATIBLE_API_KEY")
+PROVIDER_KEY_VARIABLES = (
+    "AIMLAPI_API_KEY",
+    "GEMINIGEN_API_KEY",
+    "GEMINI_API_KEY",
+    "FAL_KEY",
+    "OPENAI_COMPATIBLE_API_KEY",
+)
 
 
 def load() -> dict[str, Any]:

@@ -221,6 +221,8 @@ def test_key_vault_uses_rbac_and_holds_the_admin_key_only_when_given() -> None:
 PROVIDER_KEYS = {
     "aimlapiApiKey": "AIMLAPI_API_KEY",
     "geminigenApiKey": "GEMINIGEN_API_KEY",
+    "geminiApiKey": "GEMINI_API_KEY",
+    "falKey": "FAL_KEY",
     "openaiCompatibleApiKey": "OPENAI_COMPATIBLE_API_KEY",
 }
 

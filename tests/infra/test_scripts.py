@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.bicep import PROJECT_DIR
+from tests.infra.bicep import PROJECT_DIR, deployed_app_settings, main_template
 
 SCRIPTS = sorted((PROJECT_DIR / "scripts").glob("*.sh"))
 DEPLOY = PROJECT_DIR / "scripts" / "deploy.sh"
@@ -505,7 +505,9 @@ AIMLAPI_KEY = "aiml_secret_0123456789abcdef"
 # JSON-special characters, an '=' and a '&' (bash pattern replacement), all to arrive intact.
 GEMINIGEN_KEY = 'gg-secret"quoted\\back&slash=tail'
 OPENAI_KEY = "sk-compatible-secret-fedcba9876543210"
-KEY_PARAMETERS = {"aimlapiApiKey", "geminigenApiKey", "openaiCompatibleApiKey"}
+GEMINI_KEY = "AIzaSy-gemini-secret-0123456789abcdef"
+FAL_KEY = "fal-id-0123:fal-secret-fedcba9876543210"
+KEY_PARAMETERS = {"aimlapiApiKey", "geminigenApiKey", "geminiApiKey", "falKey", "openaiCompatibleApiKey"}
 
 
 def parameter_files(run_: Run) -> list[str]:
@@ -615,6 +617,116 @@ def test_deploy_again_without_keys_keeps_the_stored_ones(fake_azure: Path) -> No
     assert parameters["storedProviderKeys"] == ["AIMLAPI_API_KEY", "GEMINIGEN_API_KEY"]
     assert not calls_to(again, "functionapp", "restart")
     assert AIMLAPI_KEY not in again.stdout + again.stderr
+
+
+def key_vault_reference(parameters: dict[str, Any], setting: str) -> str:
+    """The value the template gives `setting` for these deployment parameters: a Key Vault
+    reference to its secret (checked here), with the secret's name as the template names it."""
+    value = deployed_app_settings(**parameters)[setting]
+    assert (
+        value
+        == f"@Microsoft.KeyVault(VaultName=${{vault.name}};SecretName=${{providerKeySecretNames.{setting}}})"
+    )
+    secret: str = main_template()["variables"]["providerKeySecretNames"]["value"][setting]
+    return secret
+
+
+def test_deploy_takes_a_fal_key_from_the_file_as_a_key_vault_reference(fake_azure: Path) -> None:
+    """FAL_KEY alone: the falKey parameter (so the fal-api-key secret and FAL_KEY's reference), and
+    a deployment with built-in models (fal's), kept on the next run without the key."""
+    keys = write_private(fake_azure / "provider-keys.env", f"FAL_KEY={FAL_KEY}\n")
+    result = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code", "--provider-keys", str(keys))
+    assert result.returncode == 0, result.stderr
+    (deployment,) = calls_to(result, "deployment", "group", "create")
+    parameters = deployment["parameters"]
+    assert parameters["falKey"] == FAL_KEY
+    assert not KEY_PARAMETERS - {"falKey"} & set(parameters)
+    assert deployment["parameter_file_mode"] & 0o077 == 0
+    assert key_vault_reference(parameters, "FAL_KEY") == "fal-api-key"
+    assert FAL_KEY not in json.dumps(deployed_app_settings(**parameters))
+    assert_never_exposed(result, fake_azure, FAL_KEY)
+    assert "Provider keys to store in Key Vault: FAL_KEY" in result.stderr
+
+    again = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code")
+    assert again.returncode == 0, again.stderr
+    (deployment,) = calls_to(again, "deployment", "group", "create")
+    assert deployment["parameters"]["storedProviderKeys"] == ["FAL_KEY"]
+    assert not KEY_PARAMETERS & set(deployment["parameters"])
+    assert key_vault_reference(deployment["parameters"], "FAL_KEY") == "fal-api-key"
+    assert FAL_KEY not in again.stdout + again.stderr
+
+
+def test_deploy_takes_a_gemini_key_from_the_environment_as_a_key_vault_reference(fake_azure: Path) -> None:
+    result = run(
+        DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code", env={"GEMINI_API_KEY": GEMINI_KEY}
+    )
+    assert result.returncode == 0, result.stderr
+    (deployment,) = calls_to(result, "deployment", "group", "create")
+    parameters = deployment["parameters"]
+    assert parameters["geminiApiKey"] == GEMINI_KEY
+    assert not KEY_PARAMETERS - {"geminiApiKey"} & set(parameters)
+    assert key_vault_reference(parameters, "GEMINI_API_KEY") == "gemini-api-key"
+    assert_never_exposed(result, fake_azure, GEMINI_KEY)
+
+    # With the others, from the file and the environment: each its own parameter; stored, all kept.
+    keys = write_private(
+        fake_azure / "keys.env", f'GEMINI_API_KEY={GEMINI_KEY}\nexport FAL_KEY="{FAL_KEY}"\n'
+    )
+    every = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "swedencentral",
+        "--skip-code",
+        "--provider-keys",
+        str(keys),
+        env={"AIMLAPI_API_KEY": AIMLAPI_KEY, "GEMINIGEN_API_KEY": GEMINIGEN_KEY},
+    )
+    assert every.returncode == 0, every.stderr
+    (deployment,) = calls_to(every, "deployment", "group", "create")
+    parameters = deployment["parameters"]
+    assert (parameters["geminiApiKey"], parameters["falKey"]) == (GEMINI_KEY, FAL_KEY)
+    assert_never_exposed(every, fake_azure, AIMLAPI_KEY, GEMINIGEN_KEY, GEMINI_KEY, FAL_KEY)
+    assert "AIMLAPI_API_KEY GEMINIGEN_API_KEY GEMINI_API_KEY FAL_KEY" in every.stderr
+    again = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--skip-code")
+    assert again.returncode == 0, again.stderr
+    (deployment,) = calls_to(again, "deployment", "group", "create")
+    stored = ["AIMLAPI_API_KEY", "GEMINIGEN_API_KEY", "GEMINI_API_KEY", "FAL_KEY"]
+    assert deployment["parameters"]["storedProviderKeys"] == stored
+
+
+@pytest.mark.parametrize(
+    ("kind", "base_url", "setting"),
+    [
+        ("gemini", "https://generativelanguage.googleapis.com/v1beta", "GEMINI_API_KEY"),
+        ("fal", "https://queue.fal.run", "FAL_KEY"),
+    ],
+)
+def test_deploy_counts_gemini_and_fal_accounts_in_providers_as_having_built_in_models(
+    fake_azure: Path, kind: str, base_url: str, setting: str
+) -> None:
+    """PROVIDERS naming a Gemini API or fal account, without a catalog: the app offers that kind's
+    built-in models, so the deployment goes ahead."""
+    providers = write_json(
+        fake_azure / "providers.json",
+        {f"my-{kind}": {"kind": kind, "base_url": base_url, "key_setting": setting}},
+    )
+    key = GEMINI_KEY if kind == "gemini" else FAL_KEY
+    result = run(
+        DEPLOY,
+        fake_azure,
+        "rg-gw",
+        "swedencentral",
+        "--skip-code",
+        "--providers",
+        str(providers),
+        env={setting: key},
+    )
+    assert result.returncode == 0, result.stderr
+    (deployment,) = calls_to(result, "deployment", "group", "create")
+    assert json.loads(deployment["parameters"]["providers"])[f"my-{kind}"]["key_setting"] == setting
+    assert "modelCatalog" not in deployment["parameters"]
+    assert_never_exposed(result, fake_azure, key)
 
 
 def test_deploy_never_takes_a_key_from_the_command_line(fake_azure: Path) -> None:

@@ -50,11 +50,15 @@ OPTIONAL_SETTINGS: dict[str, str] = {
 PROVIDER_KEY_SETTINGS: dict[str, str] = {
     "AIMLAPI_API_KEY": "the AI/ML API key (template parameter aimlapiApiKey)",
     "GEMINIGEN_API_KEY": "the GeminiGen key (template parameter geminigenApiKey)",
+    "GEMINI_API_KEY": "the Gemini API key (template parameter geminiApiKey)",
+    "FAL_KEY": "the fal key (template parameter falKey)",
     "OPENAI_COMPATIBLE_API_KEY": "the key of an OpenAI-compatible service (template parameter openaiCompatibleApiKey)",
 }
 PROVIDER_KINDS = {
     "AIMLAPI_API_KEY": "aimlapi",
     "GEMINIGEN_API_KEY": "geminigen",
+    "GEMINI_API_KEY": "gemini",
+    "FAL_KEY": "fal",
     "OPENAI_COMPATIBLE_API_KEY": "openai-compatible",
 }
 PROVIDERS_DOC = PROJECT_DIR / "docs" / "providers.md"
@@ -348,8 +352,8 @@ def test_the_code_reads_each_provider_key_setting_that_providers_names() -> None
 
 def test_the_template_sets_each_provider_key_as_a_key_vault_reference() -> None:
     settings = template_app_settings()
-    # Any *_API_KEY the template sets is a provider key listed here (or the management key).
-    assert {key for key in settings if key.endswith("_API_KEY")} == {"ADMIN_API_KEY", *PROVIDER_KEY_SETTINGS}
+    # Any *_KEY the template sets (FAL_KEY too) is a provider key listed here (or the management key).
+    assert {key for key in settings if key.endswith("_KEY")} == {"ADMIN_API_KEY", *PROVIDER_KEY_SETTINGS}
     for key in PROVIDER_KEY_SETTINGS:
         value = single_value(settings, key)
         assert isinstance(value, str)
@@ -530,22 +534,47 @@ def app_environment(**arguments: Any) -> dict[str, str]:
     return environment
 
 
+# Each key deploy.sh takes that gives an account with built-in models: its template parameter, key
+# setting, the account the app derives from it, and the models that account offers on its own.
+BUILT_IN_KEYS = (
+    ("aimlapiApiKey", "AIMLAPI_API_KEY", "aimlapi", {"veo-3.1", "veo-3.1-fast"}),
+    ("geminigenApiKey", "GEMINIGEN_API_KEY", "geminigen", {"veo-3.1", "veo-3.1-fast"}),
+    ("geminiApiKey", "GEMINI_API_KEY", "gemini", {"veo-3.0", "veo-3.0-fast"}),
+    ("falKey", "FAL_KEY", "fal", {"veo-3.1", "veo-3.1-fast"}),
+)
+
+
 def test_a_deployment_with_only_a_provider_key_offers_live_models_only() -> None:
-    """What deploy.sh --provider-keys (AIMLAPI_API_KEY or GEMINIGEN_API_KEY) and nothing else
-    deploys: the app starts with that provider's built-in models, none of them a retired Sora."""
-    for parameter, account in (("aimlapiApiKey", "aimlapi"), ("geminigenApiKey", "geminigen")):
+    """What deploy.sh --provider-keys (AIMLAPI_API_KEY, GEMINIGEN_API_KEY, GEMINI_API_KEY or
+    FAL_KEY) and nothing else deploys: the app starts with that provider's built-in models, none of
+    them a retired Sora."""
+    for parameter, setting, account, models in BUILT_IN_KEYS:
         environment = app_environment(**{parameter: "a-key"})
         assert "AZURE_OPENAI_ENDPOINT" not in environment
+        assert environment[setting] == RESOLVED_KEY
         settings = Settings.from_env(environment)
         assert set(settings.providers) == {account}
         assert settings.catalog, f"{parameter}: no model offered"
-        assert {"veo-3.1", "veo-3.1-fast"} <= set(settings.catalog)
+        assert models <= set(settings.catalog)
         assert not [model for model in settings.catalog if model.startswith("sora")]
         assert {model.provider for model in settings.catalog.values()} == {account}
-    # A key stored by an earlier run (deploy.sh passes storedProviderKeys) offers the same.
-    stored = Settings.from_env(app_environment(storedProviderKeys=["AIMLAPI_API_KEY"]))
-    assert set(stored.catalog) >= {"veo-3.1", "veo-3.1-fast"}
-    assert not [model for model in stored.catalog if model.startswith("sora")]
+        # A key stored by an earlier run (deploy.sh passes storedProviderKeys) offers the same.
+        stored = Settings.from_env(app_environment(storedProviderKeys=[setting]))
+        assert set(stored.catalog) == set(settings.catalog), setting
+        assert not [model for model in stored.catalog if model.startswith("sora")]
+
+
+def test_a_deployment_with_every_built_in_key_offers_each_account_s_models() -> None:
+    """All four keys: four accounts, each serving its models; an id a former account already
+    offers gets the account's name as a suffix (fal's veo-3.1 is veo-3.1-fal)."""
+    settings = Settings.from_env(app_environment(**dict.fromkeys([key[0] for key in BUILT_IN_KEYS], "a-key")))
+    assert set(settings.providers) == {account for _, _, account, _ in BUILT_IN_KEYS}
+    assert {model.provider for model in settings.catalog.values()} == set(settings.providers)
+    assert settings.catalog["veo-3.1"].provider == "aimlapi"
+    assert settings.catalog["veo-3.0"].provider == "gemini"
+    assert settings.catalog["veo-3.1-fal"].provider == "fal"
+    assert settings.catalog["veo-3.1-fast-fal"].provider == "fal"
+    assert not [model for model in settings.catalog if model.startswith("sora")]
 
 
 def test_a_deployment_with_an_azure_openai_account_too_offers_no_sora() -> None:
