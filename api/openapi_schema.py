@@ -81,6 +81,28 @@ def _described(schema: JsonObject, description: str | None) -> JsonObject:
     return {"description": description, **schema} if description else schema
 
 
+def _provider_details() -> JsonObject:
+    """One provider account's record in GET /api/health (gateway.health.ProviderState)."""
+    count = integer(minimum=0)
+    number = {"type": ["number", "null"]}
+    return obj(
+        {
+            "accepted": count,
+            "refused": count,
+            "failed": count,
+            "throttled": count,
+            "consecutive_failures": count,
+            "last_outcome": {
+                "type": ["string", "null"],
+                "enum": ["accepted", "refused", "failed", "throttled", None],
+            },
+            "last_outcome_at": number,
+            "latency_ms": number,
+            "cooling_down_until": number,
+        }
+    )
+
+
 def _video_rules() -> list[JsonObject]:
     """What one field says about another, per the Video object table of the API reference."""
     completed = {"properties": {"status": {"const": "completed"}}}
@@ -302,9 +324,22 @@ def component_schemas() -> JsonObject:
         "AppWithSecrets": obj({**_app_fields(), **_secrets()}, optional=("object",)),
         "AppKey": obj({"api_key": _secrets()["api_key"]}),
         "Health": obj(
-            {"status": string(enum=["ok", "unavailable"])},
+            {
+                "status": string(enum=["ok", "unavailable"]),
+                "providers": {
+                    "type": "object",
+                    "description": "Every configured provider account: `down` while it cools down after failures.",
+                    "additionalProperties": string(enum=["up", "down"]),
+                },
+                "provider_details": {
+                    "type": "object",
+                    "description": "With a valid `x-admin-key` only: each account's recent record.",
+                    "additionalProperties": _provider_details(),
+                },
+            },
+            optional=("providers", "provider_details"),
             closed=False,
-            description="Storage reachability; more fields may follow.",
+            description="Storage reachability and provider accounts; more fields may follow.",
         ),
         "Error": _error_body(with_window=False),
         "RateLimitError": _error_body(with_window=True),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from gateway.apps import AppStore
 from gateway.blobs import VideoAssets, blob_service
 from gateway.creation import UpstreamCreator
+from gateway.health import ProviderHealth
 from gateway.idempotency import IdempotencyStore
 from gateway.jobs import JobStore
 from gateway.pacing import Pace, UpstreamPacer
@@ -162,6 +163,16 @@ def get_upstream_pacer() -> UpstreamPacer:
 
 
 @_ProcessSingleton
+def get_provider_health() -> ProviderHealth:
+    settings = get_settings()
+    return ProviderHealth(
+        get_tables(),
+        failures_to_cool_down=settings.provider_failures_to_cool_down,
+        cool_down_seconds=settings.provider_cool_down_seconds,
+    )
+
+
+@_ProcessSingleton
 def get_upstream_creator() -> UpstreamCreator:
     return UpstreamCreator(get_job_store(), get_tables(), get_provider, get_video_assets())
 
@@ -190,6 +201,7 @@ def close_clients() -> None:
         get_webhook_sender,
         get_upstream_creator,
         get_upstream_pacer,
+        get_provider_health,
         get_quota_store,
         get_video_assets,
         get_job_store,

@@ -129,6 +129,9 @@ class Settings:
     table_prefix: str = field(default="")
     # Web origins besides the gateway's own whose pages may call the API (exact, lower case).
     cors_allowed_origins: frozenset[str] = field(default=frozenset())
+    # Provider health (gateway.health): failures in a row that cool an account down, and for how long.
+    provider_failures_to_cool_down: int = field(default=3)
+    provider_cool_down_seconds: float = field(default=60.0)
 
     # Views of the catalog, by public model id.
     @property
@@ -189,6 +192,8 @@ class Settings:
                 "TABLE_PREFIX", "", _TABLE_PREFIX, "letters and digits, starting with a letter"
             ),
             cors_allowed_origins=_cors_origins(env),
+            provider_failures_to_cool_down=env.integer("PROVIDER_FAILURES_TO_COOL_DOWN", 3, minimum=1),
+            provider_cool_down_seconds=env.positive("PROVIDER_COOL_DOWN_SECONDS", 60.0),
         )
 
 
@@ -648,6 +653,13 @@ class _Env:
             raise SettingsError(f"setting {key} must be a number, got {raw!r}") from error
         if not minimum <= value < math.inf:  # also refuses NaN
             raise SettingsError(f"setting {key} must be a finite number of at least {minimum}, got {raw!r}")
+        return value
+
+    def positive(self, key: str, default: float) -> float:
+        """A finite number above 0 (`number` takes its minimum itself)."""
+        value = self.number(key, default)
+        if value <= 0:
+            raise SettingsError(f"setting {key} must be a number above 0, got {self.optional(key)!r}")
         return value
 
     def matching(self, key: str, default: str, pattern: re.Pattern[str], form: str) -> str:

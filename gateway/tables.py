@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 APPS_TABLE = "apps"
 APP_KEYS_TABLE = "appkeys"
 JOBS_TABLE = "jobs"
+PROVIDER_HEALTH_TABLE = "providerhealth"  # gateway.health: one row per provider account
 
 log = logging.getLogger(__name__)
 

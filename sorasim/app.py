@@ -11,6 +11,7 @@ from sorasim.gate import json_errors, videos_gate
 from sorasim.gemini import GeminiApi
 from sorasim.geminigen import GeminiGenApi
 from sorasim.identity import IdentityEndpoint
+from sorasim.outage import outage_gate
 from sorasim.state import SimulatorState
 from sorasim.videos import VideosApi
 
@@ -19,7 +20,9 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def build_app(state: SimulatorState, identity_header: str) -> web.Application:
-    app = web.Application(middlewares=[json_errors, videos_gate(state)], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[json_errors, outage_gate(state), videos_gate(state)], client_max_size=MAX_BODY_BYTES
+    )
     VideosApi(state).add_routes(app)
     IdentityEndpoint(state, identity_header).add_routes(app)
     ControlEndpoints(state).add_routes(app)

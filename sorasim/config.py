@@ -20,8 +20,12 @@ RUNTIME_KNOBS: dict[str, type] = {
     "video_bytes": int,
     "token_ttl_seconds": float,
     "fault_kinds": str,
+    "down": str,
 }
 ALL_FAULT_KINDS = ("429", "500", "503", "dropped")
+# The protocols `down` can take offline (sorasim.outage maps each to its API paths);
+# azure-openai and openai are one protocol, the /openai/ paths, under either name.
+DOWNABLE_PROTOCOLS = ("azure-openai", "openai", "aimlapi", "geminigen", "gemini", "fal")
 # Never shown by /_sim/config: the identity secret and every provider's key.
 SECRET_FIELDS = ("identity_header", "api_key", "aimlapi_key", "geminigen_key", "gemini_key", "fal_key")
 
@@ -53,6 +57,13 @@ class SimulatorConfig:
     """The `x-goog-api-key` the Gemini API protocol (`/v1beta/*`, sorasim.gemini) accepts."""
     fal_key: str = "sim-fal-key"
     """The `Authorization: Key` the fal queue protocol (`/fal-ai/*`, sorasim.fal) accepts."""
+    down: str = ""
+    """Protocols whose API answers every request with a 503 (comma-separated, see
+    DOWNABLE_PROTOCOLS; sorasim.outage): a provider that is down. Their CDN paths keep working."""
+
+    @property
+    def down_list(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.down.split(",") if name.strip())
 
     @property
     def fault_kind_list(self) -> tuple[str, ...]:
@@ -73,6 +84,10 @@ class SimulatorConfig:
         _require(
             bool(kinds) and set(kinds) <= set(ALL_FAULT_KINDS),
             f"fault_kinds must list some of {ALL_FAULT_KINDS}",
+        )
+        unknown = sorted(self.down_list - set(DOWNABLE_PROTOCOLS))
+        _require(
+            not unknown, f"down names unknown protocols {unknown}; the protocols are {DOWNABLE_PROTOCOLS}"
         )
 
     @classmethod
