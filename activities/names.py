@@ -2,6 +2,7 @@
 
 RESERVE_UPSTREAM_SLOT = "reserve_upstream_slot"
 CREATE_UPSTREAM_JOB = "create_upstream_job"
+MOVE_TO_NEXT_ROUTE = "move_to_next_route"
 CHECK_UPSTREAM_JOB = "check_upstream_job"
 DELETE_UPSTREAM_JOB = "delete_upstream_job"
 STORE_VIDEO_ASSETS = "store_video_assets"

@@ -17,10 +17,24 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import names
-from gateway.clients import get_job_store, get_provider, get_upstream_creator, get_upstream_pacer
+from gateway.clients import (
+    get_job_store,
+    get_provider,
+    get_provider_health,
+    get_upstream_creator,
+    get_upstream_pacer,
+)
 from gateway.creation import progress_fields
-from gateway.errors import UpstreamAmbiguousError, UpstreamRejectedError, UpstreamThrottled
+from gateway.errors import (
+    UpstreamAmbiguousError,
+    UpstreamError,
+    UpstreamRejectedError,
+    UpstreamThrottled,
+    UpstreamTransientError,
+)
+from gateway.jobs import Job
 from gateway.messages import (
+    NO_ROUTE_AVAILABLE,
     UPSTREAM_AMBIGUOUS,
     ActivityInput,
     CreateRequest,
@@ -31,6 +45,7 @@ from gateway.messages import (
     rejection_code,
 )
 from gateway.polling import ProgressTrack
+from gateway.reroute import has_alternatives, next_route, untouched
 from gateway.settings import DEFAULT_PROVIDER, get_settings
 
 bp = df.Blueprint()
@@ -48,6 +63,7 @@ def reserve_upstream_slot(payload: ActivityInput) -> float:
         return time.time()  # gone or cancelled: no slot to take; create answers `cancelled`
     if job.start_at is not None:
         return job.start_at
+    job = _healthy_route(job)
     start_at = get_upstream_pacer().reserve(job.provider or DEFAULT_PROVIDER, time.time())
     jobs.update_job(ref.app_id, ref.job_id, start_at=start_at)
     return start_at
@@ -66,18 +82,25 @@ def create_upstream_job(payload: ActivityInput) -> dict[str, Any]:
     creator = get_upstream_creator()
     # Jobs from before providers name no provider model: the deployment the settings give theirs.
     provider_model = job.provider_model or get_settings().deployments.get(job.model, job.model)
+    provider = job.provider or DEFAULT_PROVIDER
+    started = time.monotonic()
     try:
         video = creator.ensure_created(job, provider_model)
     except UpstreamAmbiguousError as error:
         log.warning("job %s: %s; not retried", job.id, error.message)
-        return UpstreamStatus.refused(None, UPSTREAM_AMBIGUOUS).to_dict()
+        return _elsewhere(job, error, UPSTREAM_AMBIGUOUS)
     except UpstreamRejectedError as error:
         log.info("upstream refused job %s: %s %s (%s)", job.id, error.status, error.code, error.message)
-        return UpstreamStatus.refused(
-            None, rejection_code(error.status, error.code, keep_upstream_code=True)
-        ).to_dict()
+        return _elsewhere(job, error, rejection_code(error.status, error.code, keep_upstream_code=True))
     except UpstreamThrottled as error:
+        get_provider_health().record(provider, "throttled")
         return UpstreamStatus.throttled(None, error.retry_after).to_dict()
+    except UpstreamTransientError as error:
+        # Retried by Durable; an account that cannot be reached counts toward its cool-down.
+        get_provider_health().record(provider, "failed" if untouched(error) else "refused")
+        raise
+    if job.upstream_id is None:
+        get_provider_health().record(provider, "accepted", (time.monotonic() - started) * 1000)
     now = time.time()
     origin = float(video.created_at or now)
     track = ProgressTrack(origin=origin).observe(now - origin, video.progress or 0)
@@ -86,6 +109,67 @@ def create_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         # Cancelled while the create was under way: the orchestrator deletes what was made.
         return UpstreamStatus.job_cancelled(video.id).to_dict()
     return UpstreamStatus.of(video, track).to_dict()
+
+
+def _elsewhere(job: Job, error: UpstreamError, code: str) -> dict[str, Any]:
+    """A create that failed for good at this route: on to the model's next route when nothing
+    was made here, else (or when no route is left) the job's failure with `code`."""
+    if not untouched(error):
+        # The request itself was refused (or may have been made): the provider is up.
+        get_provider_health().record(job.provider or DEFAULT_PROVIDER, "refused")
+        return UpstreamStatus.refused(None, code).to_dict()
+    get_provider_health().record(job.provider or DEFAULT_PROVIDER, "failed")
+    moved = _move_on(job)
+    if moved is not None:
+        return moved
+    catalog = get_settings().catalog
+    return UpstreamStatus.refused(
+        None, NO_ROUTE_AVAILABLE if has_alternatives(job, catalog) else code
+    ).to_dict()
+
+
+def _healthy_route(job: Job) -> Job:
+    """Before a job's first turn: when its route's provider is cooling down, the job starts on
+    the model's next route that is not (if there is one), without calling the unhealthy one."""
+    health = get_provider_health()
+    if job.create_started_at is not None or not health.cooling_down(job.provider or DEFAULT_PROVIDER):
+        return job
+    route = next_route(job, get_settings().catalog, health.cooling_down)
+    if route is None:
+        return job  # nowhere better: try it (the cool-down may be over by then)
+    log.warning("job %s skips %s (cooling down) for %s", job.id, job.provider, route.provider)
+    return get_upstream_creator().move_to(job, route)
+
+
+def _move_on(job: Job) -> dict[str, Any] | None:
+    """Move the job to its next route; the status to return, or None when there is none."""
+    route = next_route(job, get_settings().catalog, get_provider_health().cooling_down)
+    if route is None:
+        return None
+    moved = get_upstream_creator().move_to(job, route)
+    if moved.finished:
+        return UpstreamStatus.job_cancelled(None).to_dict()
+    log.warning("job %s moves from %s to %s", job.id, job.provider, route.provider)
+    return UpstreamStatus.moved_on().to_dict()
+
+
+@bp.function_name(names.MOVE_TO_NEXT_ROUTE)
+@bp.activity_trigger(input_name="payload")
+def move_to_next_route(payload: ActivityInput) -> dict[str, Any]:
+    """After a create kept failing at its route (retries exhausted): move the job on when nothing
+    can have been made there. Answers {"moved": bool, "exhausted": bool}; exhausted says the model
+    had other routes and none is left, so the job's failure names that."""
+    ref = JobRef.from_dict(payload)
+    job = get_job_store().get_job(ref.app_id, ref.job_id)
+    if job is None or job.finished or job.upstream_id is not None or job.create_started_at is not None:
+        # Gone, cancelled, accepted, or a create that may have reached the provider: stay.
+        return {"moved": False, "exhausted": False}
+    # (Each failed attempt was recorded toward the account's cool-down as it happened.)
+    catalog = get_settings().catalog
+    status = _move_on(job)
+    if status is None:
+        return {"moved": False, "exhausted": has_alternatives(job, catalog)}
+    return {"moved": not UpstreamStatus.from_dict(status).cancelled, "exhausted": False}
 
 
 @bp.function_name(names.CHECK_UPSTREAM_JOB)

@@ -67,13 +67,24 @@ def create_submission(fields: RequestFields, settings: Settings, idempotency_key
             code="invalid_value",
             param=REFERENCE,
         )
+    # The first of the model's routes that makes this video; the job may move on to the later
+    # ones before a provider accepts it (gateway.reroute).
+    routes = model.routes_for(spec.size, spec.seconds, image=image is not None)
+    if not routes:
+        raise InvalidRequest(
+            f"Model '{model.id}' makes {spec.size} at {spec.seconds} seconds"
+            f"{' from an image' if image is not None else ''} on none of its providers; "
+            "choose another size or duration (GET /v1/models).",
+            code="invalid_value",
+            param="size",
+        )
     submission = Submission(
         spec=spec,
         reference_digest=image.digest() if image is not None else None,
         webhook_url=_webhook_url(fields.values.get("webhook_url")),
         idempotency_key=_idempotency_key(idempotency_key),
-        provider=model.provider,
-        provider_model=model.provider_model,
+        provider=routes[0].provider,
+        provider_model=routes[0].provider_model,
     )
     return Intake(submission, image)
 

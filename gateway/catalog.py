@@ -22,7 +22,21 @@ MODEL_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
 SECONDS = re.compile(r"[1-9][0-9]{0,3}")
 _FIELDS = frozenset(
-    {"id", "provider", "provider_model", "sizes", "seconds", "image_input", "remix", "price_per_second"}
+    {
+        "id",
+        "provider",
+        "provider_model",
+        "sizes",
+        "seconds",
+        "image_input",
+        "remix",
+        "price_per_second",
+        "routes",
+    }
+)
+# A route says where the model is made; what it leaves out it inherits from the model.
+_ROUTE_FIELDS = frozenset(
+    {"provider", "provider_model", "sizes", "seconds", "image_input", "remix", "price_per_second"}
 )
 # The usual names of shapes; anything else is named by its reduced ratio.
 _RATIOS = {(16, 9): "16:9", (9, 16): "9:16", (1, 1): "1:1", (4, 3): "4:3", (3, 4): "3:4"}
@@ -76,6 +90,24 @@ BUILT_IN_MODELS: Mapping[str, tuple[Mapping[str, Any], ...]] = {
 
 
 @dataclass(frozen=True)
+class Route:
+    """One provider account that makes a model: under which name, which of the model's sizes and
+    durations, with which extras, at which prices. A model's routes are tried in order."""
+
+    provider: str
+    provider_model: str
+    sizes: tuple[str, ...]
+    seconds: tuple[str, ...]
+    image_input: bool
+    remix: bool
+    prices: Mapping[str, float]
+
+    def fits(self, size: str, seconds: str, *, image: bool) -> bool:
+        """Can this route make that video? (A remix stays with its source's route.)"""
+        return size in self.sizes and seconds in self.seconds and (self.image_input or not image)
+
+
+@dataclass(frozen=True)
 class CatalogModel:
     id: str  # the public model id apps send
     provider: str  # the provider account (a PROVIDERS name)
@@ -85,6 +117,35 @@ class CatalogModel:
     image_input: bool
     remix: bool
     prices: Mapping[str, float]  # USD per second by size; a size without a price has no estimate
+    # Where the model is made, in the order tried; empty: only `provider` (the model's own fields).
+    routes: tuple[Route, ...] = ()
+
+    @property
+    def all_routes(self) -> tuple[Route, ...]:
+        if self.routes:
+            return self.routes
+        return (
+            Route(
+                self.provider,
+                self.provider_model,
+                self.sizes,
+                self.seconds,
+                self.image_input,
+                self.remix,
+                self.prices,
+            ),
+        )
+
+    def routes_for(self, size: str, seconds: str, *, image: bool) -> tuple[Route, ...]:
+        """The routes that can make this video, in the order they are tried."""
+        return tuple(route for route in self.all_routes if route.fits(size, seconds, image=image))
+
+    def route(self, provider: str | None, provider_model: str | None) -> Route | None:
+        """The route a job was sent by (None when the catalog no longer has it)."""
+        for route in self.all_routes:
+            if route.provider == provider and route.provider_model == provider_model:
+                return route
+        return None
 
     def price_per_second(self) -> float | dict[str, float] | None:
         """As the catalog states it: one number when every size costs the same."""
@@ -150,30 +211,103 @@ def _entry(key: str, entry: Any, accounts: tuple[str, ...]) -> CatalogModel:
     unknown = sorted(set(entry) - _FIELDS)
     if unknown:
         raise SettingsError(f"{where} has unknown fields {unknown}; expected {sorted(_FIELDS)}")
+    sizes = listed(where + " sizes", entry.get("sizes"), SIZE, "sizes like 1280x720")
+    seconds = listed(where + " seconds", entry.get("seconds"), SECONDS, "whole seconds")
+    image_input, remix = (_flag(where, name, entry.get(name, False)) for name in ("image_input", "remix"))
+    if "routes" not in entry:
+        only = _route(where, {**entry, "provider_model": entry.get("provider_model", model_id)}, accounts)
+        return CatalogModel(
+            id=model_id.strip(),
+            provider=only.provider,
+            provider_model=only.provider_model,
+            sizes=sizes,
+            seconds=seconds,
+            image_input=image_input,
+            remix=remix,
+            prices=only.prices,
+        )
+    routes = _routes(where, entry, accounts, model_id.strip())
+    first = routes[0]
+    return CatalogModel(
+        id=model_id.strip(),
+        provider=first.provider,
+        provider_model=first.provider_model,
+        sizes=sizes,
+        seconds=seconds,
+        image_input=image_input,
+        remix=remix,
+        prices=first.prices,
+        routes=routes,
+    )
+
+
+def _routes(where: str, entry: dict[str, Any], accounts: tuple[str, ...], model_id: str) -> tuple[Route, ...]:
+    """A model's `routes`: each inherits what it leaves out from the model and may narrow it; the
+    model promises nothing that no route can make."""
+    listed_routes = entry["routes"]
+    shared = sorted(set(entry) & {"provider", "provider_model", "price_per_second"})
+    if shared:
+        raise SettingsError(f"{where} has routes, so {shared} belong in each route")
+    if not isinstance(listed_routes, list) or not listed_routes:
+        raise SettingsError(f"{where}: routes must be a non-empty list of {{provider, provider_model, ...}}")
+    inherited: dict[str, Any] = {
+        name: entry[name] for name in ("sizes", "seconds", "image_input", "remix") if name in entry
+    }
+    routes: list[Route] = []
+    for number, route_entry in enumerate(listed_routes, start=1):
+        here = f"{where} route {number}"
+        if not isinstance(route_entry, dict):
+            raise SettingsError(f"{here} must be an object")
+        unknown = sorted(set(route_entry) - _ROUTE_FIELDS)
+        if unknown:
+            raise SettingsError(f"{here} has unknown fields {unknown}; expected {sorted(_ROUTE_FIELDS)}")
+        route = _route(here, {"provider_model": model_id, **inherited, **route_entry}, accounts)
+        for what, values, allowed in (
+            ("sizes", route.sizes, entry.get("sizes")),
+            ("seconds", route.seconds, entry.get("seconds")),
+        ):
+            extra = set(values) - {str(item).strip() for item in allowed or ()}
+            if extra:
+                raise SettingsError(f"{here} {what} {sorted(extra)} are not the model's own")
+        if (route.provider, route.provider_model) in {(r.provider, r.provider_model) for r in routes}:
+            raise SettingsError(f"{here} repeats {route.provider} {route.provider_model!r}")
+        routes.append(route)
+    for what, promised, made in (
+        ("sizes", entry.get("sizes"), {size for route in routes for size in route.sizes}),
+        ("seconds", entry.get("seconds"), {second for route in routes for second in route.seconds}),
+    ):
+        missing = {str(item).strip() for item in promised or ()} - made
+        if missing:
+            raise SettingsError(f"{where} offers {what} {sorted(missing)} that no route makes")
+    for flag in ("image_input", "remix"):
+        if inherited.get(flag) and not any(getattr(route, flag) for route in routes):
+            raise SettingsError(f"{where} offers {flag} but no route has it")
+    return tuple(routes)
+
+
+def _route(where: str, entry: dict[str, Any], accounts: tuple[str, ...]) -> Route:
     provider = entry.get("provider")
     if provider not in accounts:
         raise SettingsError(f"{where} names provider {provider!r}; PROVIDERS has {', '.join(accounts)}")
-    provider_model = entry.get("provider_model", model_id)
+    provider_model = entry.get("provider_model")
     if not isinstance(provider_model, str) or not provider_model.strip():
         raise SettingsError(f"{where}: provider_model must be a non-empty string")
     sizes = listed(where + " sizes", entry.get("sizes"), SIZE, "sizes like 1280x720")
-    seconds = listed(where + " seconds", entry.get("seconds"), SECONDS, "whole seconds")
-    flags = {}
-    for name in ("image_input", "remix"):
-        flag = entry.get(name, False)
-        if not isinstance(flag, bool):
-            raise SettingsError(f"{where}: {name} must be true or false")
-        flags[name] = flag
-    return CatalogModel(
-        id=model_id.strip(),
+    return Route(
         provider=str(provider),
         provider_model=provider_model.strip(),
         sizes=sizes,
-        seconds=seconds,
-        image_input=flags["image_input"],
-        remix=flags["remix"],
+        seconds=listed(where + " seconds", entry.get("seconds"), SECONDS, "whole seconds"),
+        image_input=_flag(where, "image_input", entry.get("image_input", False)),
+        remix=_flag(where, "remix", entry.get("remix", False)),
         prices=_prices(where, entry.get("price_per_second"), sizes),
     )
+
+
+def _flag(where: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SettingsError(f"{where}: {name} must be true or false")
+    return value
 
 
 def _prices(where: str, value: Any, sizes: tuple[str, ...]) -> dict[str, float]:

@@ -21,10 +21,16 @@ from typing import Any
 
 from gateway import azure_sdk as sdk
 from gateway.blobs import VideoAssets
-from gateway.catalog import shape_of
-from gateway.errors import UpstreamAmbiguousError, UpstreamRejectedError, UpstreamThrottled
+from gateway.catalog import Route, shape_of
+from gateway.errors import (
+    UpstreamAmbiguousError,
+    UpstreamRejectedError,
+    UpstreamThrottled,
+    UpstreamTransientError,
+)
 from gateway.jobs import Job, JobStore
 from gateway.providers.port import ProviderVideo, ReferenceFile, VideoProvider, VideoRequest
+from gateway.reroute import untouched
 from gateway.settings import DEFAULT_PROVIDER
 from gateway.tables import Tables
 
@@ -89,8 +95,27 @@ class UpstreamCreator:
             # A 429 is a certain "nothing was made": the next attempt may create afresh.
             self._jobs.update_job(job.app_id, job.id, create_started_at=None)
             raise
+        except UpstreamTransientError as error:
+            # So is a refused connection or a 503: the retry creates afresh instead of searching
+            # for (or, where the provider cannot be asked, giving up on) an earlier attempt.
+            if untouched(error):
+                self._jobs.update_job(job.app_id, job.id, create_started_at=None)
+            raise
         self._claim(video.id, job)
         return video
+
+    def move_to(self, job: Job, route: Route) -> Job:
+        """Send a job that no provider accepted to another route: a new turn there, a fresh create."""
+        return self._jobs.update_job(
+            job.app_id,
+            job.id,
+            provider=route.provider,
+            provider_model=route.provider_model,
+            start_at=None,
+            create_started_at=None,
+            next_check_at=None,
+            upstream_queue_position=None,
+        )
 
     def record(self, job: Job, video: ProviderVideo, next_check_at: float) -> Job:
         """Write the upstream job onto the record; returns the record (finished, unchanged, when

@@ -35,12 +35,15 @@ VIDEO_GENERATION_FAILED = "video_generation_failed"
 CONTENT_POLICY_VIOLATION = "content_policy_violation"
 UPSTREAM_AMBIGUOUS = "upstream_ambiguous"
 PROVIDER_UNAVAILABLE = "provider_unavailable"
+NO_ROUTE_AVAILABLE = "no_route_available"
 # Set by the maintenance sweep for jobs their orchestration left unfinished (gateway.retention).
 ORCHESTRATION_FAILED = "orchestration_failed"
 ORCHESTRATION_LOST = "orchestration_lost"
 # Failures before the provider accepted the job that are no fault of the request: the app
 # gets its slot back (a refusal of the request itself, e.g. content policy, keeps it).
-REFUNDED_CREATE_FAILURES = frozenset({UPSTREAM_ACCESS_DENIED, UPSTREAM_AMBIGUOUS, PROVIDER_UNAVAILABLE})
+REFUNDED_CREATE_FAILURES = frozenset(
+    {UPSTREAM_ACCESS_DENIED, UPSTREAM_AMBIGUOUS, PROVIDER_UNAVAILABLE, NO_ROUTE_AVAILABLE}
+)
 
 # What an app reads in `error.message`, by code. Only these sentences are ever stored on a job:
 # never the upstream's text, an exception's or an activity's name.
@@ -62,6 +65,7 @@ FAILURE_MESSAGES: dict[str, str] = {
         "It was not retried, so you are not charged twice; please try again."
     ),
     PROVIDER_UNAVAILABLE: "The video service for this model is not available. Please contact the operator.",
+    NO_ROUTE_AVAILABLE: "None of the video services for this model could take the video. Please try again later.",
     "remix_not_supported": "The video service of this video cannot remix it.",
     "image_input_not_supported": "The video service of this model does not take an input image.",
     ORCHESTRATION_FAILED: "The video's processing ended before the video was finished; please create it again.",
@@ -131,6 +135,9 @@ class UpstreamStatus:
     retry_after: float | None = None  # set when the upstream throttled us: wait, then ask again
     track: dict[str, Any] | None = None  # the ProgressTrack after this observation
     cancelled: bool = False
+    # The create failed without making anything and the job moved to its model's next route:
+    # the orchestration reserves a turn there and creates again.
+    rerouted: bool = False
 
     @property
     def is_throttled(self) -> bool:
@@ -151,6 +158,10 @@ class UpstreamStatus:
     @classmethod
     def refused(cls, upstream_id: str | None, code: str) -> UpstreamStatus:
         return cls(upstream_id=upstream_id, status="failed", error_code=code, rejected=True)
+
+    @classmethod
+    def moved_on(cls) -> UpstreamStatus:
+        return cls(upstream_id=None, status="queued", rerouted=True)
 
     @classmethod
     def job_cancelled(cls, upstream_id: str | None) -> UpstreamStatus:

@@ -33,10 +33,19 @@ def render_video(job: Job, settings: Settings | None = None) -> dict[str, Any]:
         job,
         assets=get_video_assets() if job.status == "completed" else None,
         sas_ttl=timedelta(minutes=settings.sas_ttl_minutes),
-        pricing=settings.pricing,
+        pricing=_route_pricing(job, settings),
         now=now,
         queue_position=queue_position,
     )
+
+
+def _route_pricing(job: Job, settings: Settings) -> Mapping[str, Mapping[str, float]]:
+    """The prices of the route the job is on: the cost follows the provider actually used."""
+    model = settings.catalog.get(job.model)
+    route = model.route(job.provider, job.provider_model) if model is not None else None
+    if route is None:
+        return settings.pricing
+    return {job.model: route.prices}
 
 
 def estimated_cost(

@@ -28,6 +28,7 @@ from activities import names as activity
 from gateway.messages import (
     CANCELLED,
     INTERNAL_ERROR,
+    NO_ROUTE_AVAILABLE,
     REFUNDED_CREATE_FAILURES,
     STORAGE_UNAVAILABLE,
     TIMEOUT,
@@ -157,15 +158,37 @@ class _JobFlow:
 
     def _generate(self) -> Orchestration:
         job = self._job
-        start_at = yield from self._call(activity.RESERVE_UPSTREAM_SLOT, STORAGE_RETRY, job.to_dict())
-        self._stop_if_cancelled()
-        yield from self._wait_until(datetime.fromtimestamp(float(start_at), UTC))
-        status = yield from self._create()
+        status = yield from self._create_on_a_route()
         status = yield from self._poll_until_finished(status)
         if status.status != "completed":
             raise _Stop(_final_code(status))
         assets = yield from self._store()
         return JobOutcome(job_id=job.job_id, status="completed", video_blob=assets.video_blob).to_dict()
+
+    def _create_on_a_route(self) -> Orchestration:
+        """Take a turn with the job's provider and create there; while a route's provider takes
+        nothing (gateway.reroute), the job moves to its model's next route and starts over."""
+        job = self._job
+        while True:
+            start_at = yield from self._call(activity.RESERVE_UPSTREAM_SLOT, STORAGE_RETRY, job.to_dict())
+            self._stop_if_cancelled()
+            yield from self._wait_until(datetime.fromtimestamp(float(start_at), UTC))
+            try:
+                status = yield from self._create()
+            except _Stop as stop:
+                if stop.code != UPSTREAM_UNAVAILABLE or self._upstream is not None:
+                    raise
+                # The create kept failing through its retries: another route, if nothing can
+                # have been made at this one.
+                move = yield from self._call(activity.MOVE_TO_NEXT_ROUTE, STORAGE_RETRY, job.to_dict())
+                self._stop_if_cancelled()
+                if move["moved"]:
+                    continue
+                if move["exhausted"]:
+                    raise _Stop(NO_ROUTE_AVAILABLE, refund=True) from stop
+                raise
+            if not status.rerouted:
+                return status
 
     def _create(self) -> Orchestration:
         request = CreateRequest(job=self._job, poll=self._run.poll).to_dict()
@@ -181,6 +204,8 @@ class _JobFlow:
             if status.is_throttled:
                 yield from self._wait_until(self._after(status.retry_after or 1.0))
                 continue
+            if status.rerouted:
+                return status
             if self._upstream is None:
                 # Refused. The slot goes back only when the refusal was about the gateway's own
                 # access, or the provider's answer was lost and the create is not retried
@@ -317,7 +342,7 @@ def _after(context: df.DurableOrchestrationContext, seconds: float) -> datetime:
 
 def _failure_code(name: str) -> str:
     """The code for an activity that failed after all its retries."""
-    if name == activity.RESERVE_UPSTREAM_SLOT:
+    if name in (activity.RESERVE_UPSTREAM_SLOT, activity.MOVE_TO_NEXT_ROUTE):
         return STORAGE_UNAVAILABLE
     if name in (activity.CREATE_UPSTREAM_JOB, activity.CHECK_UPSTREAM_JOB, activity.STORE_VIDEO_ASSETS):
         # Their transient failures are the upstream's (5xx, resets, a stream cut off); should our

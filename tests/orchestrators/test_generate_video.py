@@ -424,9 +424,19 @@ def test_reserve_failing_after_its_retries_refunds_and_fails_the_job() -> None:
     assert_failed(history, "storage_unavailable")
 
 
+def stay_on_route(history: History, exhausted: bool = False) -> list[Leaf]:
+    """The create failed through its retries and the orchestrator asked to move the job on;
+    the answer: no route to move to. Returns what the orchestrator asks next."""
+    history.episode(1).complete(
+        history.task(activity.MOVE_TO_NEXT_ROUTE), {"moved": False, "exhausted": exhausted}
+    )
+    return history.step()
+
+
 def test_create_failing_after_its_retries_refunds_and_fails_the_job() -> None:
     history = reserved()
-    asked = run_out(history, exhaust_retries(history, activity.CREATE_UPSTREAM_JOB))
+    assert describe(exhaust_retries(history, activity.CREATE_UPSTREAM_JOB)) == [activity.MOVE_TO_NEXT_ROUTE]
+    asked = run_out(history, stay_on_route(history))
     assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
     assert_failed(history, "upstream_unavailable")
     # The extension's failure text (activity and exception names) reaches nothing an app reads.
@@ -483,7 +493,8 @@ def test_delete_failing_after_its_retries_still_ends_the_orchestration() -> None
 
 def test_release_failing_after_its_retries_still_fails_the_job() -> None:
     history = reserved()
-    assert describe(exhaust_retries(history, activity.CREATE_UPSTREAM_JOB)) == [activity.RELEASE_QUOTA_SLOT]
+    assert describe(exhaust_retries(history, activity.CREATE_UPSTREAM_JOB)) == [activity.MOVE_TO_NEXT_ROUTE]
+    assert describe(stay_on_route(history)) == [activity.RELEASE_QUOTA_SLOT]
     new = exhaust_retries(history, activity.RELEASE_QUOTA_SLOT)
     assert describe(run_out(history, new)) == [activity.FAIL_JOB]
     assert_failed(history, "upstream_unavailable")
@@ -544,3 +555,58 @@ def test_failure_messages_are_sentences_for_apps() -> None:
         assert "Error" not in message, code
     assert failure_message("some_upstream_code") == "The video could not be generated."
     assert "Activity" not in failure_message(TRANSIENT)
+
+
+# -- routes -------------------------------------------------------------------------------------
+
+
+def test_a_create_that_moved_the_job_to_the_next_route_takes_a_turn_there_and_creates_again() -> None:
+    history = reserved()
+    history.episode(1).complete(
+        history.task(activity.CREATE_UPSTREAM_JOB), UpstreamStatus.moved_on().to_dict()
+    )
+    # A turn at the new route's provider first (its pacing is its own), then the create there.
+    assert describe(history.step()) == [activity.RESERVE_UPSTREAM_SLOT]
+    history.episode(1).complete(history.task(activity.RESERVE_UPSTREAM_SLOT), history.now.timestamp())
+    assert describe(history.step()) == [activity.CREATE_UPSTREAM_JOB]
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), running())
+    assert describe(history.step()) == [TIMER]  # bound to that provider now: polling
+
+
+def test_retries_exhausted_at_one_route_move_the_job_to_the_next() -> None:
+    history = reserved()
+    assert describe(exhaust_retries(history, activity.CREATE_UPSTREAM_JOB)) == [activity.MOVE_TO_NEXT_ROUTE]
+    history.episode(1).complete(
+        history.task(activity.MOVE_TO_NEXT_ROUTE), {"moved": True, "exhausted": False}
+    )
+    assert describe(history.step()) == [activity.RESERVE_UPSTREAM_SLOT]
+
+
+def test_no_route_left_fails_the_job_as_such_and_gives_the_slot_back() -> None:
+    history = reserved()
+    assert describe(exhaust_retries(history, activity.CREATE_UPSTREAM_JOB)) == [activity.MOVE_TO_NEXT_ROUTE]
+    asked = run_out(history, stay_on_route(history, exhausted=True))
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert_failed(history, "no_route_available")
+
+
+def test_a_refusal_naming_no_route_gives_the_slot_back() -> None:
+    history = reserved()
+    history.episode(1).complete(
+        history.task(activity.CREATE_UPSTREAM_JOB),
+        UpstreamStatus.refused(None, "no_route_available").to_dict(),
+    )
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert_failed(history, "no_route_available")
+
+
+def test_a_cancel_while_moving_routes_stops_the_job() -> None:
+    history = reserved()
+    assert describe(exhaust_retries(history, activity.CREATE_UPSTREAM_JOB)) == [activity.MOVE_TO_NEXT_ROUTE]
+    history.episode(1).raise_event(CANCEL_EVENT)
+    history.complete(history.task(activity.MOVE_TO_NEXT_ROUTE), {"moved": True, "exhausted": False})
+    asked = run_out(history, history.step())
+    assert activity.CREATE_UPSTREAM_JOB not in describe(asked)
+    assert describe(asked)[-1] == activity.FAIL_JOB
+    assert_failed(history, "cancelled")
