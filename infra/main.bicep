@@ -168,6 +168,14 @@ param planLimits object = {
 @description('CORS_ALLOWED_ORIGINS: web origins besides the gateway\'s own whose pages may call the API, comma-separated and exact (https://app.example.com). Empty (the default): none. The platform\'s own CORS list stays empty, so the app answers preflights itself.')
 param corsAllowedOrigins string = ''
 
+@description('Failures in a row after which a provider account cools down: jobs skip it for their model\'s next route (PROVIDER_FAILURES_TO_COOL_DOWN).')
+@minValue(1)
+param providerFailuresToCoolDown int = 3
+
+@description('Seconds a failing provider account is skipped before it is tried again (PROVIDER_COOL_DOWN_SECONDS).')
+@minValue(1)
+param providerCoolDownSeconds int = 60
+
 @description('Longest prompt accepted, in characters (MAX_PROMPT_CHARS).')
 @minValue(1)
 param maxPromptChars int = 4000
@@ -751,6 +759,8 @@ var gatewaySettings = {
   PLAN_LIMITS: string(planLimits)
   UPSTREAM_CREATES_PER_MINUTE: string(upstreamCreatesPerMinute)
   WEBHOOK_RETRY_SECONDS: webhookRetrySeconds
+  PROVIDER_FAILURES_TO_COOL_DOWN: string(providerFailuresToCoolDown)
+  PROVIDER_COOL_DOWN_SECONDS: string(providerCoolDownSeconds)
   // Webhook and image URLs must be public https in Azure.
   ALLOW_LOCAL_URLS: 'false'
 }
