@@ -100,13 +100,16 @@ def chromium_path() -> str:
     return chromium_executable()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it is open, and tests elsewhere that run a loop of their own (asyncio.run, the dev
+# host) must not find one running.
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_driver: Playwright, chromium_path: str) -> Iterator[Browser]:
     """One headless Chromium for the session; each test gets a fresh context of its own."""
     for stale in output_dir().glob("FAILED-*.png"):

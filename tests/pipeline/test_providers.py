@@ -111,12 +111,17 @@ def test_without_a_catalog_the_gateway_offers_the_built_in_live_models_and_makes
         document = requests.get(f"{stack.api}/openapi.json", timeout=10).json()
 
     # The sample's accounts in order: Azure OpenAI and the OpenAI-compatible one have no built-in
-    # models; the AI/ML API account makes the Veo ids and GeminiGen the same models under its name.
+    # models; the AI/ML API account makes the Veo 3.1 ids, GeminiGen and fal the same models under
+    # their names, and the Gemini API Google's own Veo 3.0.
     assert [(model["id"], model["owned_by"]) for model in listed["data"]] == [
         ("veo-3.1", "aimlapi"),
         ("veo-3.1-fast", "aimlapi"),
         ("veo-3.1-geminigen", "geminigen"),
         ("veo-3.1-fast-geminigen", "geminigen"),
+        ("veo-3.0", "gemini"),
+        ("veo-3.0-fast", "gemini"),
+        ("veo-3.1-fal", "fal"),
+        ("veo-3.1-fast-fal", "fal"),
     ]
     assert (done["status"], done["model"], done["provider"], done["size"]) == (
         "completed",
