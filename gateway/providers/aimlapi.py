@@ -55,6 +55,7 @@ from gateway.errors import (
     UpstreamThrottled,
     UpstreamTransientError,
 )
+from gateway.providers.keyed import KeyedProvider
 from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
 from gateway.providers.transport import keyless_download, never_sent, read_answer, retry_after
 
@@ -69,31 +70,11 @@ QUEUED_STATUSES = frozenset({"queued", "waiting"})
 log = logging.getLogger(__name__)
 
 
-class AimlApiProvider:
+class AimlApiProvider(KeyedProvider):
     """One AI/ML API account: its base URL and API key, with one HTTP session."""
 
-    def __init__(
-        self,
-        account: ProviderAccount,
-        *,
-        session: requests.Session | None = None,
-        timeout: tuple[float, float] = (5.0, 30.0),
-    ) -> None:
-        if not account.api_key:
-            raise ValueError(f"provider account {account.name!r} (aimlapi) needs an api key")
-        self._account = account
-        self._key: str = account.api_key
-        self._base = account.base_url.rstrip("/")
-        self._session = session or requests.Session()
-        self._timeout = timeout
-
-    @property
-    def name(self) -> str:
-        return self._account.name
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
+    KIND = "aimlapi"
+    CAPABILITIES = CAPABILITIES
 
     # -- the port ----------------------------------------------------------------------------
 
@@ -134,9 +115,6 @@ class AimlApiProvider:
 
     def recent(self, limit: int = 100) -> list[ProviderVideo]:
         raise NotImplementedError("aimlapi cannot list generations (capabilities.find_recent)")
-
-    def close(self) -> None:
-        self._session.close()
 
     # -- HTTP --------------------------------------------------------------------------------
 

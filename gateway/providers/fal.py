@@ -64,6 +64,7 @@ from gateway.errors import (
     UpstreamTransientError,
 )
 from gateway.messages import CONTENT_POLICY_VIOLATION, UPSTREAM_ACCESS_DENIED, VIDEO_GENERATION_FAILED
+from gateway.providers.keyed import KeyedProvider
 from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
 from gateway.providers.transport import (
     TRANSIENT_STATUSES,
@@ -118,8 +119,12 @@ class FalFailure:
     final: bool  # X-Fal-Retryable: false
 
 
-class FalProvider:
+class FalProvider(KeyedProvider):
     """One fal account: its queue base URL and key, with one HTTP session."""
+
+    KIND = "fal"
+    DEFAULT_BASE_URL = DEFAULT_BASE_URL
+    CAPABILITIES = CAPABILITIES
 
     def __init__(
         self,
@@ -128,25 +133,8 @@ class FalProvider:
         session: requests.Session | None = None,
         timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
-        if not account.api_key:
-            raise ValueError(f"provider account {account.name!r} (fal) needs an api key")
-        dialect = account.options.get("dialect")
-        if dialect is not None and dialect not in DIALECTS:
-            raise ValueError(f"provider account {account.name!r}: option dialect must be one of {DIALECTS}")
-        self._name = account.name
-        self._key: str = account.api_key
-        self._base = (account.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._dialect = dialect
-        self._session = session or requests.Session()
-        self._timeout = timeout
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
+        super().__init__(account, session=session, timeout=timeout)
+        self._dialect = self._option("dialect", DIALECTS)
 
     # -- the port ------------------------------------------------------------------------------
 
@@ -209,9 +197,6 @@ class FalProvider:
             "fal's queue cannot list requests (capabilities.find_recent is False)",
             code="unsupported_operation",
         )
-
-    def close(self) -> None:
-        self._session.close()
 
     # -- requests ------------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ from gateway.errors import (
     UpstreamTransientError,
 )
 from gateway.messages import CONTENT_POLICY_VIOLATION, UPSTREAM_ACCESS_DENIED, VIDEO_GENERATION_FAILED
+from gateway.providers.keyed import KeyedProvider
 from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
 from gateway.providers.transport import (
     TRANSIENT_STATUSES,
@@ -110,32 +111,17 @@ FILE_URI = re.compile(r"/files/([A-Za-z0-9][A-Za-z0-9_-]*):download")
 DELAY = re.compile(r"(\d+(?:\.\d+)?)s")
 
 
-class GeminiProvider:
+class GeminiProvider(KeyedProvider):
     """One Gemini API key. Not thread-safe beyond what `requests.Session` is."""
 
+    KIND = "gemini"
+    DEFAULT_BASE_URL = DEFAULT_BASE_URL
+    CAPABILITIES = CAPABILITIES
+
     def __init__(self, account: ProviderAccount, *, timeout: tuple[float, float] = TIMEOUT) -> None:
-        if not account.api_key:
-            raise ValueError(f"provider account {account.name!r} (gemini) needs an api key")
-        enhance = account.options.get("enhance_prompt")
-        if enhance is not None and enhance.lower() not in BOOLEANS:
-            raise ValueError(
-                f"provider account {account.name!r}: option enhance_prompt must be true or false"
-            )
-        self._name = account.name
-        self._base = (account.base_url or DEFAULT_BASE_URL).rstrip("/")
+        super().__init__(account, timeout=timeout)
+        self._option("enhance_prompt", BOOLEANS)
         self._origin = _origin(self._base)
-        self._key = account.api_key
-        self._options = account.options
-        self._timeout = timeout
-        self._session = requests.Session()
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
 
     # -- the port ------------------------------------------------------------------------------
 
@@ -194,9 +180,6 @@ class GeminiProvider:
             "The Gemini API lists no operations (capabilities.find_recent is False)",
             code="unsupported_operation",
         )
-
-    def close(self) -> None:
-        self._session.close()
 
     # -- requests ------------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ from gateway.errors import (
     UpstreamTransientError,
 )
 from gateway.messages import CONTENT_POLICY_VIOLATION, UPSTREAM_ACCESS_DENIED, VIDEO_GENERATION_FAILED
+from gateway.providers.keyed import KeyedProvider
 from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
 from gateway.providers.transport import (
     TRANSIENT_STATUSES,
@@ -88,29 +89,16 @@ THROTTLE_CODES = frozenset({"RATE_LIMIT_ERROR", "GEMINI_RATE_LIMIT"})
 TRANSIENT_CODES = frozenset({"SYSTEM_ERROR"})
 
 
-class GeminiGenProvider:
+class GeminiGenProvider(KeyedProvider):
     """One GeminiGen account. Not thread-safe beyond what `requests.Session` is."""
 
+    KIND = "geminigen"
+    DEFAULT_BASE_URL = DEFAULT_BASE_URL
+    CAPABILITIES = CAPABILITIES
+
     def __init__(self, account: ProviderAccount, *, timeout: tuple[float, float] = TIMEOUT) -> None:
-        if not account.api_key:
-            raise ValueError(f"provider account {account.name!r} (geminigen) needs an api key")
-        family = account.options.get("family")
-        if family is not None and family not in FAMILIES:
-            raise ValueError(f"provider account {account.name!r}: option family must be one of {FAMILIES}")
-        self._name = account.name
-        self._base = (account.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._api_key = account.api_key
-        self._family = family
-        self._timeout = timeout
-        self._session = requests.Session()
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
+        super().__init__(account, timeout=timeout)
+        self._family = self._option("family", FAMILIES)
 
     # -- the port ------------------------------------------------------------------------------
 
@@ -167,9 +155,6 @@ class GeminiGenProvider:
             code="unsupported_operation",
         )
 
-    def close(self) -> None:
-        self._session.close()
-
     # -- helpers -------------------------------------------------------------------------------
 
     def family_of(self, model: str) -> str:
@@ -198,7 +183,7 @@ class GeminiGenProvider:
             response = self._session.request(
                 method,
                 f"{self._base}/{path}",
-                headers={"x-api-key": self._api_key, "accept": "application/json"},
+                headers={"x-api-key": self._key, "accept": "application/json"},
                 timeout=self._timeout,
                 # requests drops only `Authorization` on a redirect to another host: x-api-key
                 # would follow it, so the API is never followed anywhere.
