@@ -60,7 +60,7 @@ from aiohttp import web
 
 from sorasim.errors import ApiError
 from sorasim.faults import Fault, FaultKind
-from sorasim.gate import answer_fault, same_secret
+from sorasim.gate import guarded, same_secret
 from sorasim.images import ImageError, image_info
 from sorasim.jobs import Job, VideoSpec
 from sorasim.lifecycle import QUEUED_SHARE
@@ -324,24 +324,9 @@ class FalApi:
     # -- the gate ------------------------------------------------------------------------------
 
     def _guarded(self, handler: Handler) -> Handler:
-        """Faults first (a faulted request has no side effect), then the key, then the handler."""
-
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            state = self._state
-            state.stats.increment("requests")
-            config = state.config
-            fault = state.faults.draw(config.fault_rate, config.fault_kind_list)
-            if fault is not None:
-                return answer_fault(request, fault, state, _fault_body)
-            try:
-                self._authorize(request)
-                return await handler(request)
-            except FalError as error:
-                if 400 <= error.status < 500 and error.status not in (401, 429):
-                    state.stats.increment("client_errors")
-                return error.response()
-
-        return guarded
+        return guarded(
+            self._state, handler, authorize=self._authorize, render_fault=_fault_body, errors=FalError
+        )
 
     def _authorize(self, request: web.Request) -> None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -174,3 +175,41 @@ def _unauthorized(message: str, code: str) -> ApiError:
 def same_secret(sent: str, expected: str) -> bool:
     """Compare a sent secret in constant time, for every protocol's key check."""
     return hmac.compare_digest(sent.encode(), expected.encode())
+
+
+class ProtocolError(Protocol):
+    """An error a simulated protocol answers in its own shape."""
+
+    status: int
+
+    def response(self) -> web.Response: ...
+
+
+def guarded(
+    state: SimulatorState,
+    handler: Handler,
+    *,
+    authorize: Callable[[web.Request], None],
+    render_fault: Callable[[Fault], web.Response],
+    errors: type[Exception],
+) -> Handler:
+    """A provider protocol's route: injected faults first (a faulted request has no side effect),
+    then the key, then the handler; the protocol's own errors (`errors`, ProtocolError-shaped) are
+    answered in its shape and counted like the OpenAI protocol's."""
+
+    async def guarded_handler(request: web.Request) -> web.StreamResponse:
+        state.stats.increment("requests")
+        config = state.config
+        fault = state.faults.draw(config.fault_rate, config.fault_kind_list)
+        if fault is not None:
+            return answer_fault(request, fault, state, render_fault)
+        try:
+            authorize(request)
+            return await handler(request)
+        except errors as raised:
+            error: ProtocolError = raised  # type: ignore[assignment]
+            if 400 <= error.status < 500 and error.status not in (401, 429):
+                state.stats.increment("client_errors")
+            return error.response()
+
+    return guarded_handler

@@ -56,7 +56,7 @@ from multidict import MultiDictProxy
 
 from sorasim.errors import ApiError
 from sorasim.faults import Fault, FaultKind
-from sorasim.gate import answer_fault, same_secret
+from sorasim.gate import guarded, same_secret
 from sorasim.images import ImageError, image_info
 from sorasim.jobs import Job, VideoSpec
 from sorasim.media import MediaError
@@ -333,20 +333,10 @@ class GeminiGenApi:
     # -- the gate ------------------------------------------------------------------------------
 
     def _guarded(self, handler: Handler) -> Handler:
-        """Faults first (no side effect), then the key, then the handler; errors in GeminiGen's shape."""
-
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            config = self._state.config
-            fault = self._state.faults.draw(config.fault_rate, config.fault_kind_list)
-            if fault is not None:
-                return self._fault(request, fault)
-            try:
-                self._authorize(request)
-                return await handler(request)
-            except GeminiGenError as error:
-                return error.response()
-
-        return guarded
+        """Errors in GeminiGen's shape."""
+        return guarded(
+            self._state, handler, authorize=self._authorize, render_fault=_fault_body, errors=GeminiGenError
+        )
 
     def _authorize(self, request: web.Request) -> None:
         sent = request.headers.get("x-api-key", "")
@@ -357,9 +347,6 @@ class GeminiGenApi:
         if not sent:
             raise coded(401, "API_KEY_REQUIRED", "Api key is required")
         raise coded(404, "API_KEY_NOT_FOUND", "Api key is not found")
-
-    def _fault(self, request: web.Request, fault: Fault) -> web.Response:
-        return answer_fault(request, fault, self._state, _fault_body)
 
 
 def _text(form: MultiDictProxy[Any], name: str) -> str | None:
