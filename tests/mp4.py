@@ -40,3 +40,22 @@ def duration_seconds(data: bytes) -> float:
                 timescale, duration = struct.unpack(">II", data[inner_payload + 12 : inner_payload + 20])
             return float(duration / timescale)
     raise ValueError("no moov/mvhd box")
+
+
+def video_dimensions(data: bytes) -> tuple[int, int]:
+    """Width and height of the first track with pixels, from its moov/trak/tkhd box (16.16 fixed
+    point; version 1 boxes have 64-bit times, which moves the size 12 bytes further)."""
+    for kind, payload, end in boxes(data):
+        if kind != "moov":
+            continue
+        for inner, inner_payload, inner_end in boxes(data, payload, end):
+            if inner != "trak":
+                continue
+            for leaf, leaf_payload, _ in boxes(data, inner_payload, inner_end):
+                if leaf != "tkhd":
+                    continue
+                offset = leaf_payload + (88 if data[leaf_payload] == 1 else 76)
+                width, height = struct.unpack(">II", data[offset : offset + 8])
+                if width:
+                    return width >> 16, height >> 16
+    raise AssertionError("no video track")

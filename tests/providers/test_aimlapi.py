@@ -28,7 +28,6 @@ import base64
 import http.server
 import json
 import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +48,8 @@ from gateway.providers.aimlapi import AimlApiProvider
 from gateway.providers.port import ProviderAccount, ProviderVideo, ReferenceFile, VideoProvider, VideoRequest
 from sorasim import SimulatorConfig, SoraSimulator
 from tests import mp4
+from tests.mp4 import video_dimensions
+from tests.providers.support import jobs_created
 from tests.simulator.support import png_bytes
 
 KEY = "sim-aimlapi-key-" + "k" * 24
@@ -125,28 +126,6 @@ def wait_until_finished(provider: VideoProvider, video: ProviderVideo, timeout: 
     return seen
 
 
-def created_jobs(sim: SoraSimulator, marker: str) -> int:
-    response = requests.get(f"{sim.url}/_sim/created", params={"prompt_contains": marker}, timeout=5)
-    response.raise_for_status()
-    return int(response.json()["jobs_created"])
-
-
-def video_dimensions(data: bytes) -> tuple[int, int]:
-    """Width and height of the first track with a picture (moov/trak/tkhd)."""
-    for kind, payload, end in mp4.boxes(data):
-        if kind != "moov":
-            continue
-        for inner, inner_payload, inner_end in mp4.boxes(data, payload, end):
-            if inner != "trak":
-                continue
-            for box, _box_payload, box_end in mp4.boxes(data, inner_payload, inner_end):
-                if box == "tkhd":
-                    width, height = struct.unpack(">II", data[box_end - 8 : box_end])
-                    if width:
-                        return width >> 16, height >> 16
-    raise AssertionError("no video track")
-
-
 # -- the happy path --------------------------------------------------------------------------
 
 
@@ -183,7 +162,7 @@ def test_create_runs_completes_and_downloads_the_requested_mp4(
     assert video.progress is None
     seen = wait_until_finished(provider, video)
     assert seen == ["queued", "in_progress", "completed"]
-    assert created_jobs(sim, "#aiml-happy") == 1
+    assert jobs_created(sim, "#aiml-happy") == 1
 
     with provider.open_asset(video.id) as chunks:
         data = b"".join(chunks)
@@ -224,7 +203,7 @@ def test_what_a_model_does_not_take_is_rejected_as_invalid(
     assert raised.value.status == 400
     assert raised.value.code == "invalid_request"
     assert "Body validation error!" in raised.value.message
-    assert created_jobs(sim, "#aiml-invalid") == 0
+    assert jobs_created(sim, "#aiml-invalid") == 0
 
 
 # -- failures reported by the job ------------------------------------------------------------
@@ -272,7 +251,7 @@ def test_the_creation_quota_throttles_without_making_a_job(
         provider.create(veo("quota two #aiml-quota"))
     assert raised.value.status == 429
     assert raised.value.retry_after is None  # the provider sends no Retry-After
-    assert created_jobs(sim, "#aiml-quota") == 1
+    assert jobs_created(sim, "#aiml-quota") == 1
     wait_until_finished(provider, first)
 
 

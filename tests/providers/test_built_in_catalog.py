@@ -18,7 +18,6 @@ from gateway.providers.port import ProviderAccount, ProviderVideo, VideoProvider
 from gateway.providers.registry import build_provider
 from sorasim import SimulatorConfig, SoraSimulator
 from tests import mp4
-from tests.providers.test_aimlapi import video_dimensions
 
 KEYS = {
     "aimlapi": "sim-aimlapi-" + "k" * 24,
@@ -92,7 +91,7 @@ def test_every_size_and_duration_of_a_built_in_model_is_accepted(sim: SoraSimula
             assert done.status == "completed", done
             with provider.open_asset(done.id) as chunks:
                 data = b"".join(chunks)
-            assert video_dimensions(data) == tuple(int(part) for part in size.split("x"))
+            assert mp4.video_dimensions(data) == tuple(int(part) for part in size.split("x"))
             assert abs(mp4.duration_seconds(data) - int(seconds)) < 0.5
     finally:
         provider.close()

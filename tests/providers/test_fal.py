@@ -40,7 +40,6 @@ import base64
 import http.server
 import json
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,6 +60,8 @@ from gateway.providers.fal import FalProvider
 from gateway.providers.port import ProviderAccount, ProviderVideo, ReferenceFile, VideoRequest
 from sorasim import SimulatorConfig, SoraSimulator
 from tests import mp4
+from tests.mp4 import video_dimensions
+from tests.providers.support import download, jobs_created
 from tests.simulator.support import png_bytes
 
 KEY = "sim-fal-key-" + "k" * 24
@@ -146,39 +147,12 @@ def wait_until_finished(provider: FalProvider, video: ProviderVideo, timeout: fl
     return seen
 
 
-def created_jobs(sim: SoraSimulator, marker: str) -> int:
-    response = requests.get(f"{sim.url}/_sim/created", params={"prompt_contains": marker}, timeout=5)
-    response.raise_for_status()
-    return int(response.json()["jobs_created"])
-
-
 def body_of(request: requests.PreparedRequest) -> dict[str, Any]:
     raw = request.body
     data = raw.encode() if isinstance(raw, str) else raw or b"{}"
     parsed = json.loads(data)
     assert isinstance(parsed, dict)
     return parsed
-
-
-def video_dimensions(data: bytes) -> tuple[int, int]:
-    """Width and height of the first track with a picture (moov/trak/tkhd)."""
-    for kind, payload, end in mp4.boxes(data):
-        if kind != "moov":
-            continue
-        for inner, inner_payload, inner_end in mp4.boxes(data, payload, end):
-            if inner != "trak":
-                continue
-            for box, _box_payload, box_end in mp4.boxes(data, inner_payload, inner_end):
-                if box == "tkhd":
-                    width, height = struct.unpack(">II", data[box_end - 8 : box_end])
-                    if width:
-                        return width >> 16, height >> 16
-    raise AssertionError("no video track")
-
-
-def download(provider: FalProvider, video_id: str) -> bytes:
-    with provider.open_asset(video_id) as chunks:
-        return b"".join(chunks)
 
 
 # -- the happy path ----------------------------------------------------------------------------
@@ -208,7 +182,7 @@ def test_submit_poll_result_and_keyless_download(
     assert video.status == "queued"
     assert video.queue_position == 0
     assert wait_until_finished(provider, video) == ["queued", "in_progress", "completed"]
-    assert created_jobs(sim, "#fal-happy") == 1
+    assert jobs_created(sim, "#fal-happy") == 1
 
     data = download(provider, video.id)
     assert mp4.boxes(data)[0][0] == "ftyp"
@@ -403,7 +377,7 @@ def test_invalid_input_is_a_422_with_the_detail_type_as_code(
     assert raised.value.status == 422
     assert raised.value.code == code
     assert raised.value.message.startswith(f"{field}: ")
-    assert created_jobs(sim, "#fal-invalid") == 0
+    assert jobs_created(sim, "#fal-invalid") == 0
 
 
 def test_an_unknown_app_is_not_found(sim: SoraSimulator, provider: FalProvider) -> None:
@@ -453,7 +427,7 @@ def test_the_submission_quota_throttles_without_retry_after(
         provider.create(video_request("quota two #fal-quota"))
     assert raised.value.status == 429
     assert raised.value.retry_after is None
-    assert created_jobs(sim, "#fal-quota") == 1
+    assert jobs_created(sim, "#fal-quota") == 1
 
 
 def test_a_throttled_request_with_retry_after_says_when(sim: SoraSimulator, provider: FalProvider) -> None:

@@ -42,7 +42,6 @@ import contextlib
 import http.server
 import json
 import socket
-import struct
 import threading
 import time
 import uuid
@@ -62,7 +61,8 @@ from gateway.errors import (
 from gateway.providers.gemini import GeminiProvider, build
 from gateway.providers.port import ProviderAccount, ProviderVideo, ReferenceFile, VideoRequest
 from sorasim import SimulatorConfig, SoraSimulator
-from tests.mp4 import boxes, duration_seconds
+from tests.mp4 import boxes, duration_seconds, video_dimensions
+from tests.providers.support import download, jobs_created, marker
 from tests.simulator.support import png_bytes
 
 KEY = "test-gemini-key-" + "k" * 16
@@ -117,10 +117,6 @@ def veo(prompt: str, **changes: Any) -> VideoRequest:
     return VideoRequest(**{**fields, **changes})
 
 
-def marker() -> str:
-    return f"[{uuid.uuid4().hex[:12]}]"
-
-
 def wait_until_finished(
     provider: GeminiProvider, video_id: str, timeout: float = 15.0
 ) -> list[ProviderVideo]:
@@ -135,31 +131,6 @@ def wait_until_finished(
     raise AssertionError(f"{video_id} did not finish within {timeout}s: {seen[-1]}")
 
 
-def video_size(data: bytes) -> tuple[int, int]:
-    """Width and height of the first track that has any, from its tkhd box (16.16 fixed point)."""
-    for kind, start, end in boxes(data):
-        if kind != "moov":
-            continue
-        for trak, trak_start, trak_end in boxes(data, start, end):
-            tkhd = (
-                [box for box in boxes(data, trak_start, trak_end) if box[0] == "tkhd"]
-                if trak == "trak"
-                else []
-            )
-            for _, payload, _ in tkhd:
-                # Version 1 has 64-bit times, moving the size 12 bytes further.
-                at = payload + (88 if data[payload] == 1 else 76)
-                width, height = struct.unpack(">II", data[at : at + 8])
-                if width:
-                    return width >> 16, height >> 16
-    raise ValueError("no track with pixels")
-
-
-def download(provider: GeminiProvider, video_id: str) -> bytes:
-    with provider.open_asset(video_id) as chunks:
-        return b"".join(chunks)
-
-
 def sent_requests(provider: GeminiProvider) -> list[requests.PreparedRequest]:
     """Every request the adapter's session sends, as sent (a response hook sees its request)."""
     sent: list[requests.PreparedRequest] = []
@@ -169,12 +140,6 @@ def sent_requests(provider: GeminiProvider) -> list[requests.PreparedRequest]:
 
     provider._session.hooks["response"].append(record)
     return sent
-
-
-def jobs_created(sim: SoraSimulator, needle: str) -> int:
-    response = requests.get(f"{sim.url}/_sim/created", params={"prompt_contains": needle}, timeout=5)
-    response.raise_for_status()
-    return int(response.json()["jobs_created"])
 
 
 def raw_create(sim: SoraSimulator, body: Any, model: str = FAST, key: str | None = KEY) -> requests.Response:
@@ -302,7 +267,7 @@ def test_create_poll_and_download_a_real_mp4(
     data = download(provider, created.id)
     assert boxes(data)[0][0] == "ftyp"
     assert duration_seconds(data) == pytest.approx(seconds, abs=0.5)
-    assert video_size(data) == pixels
+    assert video_dimensions(data) == pixels
 
 
 def test_image_to_video(sim: SoraSimulator, provider: GeminiProvider) -> None:

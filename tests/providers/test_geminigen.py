@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import struct
 import threading
 import time
 import uuid
@@ -43,7 +42,8 @@ from gateway.errors import (
 from gateway.providers.geminigen import GeminiGenProvider, _video, build
 from gateway.providers.port import ProviderAccount, ProviderVideo, ReferenceFile, VideoRequest
 from sorasim import SimulatorConfig, SoraSimulator
-from tests.mp4 import boxes, duration_seconds
+from tests.mp4 import boxes, duration_seconds, video_dimensions
+from tests.providers.support import download, jobs_created, marker
 from tests.simulator.support import png_bytes
 
 KEY = "test-geminigen-key-" + "k" * 16
@@ -112,10 +112,6 @@ def veo(prompt: str, **changes: Any) -> VideoRequest:
     return VideoRequest(**{**fields, **changes})
 
 
-def marker() -> str:
-    return f"[{uuid.uuid4().hex[:12]}]"
-
-
 def wait_until_finished(
     provider: GeminiGenProvider, video_id: str, timeout: float = 15.0
 ) -> list[ProviderVideo]:
@@ -128,35 +124,6 @@ def wait_until_finished(
             return seen
         time.sleep(0.05)
     raise AssertionError(f"{video_id} did not finish within {timeout}s: {seen[-1]}")
-
-
-def download(provider: GeminiGenProvider, video_id: str, variant: str = "video") -> bytes:
-    with provider.open_asset(video_id, variant) as chunks:
-        return b"".join(chunks)
-
-
-def video_dimensions(data: bytes) -> tuple[int, int]:
-    """Width and height of the first track with pixels (moov/trak/tkhd)."""
-    for kind, payload, end in boxes(data):
-        if kind != "moov":
-            continue
-        for inner, inner_payload, inner_end in boxes(data, payload, end):
-            if inner != "trak":
-                continue
-            for leaf, leaf_payload, _ in boxes(data, inner_payload, inner_end):
-                if leaf != "tkhd":
-                    continue
-                offset = leaf_payload + (88 if data[leaf_payload] == 1 else 76)
-                width, height = struct.unpack(">II", data[offset : offset + 8])
-                if width:
-                    return width >> 16, height >> 16
-    raise ValueError("no video track")
-
-
-def jobs_created(sim: SoraSimulator, needle: str) -> int:
-    response = requests.get(f"{sim.url}/_sim/created", params={"prompt_contains": needle}, timeout=5)
-    response.raise_for_status()
-    return int(response.json()["jobs_created"])
 
 
 # -- the happy path --------------------------------------------------------------------------

@@ -1,0 +1,29 @@
+"""What the provider conformance tests share: reading the simulator's counts and an adapter's
+finished asset, and unique prompt markers."""
+
+from __future__ import annotations
+
+import uuid
+
+import requests
+
+from gateway.providers.port import VideoProvider
+from sorasim import SoraSimulator
+
+
+def jobs_created(sim: SoraSimulator, needle: str) -> int:
+    """Upstream jobs the simulator made whose prompt contains `needle`, in any protocol."""
+    response = requests.get(f"{sim.url}/_sim/created", params={"prompt_contains": needle}, timeout=5)
+    response.raise_for_status()
+    return int(response.json()["jobs_created"])
+
+
+def download(provider: VideoProvider, video_id: str, variant: str = "video") -> bytes:
+    """The finished asset, read through the adapter as the gateway reads it."""
+    with provider.open_asset(video_id, variant) as chunks:
+        return b"".join(chunks)
+
+
+def marker() -> str:
+    """A prompt marker no other test uses."""
+    return f"[{uuid.uuid4().hex[:12]}]"
