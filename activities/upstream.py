@@ -94,7 +94,7 @@ def create_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         return _elsewhere(job, error, rejection_code(error.status, error.code, keep_upstream_code=True))
     except UpstreamThrottled as error:
         get_provider_health().record(provider, "throttled")
-        return UpstreamStatus.throttled(None, error.retry_after).to_dict()
+        return UpstreamStatus.throttled(None, error.retry_after, _max_wait(job)).to_dict()
     except UpstreamTransientError as error:
         # Retried by Durable; an account that cannot be reached counts toward its cool-down.
         get_provider_health().record(provider, "failed" if untouched(error) else "refused")
@@ -126,6 +126,17 @@ def _elsewhere(job: Job, error: UpstreamError, code: str) -> dict[str, Any]:
     return UpstreamStatus.refused(
         None, NO_ROUTE_AVAILABLE if has_alternatives(job, catalog) else code
     ).to_dict()
+
+
+def _max_wait(job: Job) -> float | None:
+    """How long the job may wait out throttling on its route: its `max_wait_seconds`, when there
+    is a route to move on to (without one, waiting is all there is)."""
+    catalog = get_settings().catalog
+    model = catalog.get(job.model)
+    route = model.route(job.provider, job.provider_model) if model is not None else None
+    if route is None or route.max_wait_seconds is None or next_route(job, catalog) is None:
+        return None
+    return route.max_wait_seconds
 
 
 def _healthy_route(job: Job) -> Job:

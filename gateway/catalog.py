@@ -32,11 +32,21 @@ _FIELDS = frozenset(
         "remix",
         "price_per_second",
         "routes",
+        "max_wait_seconds",
     }
 )
 # A route says where the model is made; what it leaves out it inherits from the model.
 _ROUTE_FIELDS = frozenset(
-    {"provider", "provider_model", "sizes", "seconds", "image_input", "remix", "price_per_second"}
+    {
+        "provider",
+        "provider_model",
+        "sizes",
+        "seconds",
+        "image_input",
+        "remix",
+        "price_per_second",
+        "max_wait_seconds",
+    }
 )
 # The usual names of shapes; anything else is named by its reduced ratio.
 _RATIOS = {(16, 9): "16:9", (9, 16): "9:16", (1, 1): "1:1", (4, 3): "4:3", (3, 4): "3:4"}
@@ -101,6 +111,9 @@ class Route:
     image_input: bool
     remix: bool
     prices: Mapping[str, float]
+    # How long a job may wait out this route's throttling (429s) before it moves to the next
+    # route; None: as long as the job's deadline allows.
+    max_wait_seconds: float | None = None
 
     def fits(self, size: str, seconds: str, *, image: bool) -> bool:
         """Can this route make that video? (A remix stays with its source's route.)"""
@@ -251,7 +264,9 @@ def _routes(where: str, entry: dict[str, Any], accounts: tuple[str, ...], model_
     if not isinstance(listed_routes, list) or not listed_routes:
         raise SettingsError(f"{where}: routes must be a non-empty list of {{provider, provider_model, ...}}")
     inherited: dict[str, Any] = {
-        name: entry[name] for name in ("sizes", "seconds", "image_input", "remix") if name in entry
+        name: entry[name]
+        for name in ("sizes", "seconds", "image_input", "remix", "max_wait_seconds")
+        if name in entry
     }
     routes: list[Route] = []
     for number, route_entry in enumerate(listed_routes, start=1):
@@ -301,7 +316,12 @@ def _route(where: str, entry: dict[str, Any], accounts: tuple[str, ...]) -> Rout
         image_input=_flag(where, "image_input", entry.get("image_input", False)),
         remix=_flag(where, "remix", entry.get("remix", False)),
         prices=_prices(where, entry.get("price_per_second"), sizes),
+        max_wait_seconds=_max_wait(where, entry.get("max_wait_seconds")),
     )
+
+
+def _max_wait(where: str, value: Any) -> float | None:
+    return None if value is None else amount(where, "max_wait_seconds", value)
 
 
 def _flag(where: str, name: str, value: Any) -> bool:

@@ -138,6 +138,9 @@ class UpstreamStatus:
     # The create failed without making anything and the job moved to its model's next route:
     # the orchestration reserves a turn there and creates again.
     rerouted: bool = False
+    # With a throttled answer: how long the job may wait out throttling on this route before it
+    # moves to its model's next route (None: no next route, or no limit).
+    max_wait: float | None = None
 
     @property
     def is_throttled(self) -> bool:
@@ -152,8 +155,15 @@ class UpstreamStatus:
         return not self.is_throttled and self.status not in ACTIVE_STATUSES
 
     @classmethod
-    def throttled(cls, upstream_id: str | None, retry_after: float | None) -> UpstreamStatus:
-        return cls(upstream_id=upstream_id, status="throttled", retry_after=max(retry_after or 0.0, 1.0))
+    def throttled(
+        cls, upstream_id: str | None, retry_after: float | None, max_wait: float | None = None
+    ) -> UpstreamStatus:
+        return cls(
+            upstream_id=upstream_id,
+            status="throttled",
+            retry_after=max(retry_after or 0.0, 1.0),
+            max_wait=max_wait,
+        )
 
     @classmethod
     def refused(cls, upstream_id: str | None, code: str) -> UpstreamStatus:

@@ -192,6 +192,7 @@ class _JobFlow:
 
     def _create(self) -> Orchestration:
         request = CreateRequest(job=self._job, poll=self._run.poll).to_dict()
+        throttled_since: datetime | None = None
         while True:
             status = UpstreamStatus.from_dict(
                 (yield from self._call(activity.CREATE_UPSTREAM_JOB, UPSTREAM_RETRY, request))
@@ -202,7 +203,19 @@ class _JobFlow:
                 raise _Stop(CANCELLED)
             self._stop_if_cancelled()
             if status.is_throttled:
-                yield from self._wait_until(self._after(status.retry_after or 1.0))
+                now = self._context.current_utc_datetime
+                throttled_since = throttled_since or now
+                wait = status.retry_after or 1.0
+                waited = (now - throttled_since).total_seconds()
+                if status.max_wait is not None and waited + wait > status.max_wait:
+                    # Throttled longer than the route allows: the next route, if the job can move.
+                    move = yield from self._call(
+                        activity.MOVE_TO_NEXT_ROUTE, STORAGE_RETRY, self._job.to_dict()
+                    )
+                    self._stop_if_cancelled()
+                    if move["moved"]:
+                        return UpstreamStatus.moved_on()
+                yield from self._wait_until(self._after(wait))
                 continue
             if status.rerouted:
                 return status

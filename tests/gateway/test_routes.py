@@ -74,6 +74,22 @@ def test_routes_inherit_from_the_model_and_the_first_is_what_the_model_shows() -
     assert model.routes[0].image_input is False  # its own
 
 
+def test_a_routes_max_wait_is_its_own_or_its_models() -> None:
+    model = catalog(
+        routed(
+            max_wait_seconds=30,
+            routes=[
+                {"provider": "aimlapi", "provider_model": "a", "max_wait_seconds": 5},
+                {"provider": "fal", "provider_model": "b"},
+            ],
+        )
+    )["veo"]
+    assert [route.max_wait_seconds for route in model.routes] == [5.0, 30.0]
+    assert catalog(routed())["veo"].routes[0].max_wait_seconds is None
+    with pytest.raises(SettingsError, match="max_wait_seconds"):
+        catalog(routed(max_wait_seconds=-1))
+
+
 def test_a_model_without_routes_has_one_implicit_route() -> None:
     model = catalog(
         {"id": "one", "provider": "fal", "sizes": SIZES, "seconds": [4], "price_per_second": 0.1}

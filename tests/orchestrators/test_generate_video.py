@@ -610,3 +610,40 @@ def test_a_cancel_while_moving_routes_stops_the_job() -> None:
     assert activity.CREATE_UPSTREAM_JOB not in describe(asked)
     assert describe(asked)[-1] == activity.FAIL_JOB
     assert_failed(history, "cancelled")
+
+
+def test_throttled_past_the_routes_max_wait_moves_the_job_to_the_next_route() -> None:
+    history = reserved()
+    throttled = UpstreamStatus.throttled(None, 3, max_wait=5).to_dict()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
+    assert describe(history.step()) == [TIMER]  # 0 + 3 s is within 5 s: wait it out
+    history.episode(3).fire(history.last_timer())
+    assert describe(history.step()) == [activity.CREATE_UPSTREAM_JOB]
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
+    # 4 s waited and 3 more asked: past 5 s, so the next route instead of another wait.
+    assert describe(history.step()) == [activity.MOVE_TO_NEXT_ROUTE]
+    history.episode(1).complete(
+        history.task(activity.MOVE_TO_NEXT_ROUTE), {"moved": True, "exhausted": False}
+    )
+    assert describe(history.step()) == [activity.RESERVE_UPSTREAM_SLOT]
+
+
+def test_throttled_past_max_wait_with_nowhere_to_go_keeps_waiting() -> None:
+    history = reserved()
+    throttled = UpstreamStatus.throttled(None, 10, max_wait=5).to_dict()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
+    assert describe(history.step()) == [activity.MOVE_TO_NEXT_ROUTE]
+    history.episode(1).complete(
+        history.task(activity.MOVE_TO_NEXT_ROUTE), {"moved": False, "exhausted": False}
+    )
+    assert describe(history.step()) == [TIMER]
+
+
+def test_throttling_without_a_max_wait_never_asks_to_move() -> None:
+    history = reserved()
+    throttled = UpstreamStatus.throttled(None, 30).to_dict()
+    for _ in range(3):
+        history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
+        assert describe(history.step()) == [TIMER]
+        history.episode(30).fire(history.last_timer())
+        assert describe(history.step()) == [activity.CREATE_UPSTREAM_JOB]

@@ -23,6 +23,7 @@ import requests
 
 from sorasim import SimulatorConfig, SoraSimulator
 from tests.conftest import RunningStack, stack_until_jobs_end
+from tests.pipeline.upstream_proxy import Rule, UpstreamProxy
 
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens, every connection is refused
 RETIRED = "veo-3.1-generate-preview"  # a Gemini API id the simulator answers 404 (retired)
@@ -30,9 +31,11 @@ SIZES = ["1280x720", "720x1280"]
 COOL_DOWN_SECONDS = 20
 
 
-def providers(sim: str) -> dict[str, Any]:
+def providers(sim: str, busy: str) -> dict[str, Any]:
     return {
         "aimlapi-down": {"kind": "aimlapi", "base_url": DEAD, "key_setting": "SORA_SIM_AIMLAPI_KEY"},
+        # The AI/ML API through a proxy that answers every create 429 (Retry-After: 1).
+        "aimlapi-busy": {"kind": "aimlapi", "base_url": busy, "key_setting": "SORA_SIM_AIMLAPI_KEY"},
         "gemini": {"kind": "gemini", "base_url": f"{sim}/v1beta", "key_setting": "SORA_SIM_GEMINI_KEY"},
         "fal": {"kind": "fal", "base_url": sim, "key_setting": "SORA_SIM_FAL_KEY"},
     }
@@ -61,6 +64,15 @@ CATALOG: list[dict[str, Any]] = [
         "seconds": [4, 8],
         "routes": [route("gemini", "veo-3.0-generate-001", 0.4), route("fal", "fal-ai/veo3.1", 0.25)],
     },
+    {  # the first route stays throttled longer than it may wait
+        "id": "veo-busy-first",
+        "sizes": SIZES,
+        "seconds": [4, 8],
+        "routes": [
+            {**route("aimlapi-busy", "google/veo-3.1-t2v", 0.5), "max_wait_seconds": 3},
+            route("fal", "fal-ai/veo3.1", 0.25),
+        ],
+    },
     {  # no route can take it
         "id": "veo-nowhere",
         "sizes": SIZES,
@@ -77,13 +89,20 @@ def simulator() -> Iterator[SoraSimulator]:
 
 
 @pytest.fixture(scope="module")
+def busy(simulator: SoraSimulator) -> Iterator[UpstreamProxy]:
+    with UpstreamProxy(simulator.url) as proxy:
+        proxy.add(Rule("POST", r"^/v2/video/generations", status=429, retry_after=1))
+        yield proxy
+
+
+@pytest.fixture(scope="module")
 def routed_stack(
-    tmp_path_factory: pytest.TempPathFactory, simulator: SoraSimulator
+    tmp_path_factory: pytest.TempPathFactory, simulator: SoraSimulator, busy: UpstreamProxy
 ) -> Iterator[RunningStack]:
     with stack_until_jobs_end(
         Path(tmp_path_factory.mktemp("routes")),
         DEVHOST_SIMULATOR="false",
-        PROVIDERS=json.dumps(providers(simulator.url)),
+        PROVIDERS=json.dumps(providers(simulator.url, busy.url)),
         MODEL_CATALOG=json.dumps(CATALOG),
         PROVIDER_FAILURES_TO_COOL_DOWN="2",
         PROVIDER_COOL_DOWN_SECONDS=str(COOL_DOWN_SECONDS),
@@ -133,6 +152,18 @@ def test_a_model_retired_at_the_first_provider_falls_back_to_the_second(
     done = routed_stack.client.wait_finished(key, video_id, timeout=60)
     assert (done["status"], done["provider"]) == ("completed", "fal"), done
     assert done["estimated_cost"] == {"amount": 0.4, "currency": "USD"}
+    assert created_upstream(simulator, marker) == 1
+    assert routed_stack.client.usage(key)["used"] == {"hour": 1, "day": 1}
+
+
+def test_a_route_throttled_past_its_max_wait_hands_the_job_to_the_next(
+    routed_stack: RunningStack, simulator: SoraSimulator, busy: UpstreamProxy
+) -> None:
+    key, video_id, marker = make(routed_stack, "veo-busy-first")
+    done = routed_stack.client.wait_finished(key, video_id, timeout=60)
+    assert (done["status"], done["provider"]) == ("completed", "fal"), done
+    throttled = [seen for seen in busy.requests_to("POST", r"^/v2/video/generations") if seen.answered == 429]
+    assert len(throttled) >= 2  # waited out within its 3 seconds, then moved on
     assert created_upstream(simulator, marker) == 1
     assert routed_stack.client.usage(key)["used"] == {"hour": 1, "day": 1}
 
