@@ -22,12 +22,18 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from gateway import azure_sdk as sdk
-from gateway.tables import HEALTH_TIMEOUTS, PROVIDER_HEALTH_TABLE, StorageTimeouts, Tables
+from gateway.tables import (
+    HEALTH_TIMEOUTS,
+    PROVIDER_HEALTH_TABLE,
+    StorageTimeouts,
+    Tables,
+    write_if_unchanged,
+)
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -159,32 +165,23 @@ class ProviderHealth:
         return _state_of_entity(entity)
 
     def _update(self, provider: str, outcome: str, latency_ms: float | None) -> ProviderState:
-        row_key = _row_key(provider)
-        for attempt in range(_ATTEMPTS):
-            try:
-                entity = self._table.get_entity(_PARTITION, row_key)
-            except sdk.ResourceNotFoundError:
-                entity = None
-            before = _state_of_entity(entity) if entity is not None else ProviderState.fresh(provider)
-            after = self._apply(before, outcome, latency_ms, self._clock())
-            row = _entity_of_state(after)
-            try:
-                if entity is None:
-                    self._table.create_entity(row)
-                else:
-                    self._table.update_entity(
-                        row,
-                        mode=sdk.UpdateMode.REPLACE,
-                        etag=entity.metadata["etag"],
-                        match_condition=sdk.MatchConditions.IfNotModified,
-                    )
-            except (sdk.ResourceExistsError, sdk.ResourceModifiedError):
-                # Another writer got there first: read its row and apply ours on top. A short,
-                # growing, random pause keeps a crowd of writers from colliding in step.
-                time.sleep(_jitter.uniform(0, 0.005 * (attempt + 1)))
-                continue
-            return after
-        raise RuntimeError(f"lost {_ATTEMPTS} races for the row")
+        states: list[ProviderState] = []
+
+        def after(current: Mapping[str, Any] | None) -> dict[str, Any]:
+            before = _state_of_entity(current) if current is not None else ProviderState.fresh(provider)
+            states.append(self._apply(before, outcome, latency_ms, self._clock()))
+            return _entity_of_state(states[-1])
+
+        # A short, growing, random pause after a lost race keeps a crowd of writers out of step.
+        write_if_unchanged(
+            self._table,
+            _PARTITION,
+            _row_key(provider),
+            after,
+            attempts=_ATTEMPTS,
+            after_lost_race=lambda attempt: time.sleep(_jitter.uniform(0, 0.005 * (attempt + 1))),
+        )
+        return states[-1]
 
     def _apply(
         self, state: ProviderState, outcome: str, latency_ms: float | None, now: float

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from gateway import azure_sdk as sdk
-from gateway.tables import Tables
+from gateway.tables import Tables, write_if_unchanged
 
 PACING_TABLE = "pacing"
 _PARTITION = "upstream"
@@ -52,24 +52,11 @@ class UpstreamPacer:
         if not pace.interval:
             return now
         row_key = f"schedule-{provider}"
-        while True:
-            try:
-                entity = self._table.get_entity(_PARTITION, row_key)
-            except sdk.ResourceNotFoundError:
-                entity = None
-            next_free = float(entity["next_at"]) if entity else now
-            start_at = max(now, next_free)
-            row = {"PartitionKey": _PARTITION, "RowKey": row_key, "next_at": start_at + pace.interval}
-            try:
-                if entity is None:
-                    self._table.create_entity(row)
-                else:
-                    self._table.update_entity(
-                        row,
-                        mode=sdk.UpdateMode.REPLACE,
-                        etag=entity.metadata["etag"],
-                        match_condition=sdk.MatchConditions.IfNotModified,
-                    )
-            except (sdk.ResourceExistsError, sdk.ResourceModifiedError):
-                continue  # another job reserved first; take the slot after it
-            return start_at
+
+        def after(current: Mapping[str, Any] | None) -> dict[str, Any]:
+            # The slot after the last one reserved (another job that reserved first pushes ours on).
+            start_at = max(now, float(current["next_at"]) if current else now)
+            return {"PartitionKey": _PARTITION, "RowKey": row_key, "next_at": start_at + pace.interval}
+
+        written = write_if_unchanged(self._table, _PARTITION, row_key, after)
+        return float(written["next_at"]) - pace.interval

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -164,3 +165,47 @@ class Tables:
         `timeouts` rather than the request path's longer budget."""
         pages = self._service.list_tables(results_per_page=1, **timeouts.call_options()).by_page()
         next(iter(pages), None)
+
+
+class LostRaces(RuntimeError):
+    """A conditional write lost to other writers more times than its caller allows."""
+
+
+def write_if_unchanged(
+    table: TableClient,
+    partition: str,
+    row_key: str,
+    new_row: Callable[[Mapping[str, Any] | None], dict[str, Any]],
+    *,
+    attempts: int | None = None,
+    after_lost_race: Callable[[int], None] = lambda attempt: None,
+) -> dict[str, Any]:
+    """Write `new_row(current)` over one row only if nobody wrote it since it was read (its
+    ETag; created when missing, `current` then None); after a lost race, read it and try again.
+
+    Returns the row written. `attempts` bounds the races (None: until one is won, for callers
+    whose every loss means another writer progressed); past it, LostRaces.
+    """
+    attempt = 0
+    while attempts is None or attempt < attempts:
+        try:
+            current: Any = table.get_entity(partition, row_key)
+        except sdk.ResourceNotFoundError:
+            current = None
+        row = new_row(current)
+        try:
+            if current is None:
+                table.create_entity(row)
+            else:
+                table.update_entity(
+                    row,
+                    mode=sdk.UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=sdk.MatchConditions.IfNotModified,
+                )
+        except (sdk.ResourceExistsError, sdk.ResourceModifiedError):
+            after_lost_race(attempt)
+            attempt += 1
+            continue
+        return row
+    raise LostRaces(f"lost {attempts} races for the row")
