@@ -227,19 +227,13 @@ def _entry(key: str, entry: Any, accounts: tuple[str, ...]) -> CatalogModel:
     sizes = listed(where + " sizes", entry.get("sizes"), SIZE, "sizes like 1280x720")
     seconds = listed(where + " seconds", entry.get("seconds"), SECONDS, "whole seconds")
     image_input, remix = (_flag(where, name, entry.get(name, False)) for name in ("image_input", "remix"))
-    if "routes" not in entry:
-        only = _route(where, {**entry, "provider_model": entry.get("provider_model", model_id)}, accounts)
-        return CatalogModel(
-            id=model_id.strip(),
-            provider=only.provider,
-            provider_model=only.provider_model,
-            sizes=sizes,
-            seconds=seconds,
-            image_input=image_input,
-            remix=remix,
-            prices=only.prices,
+    if "routes" in entry:
+        routes = _routes(where, entry, accounts, model_id.strip())
+    else:
+        # One route, implicit: the model's own provider, provider model and prices.
+        routes = (
+            _route(where, {**entry, "provider_model": entry.get("provider_model", model_id)}, accounts),
         )
-    routes = _routes(where, entry, accounts, model_id.strip())
     first = routes[0]
     return CatalogModel(
         id=model_id.strip(),
@@ -250,7 +244,7 @@ def _entry(key: str, entry: Any, accounts: tuple[str, ...]) -> CatalogModel:
         image_input=image_input,
         remix=remix,
         prices=first.prices,
-        routes=routes,
+        routes=routes if "routes" in entry else (),
     )
 
 
