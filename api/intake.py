@@ -56,7 +56,8 @@ class Intake:
 
 
 def create_submission(fields: RequestFields, settings: Settings, idempotency_key: str | None) -> Intake:
-    spec = parse_video_spec(fields.values, settings)
+    sends_image = REFERENCE in fields.files or fields.values.get(REFERENCE) is not None
+    spec = parse_video_spec(fields.values, settings, image=sends_image)
     model = settings.catalog[spec.model]
     image = _image_input(fields)
     if image is not None and not model.image_input:
@@ -69,12 +70,13 @@ def create_submission(fields: RequestFields, settings: Settings, idempotency_key
         )
     # The first of the model's routes that makes this video; the job may move on to the later
     # ones before a provider accepts it (gateway.reroute).
-    routes = model.routes_for(spec.size, spec.seconds, image=image is not None)
+    routes = model.routes_for(spec.size, spec.seconds, image=image is not None, options=spec.options)
     if not routes:
         raise InvalidRequest(
             f"Model '{model.id}' makes {spec.size} at {spec.seconds} seconds"
-            f"{' from an image' if image is not None else ''} on none of its providers; "
-            "choose another size or duration (GET /v1/models).",
+            f"{' from an image' if image is not None else ''}"
+            f"{' with ' + ', '.join(spec.options) if spec.options else ''} on none of its providers; "
+            "choose another size, duration or options (GET /v1/models).",
             code="invalid_value",
             param="size",
         )

@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from gateway.errors import SettingsError
+from gateway.video_options import DeclaredOptions, parse_declared
 
 # Public ids travel as a path segment (GET /v1/models/{id}).
 MODEL_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -33,6 +35,7 @@ _FIELDS = frozenset(
         "price_per_second",
         "routes",
         "max_wait_seconds",
+        "options",
     }
 )
 # A route says where the model is made; what it leaves out it inherits from the model.
@@ -46,8 +49,10 @@ _ROUTE_FIELDS = frozenset(
         "remix",
         "price_per_second",
         "max_wait_seconds",
+        "options",
     }
 )
+_NO_OPTIONS: Mapping[str, object] = MappingProxyType({})
 # The usual names of shapes; anything else is named by its reduced ratio.
 _RATIOS = {(16, 9): "16:9", (9, 16): "9:16", (1, 1): "1:1", (4, 3): "4:3", (3, 4): "3:4"}
 # Sora's "large" sizes (1792x1024) are its 1080p-class shapes.
@@ -65,10 +70,18 @@ _RESOLUTIONS = {480: "480p", 720: "720p", 1024: "1080p", 1080: "1080p", 2160: "4
 _VEO_SIZES = ["1280x720", "720x1280", "1920x1080", "1080x1920"]
 _VEO_720P = ["1280x720", "720x1280"]
 _VEO_SECONDS = [4, 6, 8]
+# What the aggregators' Veo 3.1 inputs take of the per-request options (gateway.video_options).
+_VEO_OPTIONS = ["negative_prompt", "generate_audio"]
 BUILT_IN_MODELS: Mapping[str, tuple[Mapping[str, Any], ...]] = {
     "aimlapi": tuple(
         # Its text-to-video ids take no image (the -i2v ids require one, which `image_input` cannot say).
-        {"id": public, "provider_model": native, "sizes": _VEO_SIZES, "seconds": _VEO_SECONDS}
+        {
+            "id": public,
+            "provider_model": native,
+            "sizes": _VEO_SIZES,
+            "seconds": _VEO_SECONDS,
+            "options": _VEO_OPTIONS,
+        }
         for public, native in (("veo-3.1", "google/veo-3.1-t2v"), ("veo-3.1-fast", "google/veo-3.1-t2v-fast"))
     ),
     "geminigen": tuple(
@@ -85,6 +98,8 @@ BUILT_IN_MODELS: Mapping[str, tuple[Mapping[str, Any], ...]] = {
             "sizes": _VEO_720P,
             "seconds": _VEO_SECONDS,
             "image_input": True,
+            # Veo 3.x always makes sound there; dont_allow is Veo 2's.
+            "options": {"negative_prompt": True, "person_generation": ["allow_all", "allow_adult"]},
         }
         for public, native in (
             ("veo-3.0", "veo-3.0-generate-001"),
@@ -93,7 +108,13 @@ BUILT_IN_MODELS: Mapping[str, tuple[Mapping[str, Any], ...]] = {
     ),
     "fal": tuple(
         # Text-to-video ids: fal's image-to-video ids require an image, which `image_input` cannot say.
-        {"id": public, "provider_model": native, "sizes": _VEO_SIZES, "seconds": _VEO_SECONDS}
+        {
+            "id": public,
+            "provider_model": native,
+            "sizes": _VEO_SIZES,
+            "seconds": _VEO_SECONDS,
+            "options": _VEO_OPTIONS,
+        }
         for public, native in (("veo-3.1", "fal-ai/veo3.1"), ("veo-3.1-fast", "fal-ai/veo3.1/fast"))
     ),
 }
@@ -114,10 +135,23 @@ class Route:
     # How long a job may wait out this route's throttling (429s) before it moves to the next
     # route; None: as long as the job's deadline allows.
     max_wait_seconds: float | None = None
+    # The per-request options it carries (gateway.video_options), with a choice's allowed values.
+    options: DeclaredOptions = field(default_factory=dict)
 
-    def fits(self, size: str, seconds: str, *, image: bool) -> bool:
+    def fits(
+        self, size: str, seconds: str, *, image: bool, options: Mapping[str, object] = _NO_OPTIONS
+    ) -> bool:
         """Can this route make that video? (A remix stays with its source's route.)"""
-        return size in self.sizes and seconds in self.seconds and (self.image_input or not image)
+        return (
+            size in self.sizes
+            and seconds in self.seconds
+            and (self.image_input or not image)
+            and all(self._carries(name, value) for name, value in options.items())
+        )
+
+    def _carries(self, name: str, value: object) -> bool:
+        allowed = self.options.get(name)
+        return allowed is not None and (not allowed or value in allowed)
 
 
 @dataclass(frozen=True)
@@ -132,6 +166,8 @@ class CatalogModel:
     prices: Mapping[str, float]  # USD per second by size; a size without a price has no estimate
     # Where the model is made, in the order tried; empty: only `provider` (the model's own fields).
     routes: tuple[Route, ...] = ()
+    # The per-request options it takes: those of any of its routes (each route narrows them).
+    options: DeclaredOptions = field(default_factory=dict)
 
     @property
     def all_routes(self) -> tuple[Route, ...]:
@@ -146,12 +182,17 @@ class CatalogModel:
                 self.image_input,
                 self.remix,
                 self.prices,
+                options=self.options,
             ),
         )
 
-    def routes_for(self, size: str, seconds: str, *, image: bool) -> tuple[Route, ...]:
+    def routes_for(
+        self, size: str, seconds: str, *, image: bool, options: Mapping[str, object] = _NO_OPTIONS
+    ) -> tuple[Route, ...]:
         """The routes that can make this video, in the order they are tried."""
-        return tuple(route for route in self.all_routes if route.fits(size, seconds, image=image))
+        return tuple(
+            route for route in self.all_routes if route.fits(size, seconds, image=image, options=options)
+        )
 
     def route(self, provider: str | None, provider_model: str | None) -> Route | None:
         """The route a job was sent by (None when the catalog no longer has it)."""
@@ -245,6 +286,7 @@ def _entry(key: str, entry: Any, accounts: tuple[str, ...]) -> CatalogModel:
         remix=remix,
         prices=first.prices,
         routes=routes if "routes" in entry else (),
+        options=parse_declared(where, entry.get("options")),
     )
 
 
@@ -259,9 +301,10 @@ def _routes(where: str, entry: dict[str, Any], accounts: tuple[str, ...], model_
         raise SettingsError(f"{where}: routes must be a non-empty list of {{provider, provider_model, ...}}")
     inherited: dict[str, Any] = {
         name: entry[name]
-        for name in ("sizes", "seconds", "image_input", "remix", "max_wait_seconds")
+        for name in ("sizes", "seconds", "image_input", "remix", "max_wait_seconds", "options")
         if name in entry
     }
+    model_options = parse_declared(where, entry.get("options"))
     routes: list[Route] = []
     for number, route_entry in enumerate(listed_routes, start=1):
         here = f"{where} route {number}"
@@ -278,6 +321,9 @@ def _routes(where: str, entry: dict[str, Any], accounts: tuple[str, ...], model_
             extra = set(values) - {str(item).strip() for item in allowed or ()}
             if extra:
                 raise SettingsError(f"{here} {what} {sorted(extra)} are not the model's own")
+        for name, allowed in route.options.items():
+            if name not in model_options or not set(allowed) <= set(model_options[name]):
+                raise SettingsError(f"{here} option {name} {list(allowed)} is not the model's own")
         if (route.provider, route.provider_model) in {(r.provider, r.provider_model) for r in routes}:
             raise SettingsError(f"{here} repeats {route.provider} {route.provider_model!r}")
         routes.append(route)
@@ -291,6 +337,10 @@ def _routes(where: str, entry: dict[str, Any], accounts: tuple[str, ...], model_
     for flag in ("image_input", "remix"):
         if inherited.get(flag) and not any(getattr(route, flag) for route in routes):
             raise SettingsError(f"{where} offers {flag} but no route has it")
+    for name, allowed in model_options.items():
+        carried = {value for route in routes for value in route.options.get(name, ())}
+        if not any(name in route.options for route in routes) or not carried.issuperset(allowed):
+            raise SettingsError(f"{where} offers option {name} {list(allowed)} that no route carries")
     return tuple(routes)
 
 
@@ -311,6 +361,7 @@ def _route(where: str, entry: dict[str, Any], accounts: tuple[str, ...]) -> Rout
         remix=_flag(where, "remix", entry.get("remix", False)),
         prices=_prices(where, entry.get("price_per_second"), sizes),
         max_wait_seconds=_max_wait(where, entry.get("max_wait_seconds")),
+        options=parse_declared(where, entry.get("options")),
     )
 
 

@@ -153,6 +153,7 @@ class UpstreamCreator:
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             reference=self._reference(job),
+            options=job.options,
         )
 
     def _reference(self, job: Job) -> ReferenceFile | None:

@@ -57,6 +57,8 @@ class Job:
     provider: str | None = None
     provider_model: str | None = None
     upstream_queue_position: int | None = None  # the provider's own queue, when it reports one
+    # Per-request options (gateway.video_options), sent to whichever route makes the job.
+    options: dict[str, str | bool] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -65,6 +67,10 @@ class Job:
     def to_entity(self) -> dict[str, Any]:
         entity = {k: v for k, v in asdict(self).items() if v is not None and k not in ("id", "app_id")}
         entity["metadata"] = json.dumps(self.metadata)
+        if self.options:
+            entity["options"] = json.dumps(self.options)
+        else:
+            entity.pop("options", None)
         return {"PartitionKey": self.app_id, "RowKey": self.id, **entity}
 
     @classmethod
@@ -72,6 +78,7 @@ class Job:
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in entity.items() if k in known}
         values["metadata"] = json.loads(entity.get("metadata") or "{}")
+        values["options"] = json.loads(entity.get("options") or "{}")
         return cls(id=entity["RowKey"], app_id=entity["PartitionKey"], **values)
 
 

@@ -65,7 +65,7 @@ def _fitting(job: Job, catalog: Mapping[str, CatalogModel]) -> tuple[Route, ...]
     model = catalog.get(job.model)
     if model is None:
         return ()
-    return model.routes_for(job.size, job.seconds, image=job.reference_blob is not None)
+    return model.routes_for(job.size, job.seconds, image=job.reference_blob is not None, options=job.options)
 
 
 def _on(job: Job) -> tuple[str | None, str | None]:

@@ -24,7 +24,7 @@ from gateway.catalog import SECONDS as _SECONDS
 from gateway.catalog import SIZE as _SIZE
 from gateway.errors import SettingsError
 from gateway.providers.port import ProviderAccount
-from gateway.providers.registry import KINDS
+from gateway.providers.registry import KINDS, video_options
 from gateway.quota import CAPACITY as QUOTA_DAY_CAPACITY
 
 # Azurite's published development account; not a secret.
@@ -383,10 +383,33 @@ def _catalog(env: _Env, providers: Mapping[str, ProviderAccount]) -> dict[str, C
         document = json.loads(inline or "")
     except ValueError as error:
         raise SettingsError(f"setting {key} must be JSON: {error}") from error
-    return parse_catalog(key, document, providers)
+    return _check_options(key, parse_catalog(key, document, providers), providers)
+
+
+def _check_options(
+    key: str, catalog: dict[str, CatalogModel], providers: Mapping[str, ProviderAccount]
+) -> dict[str, CatalogModel]:
+    """Every route's declared options must be ones its adapter sends for that model: an option
+    the provider would never see is refused at start-up, not silently dropped per request."""
+    for model in catalog.values():
+        for number, route in enumerate(model.all_routes, start=1):
+            if not route.options:
+                continue  # nothing to check, and no adapter module to import at start-up
+            carried = video_options(providers[route.provider], route.provider_model)
+            missing = sorted(set(route.options) - carried) if carried is not None else []
+            if missing:
+                where = f"route {number} ({route.provider})" if model.routes else f"provider {route.provider}"
+                raise SettingsError(
+                    f"setting {key}: model {model.id!r} {where} declares options {missing}, which the "
+                    f"{providers[route.provider].kind} adapter does not send for {route.provider_model!r}"
+                    f" (it sends: {', '.join(sorted(carried or ())) or 'none'})"
+                )
+    return catalog
 
 
 def _built_in_catalog(providers: Mapping[str, ProviderAccount]) -> dict[str, CatalogModel]:
+    # Not _check_options: that would import every adapter (and requests) on a cold start, and the
+    # built-in options are checked against the adapters by tests/providers/test_built_in_catalog.
     catalog = built_in_catalog({name: account.kind for name, account in providers.items()})
     if not catalog:
         kinds = ", ".join(sorted(BUILT_IN_MODELS))

@@ -190,6 +190,7 @@ class Submissions:
             reference_blob=asset_blob_name(app_id, job_id, reference.filename) if reference else None,
             provider=submission.provider,
             provider_model=submission.provider_model,
+            options=spec.options,
         )
 
     def _admit(self, app: App, limits: Limits, job_id: str, now: float) -> Usage:

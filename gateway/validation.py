@@ -13,6 +13,7 @@ from typing import Any
 from gateway.catalog import shape_of
 from gateway.errors import InvalidRequest
 from gateway.settings import ModelOptions, Settings
+from gateway.video_options import OptionValue, parse_requested
 
 # The aliases' words, and the shape each names (`gateway.catalog.shape_of` of the model's sizes).
 ASPECT_RATIOS = {"16:9": "16:9", "landscape": "16:9", "9:16": "9:16", "portrait": "9:16"}
@@ -32,9 +33,12 @@ class VideoSpec:
     size: str
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
+    # Per-request options the model declares (gateway.video_options): part of what was asked.
+    options: dict[str, OptionValue] = field(default_factory=dict)
 
 
-def parse_video_spec(fields: Mapping[str, Any], settings: Settings) -> VideoSpec:
+def parse_video_spec(fields: Mapping[str, Any], settings: Settings, *, image: bool = False) -> VideoSpec:
+    """`image`: whether the request carries an input image (some options depend on it)."""
     model = _model(fields, settings.allowed_models)
     options = settings.models[model]
     return VideoSpec(
@@ -44,6 +48,7 @@ def parse_video_spec(fields: Mapping[str, Any], settings: Settings) -> VideoSpec
         size=_size(fields, model, options),
         metadata=metadata_of(fields.get("metadata")),
         user=user_of(fields.get("user")),
+        options=parse_requested(fields, model, settings.catalog[model].options, image=image),
     )
 
 

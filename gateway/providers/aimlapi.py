@@ -67,7 +67,17 @@ DONE_STATUSES = frozenset({"completed", "succeeded"})
 FAILED_STATUSES = frozenset({"error", "failed"})
 QUEUED_STATUSES = frozenset({"queued", "waiting"})
 
+# The per-request options its Veo schemas take, under the same names (google/veo-3.1-t2v:
+# negative_prompt, generate_audio). Other model families' schemas differ; none is declared.
+VEO_PREFIX = "google/veo"
+VEO_OPTIONS = frozenset({"negative_prompt", "generate_audio"})
+
 log = logging.getLogger(__name__)
+
+
+def video_options(account: ProviderAccount, provider_model: str) -> frozenset[str]:
+    """The per-request options it sends (gateway.video_options) for that model."""
+    return VEO_OPTIONS if provider_model.startswith(VEO_PREFIX) else frozenset()
 
 
 class AimlApiProvider(KeyedProvider):
@@ -89,6 +99,7 @@ class AimlApiProvider(KeyedProvider):
         if request.reference is not None:
             encoded = base64.b64encode(request.reference.content).decode("ascii")
             body["image_url"] = f"data:{request.reference.content_type};base64,{encoded}"
+        body.update(request.options)  # the same names; the catalog let through only VEO_OPTIONS
         response = self._create_request(body)
         return read_answer(response, self._video, f"POST {GENERATIONS_PATH}", creating=True)
 

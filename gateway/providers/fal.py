@@ -82,6 +82,12 @@ CAPABILITIES = Capabilities(image_input=True, remix=False, delete=True, find_rec
 
 DIALECTS = ("veo", "kling")
 DIALECT_PREFIXES = (("fal-ai/kling-video/", "kling"), ("fal-ai/veo", "veo"))
+# The per-request options each dialect's input carries, under the same names (Veo31Input has
+# negative_prompt and generate_audio; Kling v2.x inputs have negative_prompt).
+DIALECT_OPTIONS = {
+    "veo": frozenset({"negative_prompt", "generate_audio"}),
+    "kling": frozenset({"negative_prompt"}),
+}
 IMAGE_MODEL_MARKER = "image-to-video"
 
 # One path segment of a model or video id: nothing that could change the URL's meaning.
@@ -117,6 +123,20 @@ class FalFailure:
     code: str
     message: str
     final: bool  # X-Fal-Retryable: false
+
+
+def dialect_of(model: str, account_dialect: str | None) -> str | None:
+    """`veo` or `kling` from the model id, else the account's `dialect` option, else None."""
+    for prefix, dialect in DIALECT_PREFIXES:
+        if model.startswith(prefix):
+            return dialect
+    return account_dialect.lower() if account_dialect else None
+
+
+def video_options(account: ProviderAccount, provider_model: str) -> frozenset[str]:
+    """The per-request options it sends (gateway.video_options) for that model's dialect."""
+    dialect = dialect_of(provider_model, account.options.get("dialect"))
+    return DIALECT_OPTIONS.get(dialect or "", frozenset())
 
 
 class FalProvider(KeyedProvider):
@@ -202,11 +222,9 @@ class FalProvider(KeyedProvider):
 
     def dialect_of(self, model: str) -> str:
         """`veo` or `kling`: which input fields the model takes, from its id or the account."""
-        for prefix, dialect in DIALECT_PREFIXES:
-            if model.startswith(prefix):
-                return dialect
-        if self._dialect is not None:
-            return self._dialect
+        dialect = dialect_of(model, self._dialect)
+        if dialect is not None:
+            return dialect
         raise UpstreamRejectedError(
             f"fal model {model!r} is neither a fal-ai/veo* nor a fal-ai/kling-video model; set the "
             "account's `dialect` option",
@@ -236,6 +254,13 @@ class FalProvider(KeyedProvider):
                 )
             encoded = base64.b64encode(request.reference.content).decode("ascii")
             body["image_url"] = f"data:{request.reference.content_type};base64,{encoded}"
+        for name, value in request.options.items():
+            if name not in DIALECT_OPTIONS[dialect]:
+                # The catalog is checked against DIALECT_OPTIONS at start-up; never dropped silently.
+                raise UpstreamRejectedError(
+                    f"fal's {dialect} input has no {name!r}", code="unsupported_option", status=400
+                )
+            body[name] = value
         return body
 
     # -- answers -------------------------------------------------------------------------------

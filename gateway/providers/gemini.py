@@ -23,10 +23,13 @@ generativelanguage client types; see tests/providers/test_gemini.py for their so
 
 Decisions:
 
-- Account options read: `negative_prompt` (sent as `negativePrompt`), `enhance_prompt`
-  ("true" | "false", sent as the bool `enhancePrompt`), `person_generation` (replaces the
-  `personGeneration` value; an image request never sends `allow_all`, which the docs give for
-  text alone, and falls back to `allow_adult`). Other options are ignored.
+- Per-request options (VideoRequest.options, declared in the catalog): `negative_prompt` as
+  `negativePrompt`, `person_generation` as `personGeneration`. Not `generate_audio`: Veo 3.x
+  always makes sound here, and the SDK refuses `generate_audio` in Gemini-API mode.
+- Account options, the defaults where a request sends none: `negative_prompt`, `enhance_prompt`
+  ("true" | "false", sent as the bool `enhancePrompt`), `person_generation` (an image request
+  never sends an account's `allow_all`, which the docs give for text alone, and falls back to
+  `allow_adult`). Other options are ignored.
 - `ProviderVideo.id` is the operation name exactly as given (it contains slashes).
 - Status: right after create `queued`; `done` absent or false `in_progress`; done with a video
   `completed`; done with an error `failed` with `video_generation_failed` (the rpc status name
@@ -88,6 +91,9 @@ CAPABILITIES = Capabilities(image_input=True, remix=False, delete=False, find_re
 
 TEXT_PERSONS = "allow_all"
 IMAGE_PERSONS = "allow_adult"
+# The per-request options this protocol carries. Not generate_audio: Veo 3.x on the Gemini API
+# always makes sound, and the SDK refuses the option outside Vertex AI.
+VIDEO_OPTIONS = frozenset({"negative_prompt", "person_generation"})
 BOOLEANS = {"true": True, "false": False}
 
 # google.rpc.Code numbers, as an operation's `error.code` carries them, for readable messages.
@@ -109,6 +115,11 @@ TRANSIENT_RPC_STATUSES = frozenset({"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDE
 OPERATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 FILE_URI = re.compile(r"/files/([A-Za-z0-9][A-Za-z0-9_-]*):download")
 DELAY = re.compile(r"(\d+(?:\.\d+)?)s")
+
+
+def video_options(account: ProviderAccount, provider_model: str) -> frozenset[str]:
+    """The per-request options it sends (gateway.video_options), for any Veo model."""
+    return VIDEO_OPTIONS
 
 
 class GeminiProvider(KeyedProvider):
@@ -184,21 +195,22 @@ class GeminiProvider(KeyedProvider):
     # -- requests ------------------------------------------------------------------------------
 
     def body(self, request: VideoRequest) -> dict[str, Any]:
-        """The predictLongRunning body for `request`, with the account's options."""
+        """The predictLongRunning body for `request`: its own options first, then the account's."""
         instance: dict[str, Any] = {"prompt": request.prompt}
-        persons = self._options.get("person_generation") or TEXT_PERSONS
+        asked = request.options.get("person_generation")
+        persons = str(asked) if asked else self._options.get("person_generation") or TEXT_PERSONS
         if request.reference is not None:
             data = base64.b64encode(request.reference.content).decode("ascii")
             instance["image"] = {"inlineData": {"mimeType": request.reference.content_type, "data": data}}
-            # allow_all is documented for text alone.
-            persons = IMAGE_PERSONS if persons == TEXT_PERSONS else persons
+            # allow_all is documented for text alone (intake refuses it with an image when asked).
+            persons = IMAGE_PERSONS if persons == TEXT_PERSONS and not asked else persons
         parameters: dict[str, Any] = {
             "aspectRatio": request.aspect_ratio,
             "resolution": request.resolution,
             "durationSeconds": request.seconds,
             "personGeneration": persons,
         }
-        negative = self._options.get("negative_prompt")
+        negative = request.options.get("negative_prompt") or self._options.get("negative_prompt")
         if negative:
             parameters["negativePrompt"] = negative
         enhance = self._options.get("enhance_prompt")

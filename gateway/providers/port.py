@@ -69,6 +69,9 @@ class VideoRequest:
     aspect_ratio: str
     resolution: str
     reference: ReferenceFile | None = None
+    # Per-request options (gateway.video_options: negative_prompt, generate_audio,
+    # person_generation), only those the catalog let through for this route's adapter.
+    options: Mapping[str, str | bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

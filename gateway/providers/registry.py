@@ -8,6 +8,7 @@ plus its line here.
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import cast
 
 from gateway.errors import UpstreamRejectedError
@@ -29,16 +30,31 @@ class ProviderUnavailable(UpstreamRejectedError):
 
 
 def factory(kind: str) -> ProviderFactory:
+    return cast(ProviderFactory, _adapter(kind).build)
+
+
+def video_options(account: ProviderAccount, provider_model: str) -> frozenset[str] | None:
+    """The per-request options (gateway.video_options) the account's adapter sends for that
+    model: its module's `video_options(account, provider_model)`, none without one; None when
+    the adapter is not installed (its jobs fail on their own)."""
+    try:
+        module = _adapter(account.kind)
+    except ProviderUnavailable:
+        return None
+    carried = getattr(module, "video_options", None)
+    return frozenset() if carried is None else frozenset(carried(account, provider_model))
+
+
+def _adapter(kind: str) -> ModuleType:
     module_name = ADAPTER_MODULES[kind]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name != module_name:
             raise
         raise ProviderUnavailable(
             f"the {kind} adapter is not installed", code="provider_unavailable", status=None
         ) from error
-    return cast(ProviderFactory, module.build)
 
 
 def build_provider(account: ProviderAccount) -> VideoProvider:
