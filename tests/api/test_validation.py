@@ -71,6 +71,54 @@ CASES: list[tuple[str, Any, int, str, str | None]] = [
         "metadata",
     ),
     ("user not a string", {"prompt": "p", "user": 7}, 400, "invalid_value", "user"),
+    # Per-request options: only those the model declares (the sample catalog's), with their values.
+    (
+        "option the model does not take",
+        {"prompt": "p", "model": "sora-2", "negative_prompt": "rain"},
+        400,
+        "unsupported_parameter",
+        "negative_prompt",
+    ),
+    (
+        "audio switch on the Gemini API's Veo",
+        {"prompt": "p", "model": "veo-3.0", "generate_audio": False},
+        400,
+        "unsupported_parameter",
+        "generate_audio",
+    ),
+    (
+        "audio not a flag",
+        {"prompt": "p", "model": "veo-3.1", "generate_audio": "loud"},
+        400,
+        "invalid_value",
+        "generate_audio",
+    ),
+    (
+        "negative prompt too long",
+        {"prompt": "p", "model": "veo-3.1", "negative_prompt": "x" * 1001},
+        400,
+        "invalid_value",
+        "negative_prompt",
+    ),
+    (
+        "person choice the model does not offer",
+        {"prompt": "p", "model": "veo-3.0", "person_generation": "dont_allow"},
+        400,
+        "invalid_value",
+        "person_generation",
+    ),
+    (
+        "everyone from an image",
+        {
+            "prompt": "p",
+            "model": "veo-3.0",
+            "person_generation": "allow_all",
+            "input_reference": {"image_url": "data:image/png;base64,AAAA"},
+        },
+        400,
+        "invalid_value",
+        "person_generation",
+    ),
     ("body is a list", ["prompt"], 400, "invalid_json", None),
 ]
 
