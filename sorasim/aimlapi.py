@@ -20,6 +20,10 @@ universal-video-fetch, errors-and-messages):
   fetched without credentials. This CDN refuses any request that carries an `Authorization`
   header (403), so a client leaking its API key to the CDN host is caught by tests; the real CDN's
   behaviour there is not documented.
+- The Veo 3.1 schemas' per-request options: `negative_prompt` (string) and `generate_audio`
+  (boolean, default true); a wrong type is 400 "Body validation error!" naming the field and the
+  type received. `/_sim/created` records both fields as each accepted create sent them. The other
+  optional fields (and these on other models) are accepted and ignored, as before.
 - `image_url` (image-to-video models) may be an http(s) URL, taken on trust (the simulator never
   fetches anything), or a base64 `data:` URL of a JPEG, PNG or WebP image, which is checked.
 
@@ -73,13 +77,24 @@ class ModelRules:
     image: bool  # image-to-video: `image_url` is required (and only then allowed)
     aspect_ratios: tuple[str, ...] = ("16:9", "9:16")
     default_aspect_ratio: str = "16:9"
+    # The typed per-request options its schema declares (name -> JSON type).
+    options: tuple[tuple[str, str], ...] = ()
+
+
+VEO_OPTIONS = (("negative_prompt", "string"), ("generate_audio", "boolean"))
 
 
 # From the provider's per-model schemas (Veo 3.1 t2v/i2v, Sora 2 t2v/i2v).
 MODELS: dict[str, ModelRules] = {
-    "google/veo-3.1-t2v": ModelRules((4, 6, 8), 8, ("720p", "1080p"), "1080p", image=False),
-    "google/veo-3.1-t2v-fast": ModelRules((4, 6, 8), 8, ("720p", "1080p"), "1080p", image=False),
-    "google/veo-3.1-i2v": ModelRules((4, 6, 8), 8, ("720p", "1080p"), "1080p", image=True),
+    "google/veo-3.1-t2v": ModelRules(
+        (4, 6, 8), 8, ("720p", "1080p"), "1080p", image=False, options=VEO_OPTIONS
+    ),
+    "google/veo-3.1-t2v-fast": ModelRules(
+        (4, 6, 8), 8, ("720p", "1080p"), "1080p", image=False, options=VEO_OPTIONS
+    ),
+    "google/veo-3.1-i2v": ModelRules(
+        (4, 6, 8), 8, ("720p", "1080p"), "1080p", image=True, options=VEO_OPTIONS
+    ),
     "openai/sora-2-t2v": ModelRules((4, 8, 12), 4, ("720p",), "720p", image=False),
     "openai/sora-2-i2v": ModelRules((4, 8, 12), 4, ("720p",), "720p", image=True),
 }
@@ -89,6 +104,17 @@ OPTIONAL_FIELDS = frozenset(
     {"generate_audio", "seed", "auto_fix", "negative_prompt", "enhance_prompt", "provider"}
 )
 SHAPE_FIELDS = frozenset({"model", "prompt", "duration", "aspect_ratio", "resolution", "image_url"})
+# What the /_sim/created record keeps of a create (gateway.video_options names).
+OPTION_FIELDS = ("negative_prompt", "generate_audio")
+# The JSON type names the validator's messages use.
+JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (int, "number"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
 
 PIXELS: dict[tuple[str, str], str] = {
     ("16:9", "720p"): "1280x720",
@@ -152,9 +178,9 @@ class AimlApi:
         if rejected is not None:
             return rejected
         try:
-            spec = await _parse_create(request)
+            spec, options = await _parse_create(request)
             try:
-                job = self._state.admit(spec)
+                job = self._state.admit(spec, options=options)
             except ApiError as error:
                 if error.status == 429:
                     raise AimlApiError(429, "Too Many Requests") from None
@@ -271,7 +297,8 @@ def _resolution_of(size: str) -> str:
     return next(resolution for (_, resolution), pixels in PIXELS.items() if pixels == size)
 
 
-async def _parse_create(request: web.Request) -> VideoSpec:
+async def _parse_create(request: web.Request) -> tuple[VideoSpec, dict[str, Any]]:
+    """The job a create asks for, and the option fields it carried."""
     try:
         body = await request.json()
     except ValueError:
@@ -300,8 +327,20 @@ async def _parse_create(request: web.Request) -> VideoSpec:
         _check_image_url(image_url)
     elif image_url is not None:
         raise _validation_error(f"Unrecognized key(s) in object: 'image_url' (model {model} takes no image)")
+    _check_options(body, rules)
     size = PIXELS[(aspect_ratio, resolution)]
-    return VideoSpec(prompt=prompt, model=model, seconds=str(duration), size=size)
+    options = {name: body[name] for name in OPTION_FIELDS if name in body}
+    return VideoSpec(prompt=prompt, model=model, seconds=str(duration), size=size), options
+
+
+def _check_options(body: dict[str, Any], rules: ModelRules) -> None:
+    for name, expected in rules.options:
+        if name in body and _json_type(body[name]) != expected:
+            raise _validation_error(f"{name}: Expected {expected}, received {_json_type(body[name])}")
+
+
+def _json_type(value: Any) -> str:
+    return next((name for kind, name in JSON_TYPES if isinstance(value, kind)), "null")
 
 
 def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:

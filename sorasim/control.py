@@ -27,10 +27,17 @@ class ControlEndpoints:
         return web.json_response({**self._state.stats.snapshot(), "jobs_stored": len(self._state.jobs)})
 
     async def created(self, request: web.Request) -> web.Response:
-        """How many jobs were created whose prompt contains `prompt_contains`."""
+        """How many jobs were created whose prompt contains `prompt_contains`, and the
+        provider-native option fields each of them carried, in creation order."""
         needle = request.query.get("prompt_contains", "")
-        count = sum(needle in prompt for prompt in list(self._state.created_prompts))
-        return web.json_response({"prompt_contains": needle, "jobs_created": count})
+        matching = [each for each in list(self._state.created) if needle in each.prompt]
+        return web.json_response(
+            {
+                "prompt_contains": needle,
+                "jobs_created": len(matching),
+                "options": [dict(each.options) for each in matching],
+            }
+        )
 
     async def get_config(self, request: web.Request) -> web.Response:
         return web.json_response(self._state.config.public_view())

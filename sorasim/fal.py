@@ -22,6 +22,12 @@ What is simulated, after fal's JS client and fal's queue, cancel and error docs:
   `duration` "5" | "10" (resolution fixed by the tier). Image-to-video models require
   `image_url`: an http(s) URL (on trust, nothing is fetched) or a base64 data URI of a JPEG, PNG
   or WebP image (checked).
+- Per-request options: Veo 3.1 inputs take `negative_prompt` (string) and `generate_audio`
+  (boolean), Kling v2.x inputs `negative_prompt` (fal's model schemas); a wrong type is 422 with
+  pydantic's `string_type`, `bool_type` or `bool_parsing`. A boolean is read as pydantic's lax
+  mode reads one ("true", "off", 1, ...) [assumed: fal's inputs are pydantic models in the
+  default lax mode]; a field the model lacks (`generate_audio` for Kling) is ignored like any
+  unknown field. `/_sim/created` records both fields as each accepted submit sent them.
 - The video is on a key-less CDN-like path of this server, `/_cdn/fal/<token>.mp4`; like the other
   simulated CDNs it refuses a request carrying `Authorization` (403), so a leaked key shows.
 
@@ -103,6 +109,13 @@ KLING_ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 # Height of each resolution; width follows from the aspect ratio.
 HEIGHTS = {"720p": 720, "1080p": 1080, "4k": 2160}
 WIDE = {720: 1280, 1080: 1920, 2160: 3840}
+# The per-request option fields each dialect's input declares (gateway.video_options names).
+DIALECT_OPTIONS = {"veo": ("negative_prompt", "generate_audio"), "kling": ("negative_prompt",)}
+# What the /_sim/created record keeps of a submit, whether its model takes the field or not.
+OPTION_FIELDS = ("negative_prompt", "generate_audio")
+# The strings and numbers pydantic's lax mode reads as a boolean.
+LAX_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+LAX_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 
 
 class FalError(Exception):
@@ -172,9 +185,11 @@ class FalApi:
         if model is None:
             app = model_id.split("/")[1]
             raise FalError(404, f"Application '{app}' not found" if app not in APPS else "Not Found")
-        spec = _spec(model_id, model, await _input(request))
+        body = await _input(request)
+        spec = _spec(model_id, model, body)
+        options = {name: body[name] for name in OPTION_FIELDS if name in body}
         try:
-            job = self._state.admit(spec)
+            job = self._state.admit(spec, options=options)
         except ApiError as error:
             if error.status != 429:
                 raise
@@ -370,6 +385,7 @@ def _spec(model_id: str, model: Model, body: dict[str, Any]) -> VideoSpec:
         resolution = model.resolution
     if aspect == "auto":
         aspect = "9:16" if image is not None and image[1] > image[0] else "16:9"
+    _options(body, DIALECT_OPTIONS[model.dialect])
     return VideoSpec(prompt=prompt, model=model_id, seconds=seconds, size=_size(aspect, resolution))
 
 
@@ -379,6 +395,31 @@ def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: 
         expected = " or ".join(f"'{option}'" for option in allowed)
         raise invalid(name, value, f"Input should be {expected}", "literal_error")
     return value
+
+
+def _options(body: dict[str, Any], declared: tuple[str, ...]) -> None:
+    """The option fields the model declares, typed as pydantic checks them."""
+    if "negative_prompt" in declared and body.get("negative_prompt") is not None:
+        value = body["negative_prompt"]
+        if not isinstance(value, str):
+            raise invalid("negative_prompt", value, "Input should be a valid string", "string_type")
+    if "generate_audio" in declared and "generate_audio" in body:
+        _lax_bool("generate_audio", body["generate_audio"])
+
+
+def _lax_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.lower()
+        if word in LAX_TRUE | LAX_FALSE:
+            return word in LAX_TRUE
+        raise invalid(
+            name, value, "Input should be a valid boolean, unable to interpret input", "bool_parsing"
+        )
+    raise invalid(name, value, "Input should be a valid boolean", "bool_type")
 
 
 def _image(value: Any) -> tuple[int, int] | None:

@@ -18,10 +18,17 @@ generativelanguage client types; [assumed] marks what those do not say):
   which must decode to a JPEG, PNG or WebP; `lastFrame` only with `image`. `referenceImages` and
   `video` belong to the 3.1 models and are refused. Parameters: `aspectRatio` 16:9 | 9:16,
   `durationSeconds` 4 | 6 | 8 (int or string; Veo 2: 5-8), `resolution` 720p | 1080p (Veo 2:
-  720p only; 1080p needs 8 s), `personGeneration` allow_all | allow_adult (allow_all refused with
-  an image, as the docs give it for text alone), `negativePrompt`, `enhancePrompt`,
-  `sampleCount` (1; Veo 2 up to 2), `seed`. Any other name is refused, as a protobuf-backed
-  API refuses unknown fields [assumed]. Every refusal is 400 INVALID_ARGUMENT.
+  720p only; 1080p needs 8 s), `personGeneration` (below), `negativePrompt` (a string),
+  `enhancePrompt`, `sampleCount` (1; Veo 2 up to 2), `seed`. Any other name is refused, as a
+  protobuf-backed API refuses unknown fields [assumed]; `generateAudio` with its own message
+  [assumed: Veo 3.x always makes sound there and the SDK refuses `generate_audio` outside Vertex
+  AI]. Every refusal is 400 INVALID_ARGUMENT.
+- `personGeneration`, after the docs' table: `allow_all` for text alone, `allow_adult` with an
+  image; `dont_allow` is Veo 2's only. So Veo 3.x takes allow_all or allow_adult for text (the
+  docs' EU/UK/CH/MENA rule, allow_adult only, implies allow_adult is a valid text value) and
+  allow_adult alone with an image; Veo 2 adds dont_allow to both [assumed: the simulator does not
+  model regions, so allow_all is taken everywhere].
+- `/_sim/created` records `negativePrompt` and `personGeneration` as each accepted create sent them.
 - Models `veo-3.0-generate-001`, `veo-3.0-fast-generate-001`, `veo-2.0-generate-001`. The 3.1
   preview ids answer 404 NOT_FOUND "models/<id> is no longer available" (reported retired);
   any other id 404 NOT_FOUND as well.
@@ -73,17 +80,23 @@ FILTER_REASON = "The video was filtered by the safety system (simulated by the #
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+TEXT_PERSONS = "allow_all"  # the docs give it for text alone
+VEO3_PERSONS = ("allow_all", "allow_adult")
+VEO2_PERSONS = ("allow_all", "allow_adult", "dont_allow")
+
+
 @dataclass(frozen=True)
 class ModelRules:
     durations: tuple[int, ...]
     resolutions: tuple[str, ...]
     max_samples: int
+    persons: tuple[str, ...] = VEO3_PERSONS  # personGeneration values, allow_all for text alone
 
 
 MODELS: dict[str, ModelRules] = {
     "veo-3.0-generate-001": ModelRules((4, 6, 8), ("720p", "1080p"), 1),
     "veo-3.0-fast-generate-001": ModelRules((4, 6, 8), ("720p", "1080p"), 1),
-    "veo-2.0-generate-001": ModelRules((5, 6, 7, 8), ("720p",), 2),
+    "veo-2.0-generate-001": ModelRules((5, 6, 7, 8), ("720p",), 2, VEO2_PERSONS),
 }
 RETIRED_MODELS = frozenset(
     {"veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-preview"}
@@ -94,7 +107,6 @@ PIXELS: dict[tuple[str, str], str] = {
     ("16:9", "1080p"): "1920x1080",
     ("9:16", "1080p"): "1080x1920",
 }
-PERSONS = ("allow_all", "allow_adult")
 TOP_FIELDS = frozenset({"instances", "parameters", "webhookConfig"})
 INSTANCE_FIELDS = frozenset({"prompt", "image", "lastFrame"})
 LATER_MODEL_FIELDS = frozenset({"referenceImages", "video"})
@@ -110,6 +122,9 @@ PARAMETER_FIELDS = frozenset(
         "seed",
     }
 )
+# The parameters of gateway.video_options, recorded for /_sim/created as sent.
+OPTION_FIELDS = ("negativePrompt", "personGeneration")
+AUDIO_FIELD = "generateAudio"
 RPC_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -168,6 +183,7 @@ class Operation:
 class Parsed:
     spec: VideoSpec
     samples: int
+    options: dict[str, Any]  # the OPTION_FIELDS the body carried
 
 
 class GeminiApi:
@@ -193,7 +209,7 @@ class GeminiApi:
         except ValueError:
             raise invalid("Invalid JSON payload received.") from None
         parsed = parse_body(body, model)
-        job = self._admit(parsed.spec)
+        job = self._admit(parsed.spec, parsed.options)
         operation = Operation(
             name=f"models/{model}/operations/{_short_id()}",
             job_id=job.id,
@@ -239,9 +255,9 @@ class GeminiApi:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def _admit(self, spec: VideoSpec) -> Job:
+    def _admit(self, spec: VideoSpec, options: dict[str, Any]) -> Job:
         try:
-            return self._state.admit(spec)
+            return self._state.admit(spec, options=options)
         except ApiError as error:
             if error.status != 429:
                 raise
@@ -340,6 +356,8 @@ def parse_body(body: Any, model: str) -> Parsed:
     parameters = body.get("parameters", {})
     if not isinstance(parameters, dict):
         raise invalid("parameters must be an object.")
+    if AUDIO_FIELD in parameters:
+        raise invalid(f"parameters.{AUDIO_FIELD} is not supported in the Gemini API.")
     _known(parameters, PARAMETER_FIELDS, "parameters.")
     rules = MODELS[model]
     aspect = _choice(parameters, "aspectRatio", ("16:9", "9:16"), "16:9")
@@ -347,13 +365,14 @@ def parse_body(body: Any, model: str) -> Parsed:
     seconds = _duration(parameters.get("durationSeconds", rules.durations[-1]), rules)
     if resolution == "1080p" and seconds != 8:
         raise invalid("1080p videos must be 8 seconds long: set durationSeconds to 8.")
-    _persons(parameters.get("personGeneration"), has_image)
+    _persons(parameters.get("personGeneration"), rules, has_image)
     _typed(parameters, "negativePrompt", str)
     _typed(parameters, "enhancePrompt", bool)
     _typed(parameters, "seed", int)
     samples = _samples(parameters.get("sampleCount", 1), rules)
     spec = VideoSpec(prompt=prompt, model=model, seconds=str(seconds), size=PIXELS[(aspect, resolution)])
-    return Parsed(spec, samples)
+    options = {name: parameters[name] for name in OPTION_FIELDS if name in parameters}
+    return Parsed(spec, samples, options)
 
 
 def _instance(instance: dict[str, Any]) -> tuple[str, bool]:
@@ -422,12 +441,15 @@ def _duration(value: Any, rules: ModelRules) -> int:
     return seconds
 
 
-def _persons(value: Any, has_image: bool) -> None:
+def _persons(value: Any, rules: ModelRules, has_image: bool) -> None:
     if value is None:
         return
-    if value not in PERSONS:
-        raise invalid(f"parameters.personGeneration {value!r} is not supported; use {' or '.join(PERSONS)}.")
-    if has_image and value == "allow_all":
+    if value not in rules.persons:
+        allowed = " or ".join(rules.persons)
+        raise invalid(
+            f"parameters.personGeneration {value!r} is not supported for this model; use {allowed}."
+        )
+    if has_image and value == TEXT_PERSONS:
         raise invalid(
             "parameters.personGeneration allow_all is not supported with an image; use allow_adult."
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sorasim.config import SimulatorConfig
@@ -15,6 +16,15 @@ from sorasim.media import MediaLibrary
 from sorasim.quota import RollingWindowQuota
 from sorasim.stats import Stats
 from sorasim.tokens import TokenIssuer
+
+
+@dataclass(frozen=True)
+class Created:
+    """One admitted create: its prompt and the provider-native option fields it carried
+    (e.g. gemini's `negativePrompt`, fal's `generate_audio`), as sent; empty when none."""
+
+    prompt: str
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class SimulatorState:
@@ -33,8 +43,8 @@ class SimulatorState:
         self.quota = RollingWindowQuota()
         self.faults = FaultInjector(config.seed)
         self.stats = Stats()
-        # Every prompt ever admitted, so tests sharing one simulator can count their own jobs.
-        self.created_prompts: list[str] = []
+        # Every create ever admitted, in order, so tests sharing one simulator can find their own.
+        self.created: list[Created] = []
 
     @property
     def config(self) -> SimulatorConfig:
@@ -47,8 +57,15 @@ class SimulatorState:
             self._config = self._config.with_runtime_changes(changes)
             return self._config
 
-    def admit(self, spec: VideoSpec, remixed_from_video_id: str | None = None) -> Job:
-        """Create a job if the creation quota has room, else raise the 429 Azure would send."""
+    def admit(
+        self,
+        spec: VideoSpec,
+        remixed_from_video_id: str | None = None,
+        *,
+        options: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Create a job if the creation quota has room, else raise the 429 Azure would send.
+        `options`: the provider-native option fields the create carried, kept for /_sim/created."""
         config = self.config
         now = self.clock()
         wait = self.quota.try_acquire(config.creates_per_minute, now)
@@ -71,7 +88,7 @@ class SimulatorState:
             remixed_from_video_id=remixed_from_video_id,
         )
         self.jobs.add(job)
-        self.created_prompts.append(spec.prompt)
+        self.created.append(Created(spec.prompt, dict(options or {})))
         self.stats.increment("jobs_created")
         if remixed_from_video_id is not None:
             self.stats.increment("remixes_created")
@@ -80,7 +97,7 @@ class SimulatorState:
     def reset(self) -> None:
         """Forget jobs, counters and quota usage; issued tokens stay valid."""
         self.jobs.clear()
-        self.created_prompts.clear()
+        self.created.clear()
         self.stats.reset()
         self.quota.clear()
         self.faults = FaultInjector(self.config.seed)

@@ -20,6 +20,10 @@ errors-and-messages):
   Retry-After), 500/502/503/504 server-side. Content refusals are not create errors: the
   generation ends later in `status: "error"`; no refusal code is documented.
 - No cancel, delete, list or idempotency-key endpoints exist for these generations.
+- Per-request options (VideoRequest.options): the google/veo-3.1 schemas take
+  `negative_prompt` (string) and `generate_audio` (boolean, default true) at the body's top
+  level, under those names. They are declared (`video_options`) for `google/veo*` models only
+  and sent as the request gives them.
 
 Choices made here (not documented by the provider):
 

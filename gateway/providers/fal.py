@@ -15,6 +15,10 @@ test, tests/providers/test_fal.py, lists them with their sources):
   422 with type `content_policy_violation`) or `{"detail": "<text>", "error_type"}` (infrastructure),
   with an `X-Fal-Retryable` header; 401 for a bad key.
 - The output's video URL is on fal's CDN, public: it is fetched without the key.
+- Per-request options (VideoRequest.options), under the same names in the input JSON (fal's
+  model schemas): Veo 3.1 (Veo31Input) takes `negative_prompt` and `generate_audio`, Kling v2.x
+  `negative_prompt`. fal ignores input fields a model lacks, so an option the dialect lacks is
+  refused before sending (`unsupported_option`), never dropped.
 
 Choices made here (not documented by fal):
 

@@ -24,7 +24,8 @@ generativelanguage client types; see tests/providers/test_gemini.py for their so
 Decisions:
 
 - Per-request options (VideoRequest.options, declared in the catalog): `negative_prompt` as
-  `negativePrompt`, `person_generation` as `personGeneration`. Not `generate_audio`: Veo 3.x
+  `negativePrompt`, `person_generation` as `personGeneration`, sent as asked (intake refuses
+  `allow_all` with an image; the API would too). Not `generate_audio`: Veo 3.x
   always makes sound here, and the SDK refuses `generate_audio` in Gemini-API mode.
 - Account options, the defaults where a request sends none: `negative_prompt`, `enhance_prompt`
   ("true" | "false", sent as the bool `enhancePrompt`), `person_generation` (an image request

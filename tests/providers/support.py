@@ -4,6 +4,7 @@ finished asset, and unique prompt markers."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import requests
 
@@ -11,11 +12,22 @@ from gateway.providers.port import VideoProvider
 from sorasim import SoraSimulator
 
 
-def jobs_created(sim: SoraSimulator, needle: str) -> int:
-    """Upstream jobs the simulator made whose prompt contains `needle`, in any protocol."""
+def _created(sim: SoraSimulator, needle: str) -> dict[str, Any]:
     response = requests.get(f"{sim.url}/_sim/created", params={"prompt_contains": needle}, timeout=5)
     response.raise_for_status()
-    return int(response.json()["jobs_created"])
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def jobs_created(sim: SoraSimulator, needle: str) -> int:
+    """Upstream jobs the simulator made whose prompt contains `needle`, in any protocol."""
+    return int(_created(sim, needle)["jobs_created"])
+
+
+def options_created(sim: SoraSimulator, needle: str) -> list[dict[str, Any]]:
+    """The provider-native option fields (e.g. gemini's `negativePrompt`, fal's
+    `generate_audio`) each of those jobs' creates carried, in creation order."""
+    return list(_created(sim, needle)["options"])
 
 
 def download(provider: VideoProvider, video_id: str, variant: str = "video") -> bytes:

@@ -49,7 +49,7 @@ from gateway.providers.port import ProviderAccount, ProviderVideo, ReferenceFile
 from sorasim import SimulatorConfig, SoraSimulator
 from tests import mp4
 from tests.mp4 import video_dimensions
-from tests.providers.support import jobs_created
+from tests.providers.support import jobs_created, options_created
 from tests.simulator.support import png_bytes
 
 KEY = "sim-aimlapi-key-" + "k" * 24
@@ -193,6 +193,8 @@ def test_image_to_video_sends_the_reference_inline(sim: SoraSimulator, provider:
         {"model": "openai/sora-2-t2v", "seconds": 6},  # Sora takes 4, 8 or 12
         {"model": "openai/sora-2-t2v", "resolution": "1080p"},  # Sora 2 is 720p only
         {"aspect_ratio": "1:1"},
+        {"options": {"generate_audio": "no"}},  # a boolean in Veo's schema
+        {"options": {"negative_prompt": False}},  # a string in Veo's schema
     ],
 )
 def test_what_a_model_does_not_take_is_rejected_as_invalid(
@@ -204,6 +206,27 @@ def test_what_a_model_does_not_take_is_rejected_as_invalid(
     assert raised.value.code == "invalid_request"
     assert "Body validation error!" in raised.value.message
     assert jobs_created(sim, "#aiml-invalid") == 0
+
+
+# -- per-request options (gateway.video_options) ---------------------------------------------
+
+
+def test_veo_models_carry_negative_prompt_and_generate_audio_and_others_none() -> None:
+    plain = account("http://127.0.0.1:9")
+    for model in ("google/veo-3.1-t2v", "google/veo-3.1-t2v-fast"):
+        assert aimlapi.video_options(plain, model) == {"negative_prompt", "generate_audio"}
+    assert aimlapi.video_options(plain, "openai/sora-2-t2v") == frozenset()
+
+
+def test_veo_options_are_sent_at_the_top_level(
+    sim: SoraSimulator, provider: AimlApiProvider, sent: list[requests.PreparedRequest]
+) -> None:
+    options: dict[str, str | bool] = {"negative_prompt": "people", "generate_audio": False}
+    provider.create(veo("an empty beach #aiml-options", options=options))
+    raw = sent[0].body
+    body = json.loads(raw.decode() if isinstance(raw, bytes) else raw or "{}")
+    assert {name: body[name] for name in options} == options
+    assert options_created(sim, "#aiml-options") == [options]
 
 
 # -- failures reported by the job ------------------------------------------------------------

@@ -3,21 +3,29 @@ for what its protocol takes: every size and duration of every built-in model, se
 gateway sends it (`gateway.creation`: the catalog size and its ratio/resolution), is accepted by the
 provider's simulator, which refuses what the provider's documentation does not list. One job per
 model is followed to the end and its MP4 has the requested pixels and length.
+
+Its per-request options too: settings check MODEL_CATALOG's declared options against the adapters
+at start-up, but not the built-in catalog's (that would import every adapter on a cold start), so
+here every built-in model's options must be ones its adapter sends, and a create carrying all of
+them (each value of a choice) must be accepted by the simulator with the native fields it records.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
 from gateway.catalog import BUILT_IN_MODELS, CatalogModel, built_in_catalog, shape_of
 from gateway.providers.port import ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
-from gateway.providers.registry import build_provider
+from gateway.providers.registry import build_provider, video_options
+from gateway.video_options import CHOICE, OPTIONS, OptionValue
 from sorasim import SimulatorConfig, SoraSimulator
 from tests import mp4
+from tests.providers.support import marker, options_created
 
 KEYS = {
     "aimlapi": "sim-aimlapi-" + "k" * 24,
@@ -27,6 +35,12 @@ KEYS = {
 }
 # Where each kind's API lives on the simulator (as the local stack's PROVIDERS points them).
 PATHS = {"aimlapi": "", "geminigen": "/uapi/v1", "gemini": "/v1beta", "fal": ""}
+# How each kind names the options on the wire (the adapters' module docs); others keep the name.
+NATIVE_NAMES = {"gemini": {"negative_prompt": "negativePrompt", "person_generation": "personGeneration"}}
+# What a text request carries without being asked (gemini always sends its persons value).
+NATIVE_DEFAULTS: dict[str, dict[str, OptionValue]] = {"gemini": {"personGeneration": "allow_all"}}
+# A value for each option that is not a choice.
+SAMPLES: dict[str, OptionValue] = {"negative_prompt": "blurry, captions", "generate_audio": False}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +75,26 @@ def _request(model: CatalogModel, size: str, seconds: str, prompt: str) -> Video
     )
 
 
+def _account(sim: SoraSimulator, kind: str) -> ProviderAccount:
+    return ProviderAccount(name=kind, kind=kind, base_url=sim.url + PATHS[kind], api_key=KEYS[kind])
+
+
+def _option_sets(model: CatalogModel) -> list[dict[str, OptionValue]]:
+    """Every declared option at once: one set per combination of the choices' values."""
+    fixed = {name: SAMPLES[name] for name in model.options if OPTIONS[name].kind != CHOICE}
+    choices = {name: values for name, values in model.options.items() if OPTIONS[name].kind == CHOICE}
+    combinations = itertools.product(*choices.values())
+    return [{**fixed, **dict(zip(choices, values, strict=True))} for values in combinations]
+
+
+def _native(kind: str, options: Mapping[str, OptionValue]) -> dict[str, OptionValue]:
+    names = NATIVE_NAMES.get(kind, {})
+    return {
+        **NATIVE_DEFAULTS.get(kind, {}),
+        **{names.get(name, name): value for name, value in options.items()},
+    }
+
+
 def _wait(provider: VideoProvider, video: ProviderVideo, timeout: float = 20.0) -> ProviderVideo:
     deadline = time.monotonic() + timeout
     while not video.finished:
@@ -93,5 +127,33 @@ def test_every_size_and_duration_of_a_built_in_model_is_accepted(sim: SoraSimula
                 data = b"".join(chunks)
             assert mp4.video_dimensions(data) == tuple(int(part) for part in size.split("x"))
             assert abs(mp4.duration_seconds(data) - int(seconds)) < 0.5
+    finally:
+        provider.close()
+
+
+@pytest.mark.parametrize("kind", sorted(BUILT_IN_MODELS))
+def test_built_in_options_are_ones_the_adapter_sends(kind: str) -> None:
+    account = ProviderAccount(name=kind, kind=kind, base_url="http://127.0.0.1:9", api_key=KEYS[kind])
+    for model in _built_in(kind):
+        carried = video_options(account, model.provider_model)
+        assert carried is not None, f"the {kind} adapter is not installed"
+        assert set(model.options) <= carried, (model.id, sorted(model.options), sorted(carried))
+
+
+@pytest.mark.parametrize("kind", sorted(BUILT_IN_MODELS))
+def test_a_create_with_every_built_in_option_is_accepted_as_native_fields(
+    sim: SoraSimulator, kind: str
+) -> None:
+    provider = build_provider(_account(sim, kind))
+    try:
+        for model in _built_in(kind):
+            size, seconds = model.sizes[0], model.seconds[0]
+            tag = marker()
+            option_sets = _option_sets(model)
+            for options in option_sets:
+                request = _request(model, size, seconds, f"options {model.id} {tag}")
+                provider.create(dataclasses.replace(request, options=options))
+            # One job per set, each carrying exactly the native fields of what it was given.
+            assert options_created(sim, tag) == [_native(kind, options) for options in option_sets], model.id
     finally:
         provider.close()

@@ -61,7 +61,7 @@ from gateway.providers.port import ProviderAccount, ProviderVideo, ReferenceFile
 from sorasim import SimulatorConfig, SoraSimulator
 from tests import mp4
 from tests.mp4 import video_dimensions
-from tests.providers.support import download, jobs_created
+from tests.providers.support import download, jobs_created, options_created
 from tests.simulator.support import png_bytes
 
 KEY = "sim-fal-key-" + "k" * 24
@@ -367,6 +367,8 @@ def test_a_model_failing_part_way_fails_with_a_plain_word_code(
         ({"aspect_ratio": "1:1"}, "literal_error", "aspect_ratio"),
         ({"model": KLING_I2V, "seconds": 6, "reference": reference()}, "literal_error", "duration"),
         ({"model": VEO_I2V}, "missing", "image_url"),  # image-to-video without the image
+        ({"options": {"negative_prompt": True}}, "string_type", "negative_prompt"),
+        ({"options": {"generate_audio": "maybe"}}, "bool_parsing", "generate_audio"),
     ],
 )
 def test_invalid_input_is_a_422_with_the_detail_type_as_code(
@@ -378,6 +380,45 @@ def test_invalid_input_is_a_422_with_the_detail_type_as_code(
     assert raised.value.code == code
     assert raised.value.message.startswith(f"{field}: ")
     assert jobs_created(sim, "#fal-invalid") == 0
+
+
+# -- per-request options (gateway.video_options) -----------------------------------------------
+
+
+def test_each_dialect_carries_its_own_options() -> None:
+    base = "http://127.0.0.1:9"
+    assert fal.video_options(account(base), VEO) == {"negative_prompt", "generate_audio"}
+    assert fal.video_options(account(base), KLING_I2V) == {"negative_prompt"}
+    # A model id of neither family takes the account's dialect, or carries nothing.
+    other = "fal-ai/other/text-to-video"
+    assert fal.video_options(account(base, dialect="kling"), other) == {"negative_prompt"}
+    assert fal.video_options(account(base), other) == frozenset()
+
+
+def test_veo_options_are_sent_under_their_own_names(
+    sim: SoraSimulator, provider: FalProvider, sent: list[requests.PreparedRequest]
+) -> None:
+    options: dict[str, str | bool] = {"negative_prompt": "captions, logos", "generate_audio": False}
+    provider.create(video_request("a quiet harbour #fal-options", options=options))
+    body = body_of(sent[0])
+    assert {name: body[name] for name in options} == options
+    assert options_created(sim, "#fal-options") == [options]
+
+
+def test_kling_sends_negative_prompt_and_refuses_generate_audio_before_sending(
+    sim: SoraSimulator, provider: FalProvider, sent: list[requests.PreparedRequest]
+) -> None:
+    kling = {"model": KLING_I2V, "seconds": 5, "reference": reference()}
+    provider.create(video_request("a kite #fal-kling-options", options={"negative_prompt": "rain"}, **kling))
+    assert options_created(sim, "#fal-kling-options") == [{"negative_prompt": "rain"}]
+
+    sent.clear()
+    with pytest.raises(UpstreamRejectedError) as raised:
+        provider.create(video_request("a kite #fal-kling-audio", options={"generate_audio": True}, **kling))
+    # Kling's input has no generate_audio; fal would ignore it, so it is never sent.
+    assert raised.value.code == "unsupported_option"
+    assert sent == []
+    assert jobs_created(sim, "#fal-kling-audio") == 0
 
 
 def test_an_unknown_app_is_not_found(sim: SoraSimulator, provider: FalProvider) -> None:

@@ -58,11 +58,11 @@ from gateway.errors import (
     UpstreamThrottled,
     UpstreamTransientError,
 )
-from gateway.providers.gemini import GeminiProvider, build
+from gateway.providers.gemini import GeminiProvider, build, video_options
 from gateway.providers.port import ProviderAccount, ProviderVideo, ReferenceFile, VideoRequest
 from sorasim import SimulatorConfig, SoraSimulator
 from tests.mp4 import boxes, duration_seconds, video_dimensions
-from tests.providers.support import download, jobs_created, marker
+from tests.providers.support import download, jobs_created, marker, options_created
 from tests.simulator.support import png_bytes
 
 KEY = "test-gemini-key-" + "k" * 16
@@ -353,6 +353,72 @@ def test_person_generation_option_is_sent(sim: SoraSimulator) -> None:
 def test_bad_enhance_prompt_option_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="enhance_prompt"):
         GeminiProvider(account("http://127.0.0.1:9/v1beta", enhance_prompt="maybe"))
+
+
+# -- per-request options (gateway.video_options) ---------------------------------------------
+
+
+def test_the_protocol_carries_negative_prompt_and_person_generation_not_audio() -> None:
+    # Veo 3.x always makes sound on the Gemini API, and the SDK refuses generate_audio there.
+    carried = video_options(account("http://127.0.0.1:9/v1beta"), FAST)
+    assert carried == {"negative_prompt", "person_generation"}
+
+
+def test_request_options_reach_the_simulator_as_native_parameters(
+    sim: SoraSimulator, provider: GeminiProvider
+) -> None:
+    tag = marker()
+    options: dict[str, str | bool] = {"negative_prompt": "captions", "person_generation": "allow_adult"}
+    provider.create(veo(f"a market {tag}", options=options))
+    assert options_created(sim, tag) == [{"negativePrompt": "captions", "personGeneration": "allow_adult"}]
+
+
+def test_a_request_option_beats_the_account_option(sim: SoraSimulator) -> None:
+    adapter = GeminiProvider(
+        account(f"{sim.url}/v1beta", person_generation="allow_adult", negative_prompt="account words")
+    )
+    tag = marker()
+    try:
+        asked: dict[str, str | bool] = {"person_generation": "allow_all", "negative_prompt": "request words"}
+        adapter.create(veo(f"asked {tag}", options=asked))
+        adapter.create(veo(f"not asked {tag}"))  # the account's values are the defaults
+    finally:
+        adapter.close()
+    assert options_created(sim, tag) == [
+        {"negativePrompt": "request words", "personGeneration": "allow_all"},
+        {"negativePrompt": "account words", "personGeneration": "allow_adult"},
+    ]
+
+
+@pytest.mark.parametrize("account_persons", [None, "allow_all"])
+def test_an_image_without_a_request_value_sends_allow_adult(
+    sim: SoraSimulator, account_persons: str | None
+) -> None:
+    # allow_all (the text default, or the account's) is documented for text alone.
+    options = {} if account_persons is None else {"person_generation": account_persons}
+    adapter = GeminiProvider(account(f"{sim.url}/v1beta", **options))
+    tag = marker()
+    try:
+        adapter.create(
+            veo(f"a frame {tag}", reference=ReferenceFile("f.png", png_bytes(32, 18), "image/png"))
+        )
+    finally:
+        adapter.close()
+    assert options_created(sim, tag) == [{"personGeneration": "allow_adult"}]
+
+
+def test_a_requested_allow_all_with_an_image_is_sent_as_asked(
+    sim: SoraSimulator, provider: GeminiProvider
+) -> None:
+    # Intake refuses this pair; should one get past it, the adapter does not quietly change what
+    # was asked for, and the provider's refusal says why.
+    tag = marker()
+    image = ReferenceFile("f.png", png_bytes(32, 18), "image/png")
+    with pytest.raises(UpstreamRejectedError) as caught:
+        provider.create(veo(f"a frame {tag}", reference=image, options={"person_generation": "allow_all"}))
+    assert (caught.value.code, caught.value.status) == ("invalid_argument", 400)
+    assert "personGeneration" in caught.value.message
+    assert jobs_created(sim, tag) == 0
 
 
 # -- refusals at create ----------------------------------------------------------------------
