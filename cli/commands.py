@@ -108,11 +108,13 @@ def started(client: Client, args: argparse.Namespace, path: str, **kwargs: Any) 
 
 
 def cmd_create(client: Client, args: argparse.Namespace) -> int:
-    fields: dict[str, str] = {"prompt": args.prompt}
-    for name in ("model", "seconds", "size"):
+    fields: dict[str, str | bool] = {"prompt": args.prompt}
+    for name in ("model", "seconds", "size", "negative_prompt", "person_generation"):
         value = getattr(args, name)
         if value is not None:
             fields[name] = str(value)
+    if args.audio is not None:
+        fields["generate_audio"] = args.audio
     if args.image is None:
         return started(client, args, "videos", json=fields)
     image = Path(args.image)
@@ -122,7 +124,9 @@ def cmd_create(client: Client, args: argparse.Namespace) -> int:
         raise ApiError(f"cannot read {image}: {exc.strerror}", "invalid_image_file") from None
     content_type = mimetypes.guess_type(image.name)[0] or "application/octet-stream"
     files = {"input_reference": (image.name, data, content_type)}
-    return started(client, args, "videos", data=fields, files=files)
+    # Form fields are text: a flag goes as "true" / "false", which the API reads back.
+    form = {name: str(value).lower() if isinstance(value, bool) else value for name, value in fields.items()}
+    return started(client, args, "videos", data=form, files=files)
 
 
 def cmd_remix(client: Client, args: argparse.Namespace) -> int:
@@ -357,6 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--seconds")
     create.add_argument("--size", help="WIDTHxHEIGHT, e.g. 720x1280")
     create.add_argument("--image", help="a JPEG, PNG or WebP file: the first frame to animate")
+    # The per-request options; a model takes those `vgw models` lists under "options".
+    create.add_argument("--negative-prompt", metavar="TEXT", help="what the video should not show")
+    create.add_argument(
+        "--audio", action=argparse.BooleanOptionalAction, help="with or without sound (default: the model's)"
+    )
+    create.add_argument(
+        "--person-generation",
+        choices=("allow_all", "allow_adult", "dont_allow"),
+        help="whether people may appear",
+    )
     waiting(create)
 
     remix = command("remix", cmd_remix, "make a new video from a completed one, with a new prompt")

@@ -212,6 +212,56 @@ def test_an_image_is_sent_as_the_sdk_sends_it(
     assert "input_reference" in refused.stderr
 
 
+def options_received(stack: RunningStack, marker: str) -> list[dict[str, Any]]:
+    """What each upstream create with `marker` in its prompt carried of the options, in the
+    provider's own names (the simulator records it)."""
+    answer = requests.get(f"{stack.simulator}/_sim/created", params={"prompt_contains": marker}, timeout=5)
+    answer.raise_for_status()
+    return list(answer.json()["options"])
+
+
+def test_video_options_are_sent_in_json_and_as_form_text_with_an_image(
+    stack: RunningStack, app: AppCredentials, tmp_path: Path
+) -> None:
+    picture = tmp_path / "heron.png"
+    picture.write_bytes(image_bytes(1280, 720, "PNG"))
+    with_image = run_cli(
+        stack,
+        "create",
+        "A heron takes off [cli-options-image]",
+        "--model",
+        "veo-3.0",
+        "--size",
+        "1280x720",
+        "--image",
+        str(picture),
+        "--negative-prompt",
+        "fog",
+        "--person-generation",
+        "allow_adult",
+        "--no-wait",
+        key=app.api_key,
+    )
+    silent = run_cli(
+        stack,
+        "create",
+        "A heron lands [cli-options-silent]",
+        "--model",
+        "veo-3.1-fal",
+        "--no-audio",
+        "--no-wait",
+        key=app.api_key,
+    )
+    for created in (with_image, silent):
+        assert created.code == 0, created.stderr
+        assert stack.client.wait_finished(app.api_key, created.stdout.strip())["status"] == "completed"
+    # The Gemini API's names for the first (multipart: the flag and choice went as text), fal's for the second.
+    assert options_received(stack, "[cli-options-image]") == [
+        {"negativePrompt": "fog", "personGeneration": "allow_adult"}
+    ]
+    assert options_received(stack, "[cli-options-silent]") == [{"generate_audio": False}]
+
+
 def test_list_usage_and_models_print_the_apis_json(stack: RunningStack, app: AppCredentials) -> None:
     usage = run_cli(stack, "usage", "--json", key=app.api_key)
     assert usage.code == 0, usage.stderr

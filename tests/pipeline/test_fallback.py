@@ -50,6 +50,7 @@ CATALOG: list[dict[str, Any]] = [
         "id": "veo-unreachable-first",
         "sizes": SIZES,
         "seconds": [4, 8],
+        "options": ["negative_prompt", "generate_audio"],  # both routes carry them
         "routes": [route("aimlapi-down", "google/veo-3.1-t2v", 0.5), route("fal", "fal-ai/veo3.1", 0.25)],
     },
     {  # the first route's model is retired there
@@ -58,11 +59,16 @@ CATALOG: list[dict[str, Any]] = [
         "seconds": [4, 8],
         "routes": [route("gemini", RETIRED, 0.4), route("fal", "fal-ai/veo3.1/fast", 0.1)],
     },
-    {  # Google first, fal when Google cannot: for the cool-down
+    {  # Google first, fal when Google cannot (the cool-down) or when asked for silence
         "id": "veo-google-first",
         "sizes": SIZES,
         "seconds": [4, 8],
-        "routes": [route("gemini", "veo-3.0-generate-001", 0.4), route("fal", "fal-ai/veo3.1", 0.25)],
+        "options": ["negative_prompt", "generate_audio"],
+        "routes": [
+            # The Gemini API has no audio switch (Veo 3.x always has sound there).
+            {**route("gemini", "veo-3.0-generate-001", 0.4), "options": ["negative_prompt"]},
+            route("fal", "fal-ai/veo3.1", 0.25),
+        ],
     },
     {  # the first route stays throttled longer than it may wait
         "id": "veo-busy-first",
@@ -166,6 +172,53 @@ def test_a_route_throttled_past_its_max_wait_hands_the_job_to_the_next(
     assert len(throttled) >= 2  # waited out within its 3 seconds, then moved on
     assert created_upstream(simulator, marker) == 1
     assert routed_stack.client.usage(key)["used"] == {"hour": 1, "day": 1}
+
+
+def options_created(simulator: SoraSimulator, marker: str) -> list[dict[str, Any]]:
+    """The provider-native option fields of each upstream create whose prompt has `marker`."""
+    answer = requests.get(f"{simulator.url}/_sim/created", params={"prompt_contains": marker}, timeout=5)
+    answer.raise_for_status()
+    return list(answer.json()["options"])
+
+
+def test_a_jobs_options_go_with_it_to_the_route_that_makes_it(
+    routed_stack: RunningStack, simulator: SoraSimulator
+) -> None:
+    """The first route (the AI/ML API) takes nothing; fal makes the video with the options the app
+    sent, once."""
+    app = routed_stack.client.create_app("pro", name="routes with options")
+    marker = uuid.uuid4().hex[:10]
+    asked = {"negative_prompt": "no people", "generate_audio": False}
+    created = routed_stack.client.create_video(
+        app.api_key, {"prompt": f"A kite {marker}", "model": "veo-unreachable-first", "seconds": "4", **asked}
+    )
+    assert created.status_code == 202, created.text
+    assert created.json()["provider"] == "aimlapi-down"
+    done = routed_stack.client.wait_finished(app.api_key, created.json()["id"], timeout=120)
+    assert (done["status"], done["provider"]) == ("completed", "fal"), done
+    assert options_created(simulator, marker) == [asked]
+
+
+def test_a_job_starts_on_the_first_route_that_carries_its_options(
+    routed_stack: RunningStack, simulator: SoraSimulator
+) -> None:
+    """Silence is asked for: Google's route cannot make it, so the job starts at fal and Google is
+    never called; without the option, the same model starts at Google."""
+    app = routed_stack.client.create_app("pro", name="routes by option")
+    silent, loud = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    body = {"model": "veo-google-first", "seconds": "4", "size": "1280x720"}
+    created = routed_stack.client.create_video(
+        app.api_key, {**body, "prompt": f"A quiet kite {silent}", "generate_audio": False}
+    )
+    plain = routed_stack.client.create_video(app.api_key, {**body, "prompt": f"A kite {loud}"})
+    assert created.status_code == 202, created.text
+    assert (created.json()["provider"], plain.json()["provider"]) == ("fal", "gemini")
+    for video in (created.json(), plain.json()):
+        done = routed_stack.client.wait_finished(app.api_key, video["id"], timeout=120)
+        assert done["status"] == "completed", done
+    assert options_created(simulator, silent) == [{"generate_audio": False}]
+    # Google got no audio switch, only its default person rule for text alone.
+    assert options_created(simulator, loud) == [{"personGeneration": "allow_all"}]
 
 
 def test_no_route_left_fails_clearly_and_gives_the_slot_back(
