@@ -12,6 +12,7 @@ from api.http import api_errors, json_response
 from gateway.catalog import CatalogModel
 from gateway.errors import NotFound
 from gateway.settings import get_settings
+from gateway.video_options import OPTIONS
 
 bp = df.Blueprint()
 
@@ -31,6 +32,8 @@ def model_object(model: CatalogModel) -> dict[str, Any]:
         "image_input": model.image_input,
         "remix": model.remix,
         "price_per_second": model.price_per_second(),
+        # Each option it takes, as the JSON Schema of its value (a choice narrowed to its values).
+        "options": {name: OPTIONS[name].schema(choices) for name, choices in model.options.items()},
     }
 
 

@@ -20,9 +20,12 @@ from api.http import api_errors
 from api.openapi_schema import (
     MAX_APP_NAME_CHARS,
     MAX_METADATA_CHARS,
+    MAX_NEGATIVE_PROMPT_CHARS,
     MAX_PROMPT_CHARS,
     MAX_USER_CHARS,
     NOT_BLANK,
+    OPTION_NAMES,
+    PERSON_GENERATION,
     PLANS,
     RATE_LIMIT_HEADERS,
     JsonObject,
@@ -157,21 +160,51 @@ def _create_fields(catalog: Mapping[str, CatalogModel], *, multipart: bool) -> J
         # Multipart: a JSON part (see the encoding), or `metadata[<key>]` fields.
         "metadata": schema_ref("Metadata"),
         "user": string("End-user id, stored for auditing.", maxLength=MAX_USER_CHARS),
+        **_option_fields(multipart=multipart),
+    }
+
+
+def _option_fields(*, multipart: bool) -> JsonObject:
+    """The per-request options, any model's; a model that does not take one (its `options` in
+    `GET /v1/models`) answers 400 `unsupported_parameter`."""
+    taken = "Extension, only for a model whose `options` list it (else 400 `unsupported_parameter`): "
+    # A form field is text: the flag is "true" or "false" there.
+    flag = string(enum=["true", "false"]) if multipart else {"type": "boolean"}
+    return {
+        "negative_prompt": string(
+            taken + "what the video should not show.",
+            minLength=1,
+            maxLength=MAX_NEGATIVE_PROMPT_CHARS,
+            pattern=NOT_BLANK,
+        ),
+        "generate_audio": {"description": taken + "whether the video has sound.", **flag},
+        "person_generation": string(
+            taken + "whether people may appear; the model's `options` give its values. "
+            "With an input image, `allow_all` is 400 `invalid_value`.",
+            enum=PERSON_GENERATION,
+        ),
     }
 
 
 def _per_model_rules(catalog: Mapping[str, CatalogModel]) -> list[JsonObject]:
     """What each model takes, as JSON Schema conditionals on `model` (the catalog's first when
-    `model` is left out): its sizes and durations, and no `input_reference` unless it takes images."""
+    `model` is left out): its sizes and durations, no `input_reference` unless it takes images,
+    and only the options it declares, a choice among its own values; with an image, never
+    `person_generation: allow_all`."""
 
     def rules(model: CatalogModel) -> JsonObject:
-        then: JsonObject = {
-            "properties": {
-                "size": {"enum": list(model.sizes)},
-                "seconds": _seconds_schema(list(model.seconds), multipart=False),
-                "duration": {"enum": [int(value) for value in model.seconds]},
-            }
+        properties: JsonObject = {
+            "size": {"enum": list(model.sizes)},
+            "seconds": _seconds_schema(list(model.seconds), multipart=False),
+            "duration": {"enum": [int(value) for value in model.seconds]},
         }
+        for name in OPTION_NAMES:
+            choices = model.options.get(name)
+            if choices is None:
+                properties[name] = False  # present at all: 400 unsupported_parameter
+            elif choices:
+                properties[name] = {"enum": list(choices)}
+        then: JsonObject = {"properties": properties}
         if not model.image_input:
             then["not"] = {"required": ["input_reference"]}
         return then
@@ -181,7 +214,11 @@ def _per_model_rules(catalog: Mapping[str, CatalogModel]) -> list[JsonObject]:
         {"if": {"properties": {"model": {"const": model.id}}, "required": ["model"]}, "then": rules(model)}
         for model in catalog.values()
     ]
-    return [*conditionals, {"if": {"not": {"required": ["model"]}}, "then": rules(first)}]
+    image_persons = {
+        "if": {"required": ["input_reference", "person_generation"]},
+        "then": {"properties": {"person_generation": {"not": {"const": "allow_all"}}}},
+    }
+    return [*conditionals, {"if": {"not": {"required": ["model"]}}, "then": rules(first)}, image_persons]
 
 
 def _body(fields: JsonObject, *, required: tuple[str, ...] = ("prompt",)) -> JsonObject:
@@ -195,7 +232,9 @@ def _create_body(catalog: Mapping[str, CatalogModel]) -> JsonObject:
     # The form states the same choices, without the per-model conditionals: schema tools that
     # judge a conditional against a file part fail on it (schemathesis 4 cannot type a binary).
     multipart = _body(_create_fields(catalog, multipart=True))
-    multipart["description"] = "Per model, the same sizes, durations and image input as the JSON body."
+    multipart["description"] = (
+        "Per model, the same sizes, durations, image input and options as the JSON body."
+    )
     # The openai SDK sends metadata as `metadata[<key>]` form fields.
     multipart["patternProperties"] = {r"^metadata\[[^\]]+\]$": string(maxLength=MAX_METADATA_CHARS)}
     return {

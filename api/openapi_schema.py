@@ -23,6 +23,10 @@ MAX_APP_NAME_CHARS = 200
 ID_PATTERN = "^[A-Za-z0-9_-]+$"
 MODEL_ID_PATTERN = "^[A-Za-z0-9._-]+$"  # the catalog's public ids, e.g. `veo-3.1`
 NOT_BLANK = r"\S"
+# The per-request options of the API reference, which a model takes only when its `options` say so.
+OPTION_NAMES = ["negative_prompt", "generate_audio", "person_generation"]
+MAX_NEGATIVE_PROMPT_CHARS = 1000
+PERSON_GENERATION = ["allow_all", "allow_adult", "dont_allow"]
 
 
 def ref(kind: str, name: str) -> JsonObject:
@@ -182,6 +186,41 @@ def _video() -> JsonObject:
     )
 
 
+def _option_schemas() -> JsonObject:
+    """A Model's `options`: each option it takes with the JSON Schema of its value, pinned to the
+    reference's types and limits (a choice lists the model's own values)."""
+    described = {"description": string()}
+    return {
+        "type": "object",
+        "description": "Extension: the per-request options the model takes, each with the JSON Schema "
+        "of its value; `{}`: none.",
+        "properties": {
+            "negative_prompt": obj(
+                {
+                    "type": const("string"),
+                    "minLength": const(1),
+                    "maxLength": const(MAX_NEGATIVE_PROMPT_CHARS),
+                    **described,
+                }
+            ),
+            "generate_audio": obj({"type": const("boolean"), **described}),
+            "person_generation": obj(
+                {
+                    "type": const("string"),
+                    "enum": {
+                        "type": "array",
+                        "items": string(enum=PERSON_GENERATION),
+                        "minItems": 1,
+                        "uniqueItems": True,
+                    },
+                    **described,
+                }
+            ),
+        },
+        "additionalProperties": False,
+    }
+
+
 def _error_body(*, with_window: bool) -> JsonObject:
     fields: JsonObject = {
         "message": string(),
@@ -256,6 +295,7 @@ def component_schemas() -> JsonObject:
                         {"type": "null"},
                     ],
                 },
+                "options": _option_schemas(),
             },
             description="OpenAI's Model object plus what the model makes and takes.",
         ),
@@ -410,6 +450,7 @@ ERRORS: dict[str, tuple[str, str]] = {
     "400": (
         "BadRequest",
         "Codes `invalid_json`, `missing_required_parameter`, `invalid_value` (`param` names the field), "
+        "`unsupported_parameter` (an option the model does not take; `param` names it), "
         "`conflicting_parameters`, `image_too_large` (more pixels than 4096x4096).",
     ),
     "401": ("Unauthorized", "Missing or unknown key: `invalid_api_key` (management: `invalid_admin_key`)."),

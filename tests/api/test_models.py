@@ -42,6 +42,7 @@ def test_the_catalog_is_listed_in_the_openai_shape_with_each_models_capabilities
         "image_input": True,
         "remix": True,
         "price_per_second": 0.1,
+        "options": {},
     }
     assert (models["veo-3.1"]["image_input"], models["veo-3.1"]["remix"]) == (False, False)
     assert models["veo-3.1"]["seconds"] == ["4", "6", "8"]
@@ -59,6 +60,27 @@ def test_one_model_is_retrieved_and_an_unknown_one_is_404(stack: RunningStack) -
     assert missing.status_code == 404
     assert_matches_document("GET", "/v1/models/{model_id}", missing)
     assert missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_each_model_lists_the_options_it_takes_as_json_schemas(stack: RunningStack) -> None:
+    app = stack.client.create_app("pro")
+    response = requests.get(f"{stack.api}/v1/models", headers=stack.headers(app.api_key), timeout=30)
+
+    assert_matches_document("GET", "/v1/models", response)
+    options = {model["id"]: model["options"] for model in response.json()["data"]}
+    # The local catalog: Gemini's Veo 3.0 narrows person_generation to two of the three values.
+    assert set(options["veo-3.0"]) == {"negative_prompt", "person_generation"}
+    assert options["veo-3.0"]["person_generation"]["type"] == "string"
+    assert options["veo-3.0"]["person_generation"]["enum"] == ["allow_all", "allow_adult"]
+    negative = options["veo-3.0"]["negative_prompt"]
+    assert (negative["type"], negative["minLength"], negative["maxLength"]) == ("string", 1, 1000)
+    for model in ("veo-3.1", "veo-3.1-fal"):
+        assert set(options[model]) == {"negative_prompt", "generate_audio"}, model
+        assert options[model]["generate_audio"]["type"] == "boolean"
+    for model in ("sora-2", "sora-2-pro", "sora-2-openai", "veo-3.1-fast"):
+        assert options[model] == {}, model
+    one = requests.get(f"{stack.api}/v1/models/veo-3.0", headers=stack.headers(app.api_key), timeout=30)
+    assert one.json()["options"] == options["veo-3.0"]
 
 
 def test_models_need_an_app_key(stack: RunningStack) -> None:

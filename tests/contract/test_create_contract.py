@@ -9,11 +9,13 @@ import pytest
 import requests
 
 from tests.conftest import RunningStack
-from tests.contract.document import assert_matches_document
+from tests.contract.document import assert_matches_document, pointer, schema_errors
 from tests.contract.support import assert_error, create, tiny_png
 from tests.gateway_client import AppCredentials
 
 VIDEOS = "/v1/videos"
+JSON_BODY = pointer("paths", VIDEOS, "post", "requestBody", "content", "application/json", "schema")
+FORM_BODY = pointer("paths", VIDEOS, "post", "requestBody", "content", "multipart/form-data", "schema")
 
 
 def used(stack: RunningStack, app: AppCredentials) -> int:
@@ -161,6 +163,55 @@ REJECTIONS: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
         "webhook_url",
     ),
     (
+        "option_the_model_does_not_take",
+        {"json": {"prompt": "p", "model": "sora-2", "negative_prompt": "rain"}},
+        400,
+        "unsupported_parameter",
+        "negative_prompt",
+    ),
+    (
+        "option_of_another_model",
+        {"json": {"prompt": "p", "model": "veo-3.0", "generate_audio": False}},
+        400,
+        "unsupported_parameter",
+        "generate_audio",
+    ),
+    (
+        "choice_the_model_does_not_take",
+        {"json": {"prompt": "p", "model": "veo-3.0", "person_generation": "dont_allow"}},
+        400,
+        "invalid_value",
+        "person_generation",
+    ),
+    (
+        "blank_negative_prompt",
+        {"json": {"prompt": "p", "model": "veo-3.1", "negative_prompt": " "}},
+        400,
+        "invalid_value",
+        "negative_prompt",
+    ),
+    (
+        "flag_not_true_or_false",
+        {"files": {"prompt": (None, "p"), "model": (None, "veo-3.1-fal"), "generate_audio": (None, "maybe")}},
+        400,
+        "invalid_value",
+        "generate_audio",
+    ),
+    (
+        "allow_all_with_an_image",
+        {
+            "files": {
+                "prompt": (None, "p"),
+                "model": (None, "veo-3.0"),
+                "person_generation": (None, "allow_all"),
+                "input_reference": ("ref.png", tiny_png(), "image/png"),
+            }
+        },
+        400,
+        "invalid_value",
+        "person_generation",
+    ),
+    (
         "plain_text",
         {"data": b"prompt=x", "headers": {"Content-Type": "text/plain"}},
         415,
@@ -216,6 +267,51 @@ def test_rejections_are_documented_errors_and_never_count(
 
     assert_error(response, VIDEOS, status, code, param)
     assert used(stack, pro_app) == 0
+
+
+# (id, JSON body); each is accepted exactly when the document's JSON body schema allows it.
+OPTION_REQUESTS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "veo_3_0_both_options",
+        {"model": "veo-3.0", "negative_prompt": "blurry", "person_generation": "allow_adult"},
+    ),
+    ("veo_3_1_sound_off", {"model": "veo-3.1", "negative_prompt": "text overlays", "generate_audio": False}),
+    ("veo_3_1_fal_sound_on", {"model": "veo-3.1-fal", "generate_audio": True}),
+    ("sora_2_with_sound", {"model": "sora-2", "generate_audio": True}),
+    ("veo_3_0_with_sound", {"model": "veo-3.0", "generate_audio": True}),
+    ("veo_3_0_dont_allow", {"model": "veo-3.0", "person_generation": "dont_allow"}),
+    ("veo_3_1_persons", {"model": "veo-3.1", "person_generation": "allow_adult"}),
+    ("long_negative_prompt", {"model": "veo-3.1-fal", "negative_prompt": "x" * 1001}),
+]
+
+
+def test_options_the_document_allows_are_accepted_and_those_it_forbids_are_refused(
+    stack: RunningStack, pro_app: AppCredentials
+) -> None:
+    verdicts = []
+    for name, fields in OPTION_REQUESTS:
+        body = {"prompt": f"A heron ({name})", "seconds": "4", **fields}
+        allowed = not schema_errors(JSON_BODY, body)
+        response = create(stack, pro_app.api_key, json=body)
+        assert_matches_document("POST", VIDEOS, response)
+        assert response.status_code == (202 if allowed else 400), (name, response.text)
+        if not allowed:
+            assert response.json()["error"]["param"] in fields, (name, response.text)
+        verdicts.append(allowed)
+    # Both kinds were tried; only the accepted ones took quota.
+    assert verdicts.count(True) == 3
+    assert used(stack, pro_app) == verdicts.count(True)
+
+
+def test_a_multipart_flag_is_the_text_true_or_false(stack: RunningStack, pro_app: AppCredentials) -> None:
+    fields = {"prompt": "A heron in the rain", "model": "veo-3.1-fal", "generate_audio": "false"}
+    assert not schema_errors(FORM_BODY, fields)
+    assert schema_errors(FORM_BODY, {**fields, "generate_audio": "maybe"})
+
+    response = create(stack, pro_app.api_key, files={name: (None, value) for name, value in fields.items()})
+
+    assert_matches_document("POST", VIDEOS, response)
+    assert response.status_code == 202, response.text
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer sgw_unknown"}, {"api-key": "sgw_unknown"}])

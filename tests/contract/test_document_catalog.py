@@ -91,3 +91,62 @@ def test_a_model_without_image_input_is_documented_as_taking_none() -> None:
             "input_reference": {"image_url": "data:image/png;base64,AA=="},
         }
         assert schema.is_valid(body) == model.image_input, model.id
+
+
+# Each option's values worth trying: ones some model takes, and ones no model does.
+OPTION_VALUES: dict[str, list[Any]] = {
+    "negative_prompt": ["blurry, text overlays", "   ", "x" * 1000, "x" * 1001],
+    "generate_audio": [True, False],
+    "person_generation": ["allow_all", "allow_adult", "dont_allow", "everyone"],
+}
+
+
+def _validation_accepts_with_image(fields: dict[str, Any], settings: Settings) -> bool:
+    try:
+        parse_video_spec(fields, settings, image=True)
+    except InvalidRequest:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("which", ["stack", "built-in"])
+def test_the_document_takes_exactly_the_options_validation_takes(which: str) -> None:
+    settings = STACK if which == "stack" else BUILT_IN
+    schema = create_schema(settings.catalog, "application/json")
+    image = {"image_url": "data:image/png;base64,AA=="}
+    verdicts: set[tuple[bool, bool]] = set()
+    for model in [None, *settings.catalog]:
+        for name, values in OPTION_VALUES.items():
+            for value in values:
+                fields: dict[str, Any] = {"prompt": "p", name: value}
+                if model is not None:
+                    fields["model"] = model
+                documented = schema.is_valid(fields)
+                assert documented == _validation_accepts(fields, settings), (fields, documented)
+                verdicts.add(
+                    (name in settings.catalog[model or settings.allowed_models[0]].options, documented)
+                )
+                if model is not None and settings.catalog[model].image_input:
+                    with_image = {**fields, "input_reference": image}
+                    assert schema.is_valid(with_image) == _validation_accepts_with_image(fields, settings), (
+                        with_image
+                    )
+    # Both catalogs have models that take options and models that take none.
+    assert verdicts == {(True, True), (True, False), (False, False)}
+
+
+def test_a_model_that_narrows_a_choice_is_documented_with_its_own_values() -> None:
+    # The local catalog's veo-3.0 takes person_generation allow_all and allow_adult only.
+    schema = create_schema(STACK.catalog, "application/json")
+    image = {"image_url": "data:image/png;base64,AA=="}
+
+    assert schema.is_valid({"prompt": "p", "model": "veo-3.0", "person_generation": "allow_all"})
+    assert not schema.is_valid({"prompt": "p", "model": "veo-3.0", "person_generation": "dont_allow"})
+    # With an image, allow_all is for text alone.
+    assert not schema.is_valid(
+        {"prompt": "p", "model": "veo-3.0", "person_generation": "allow_all", "input_reference": image}
+    )
+    assert schema.is_valid(
+        {"prompt": "p", "model": "veo-3.0", "person_generation": "allow_adult", "input_reference": image}
+    )
+    assert not schema.is_valid({"prompt": "p", "model": "sora-2", "negative_prompt": "rain"})
