@@ -3,6 +3,7 @@
 
 import { $, call, clearAlert, el, renderUsage, showError } from "/api/console/api.js";
 import { initCode, showCode } from "/api/console/code.js";
+import { optionValues, showOptions, wireOptions } from "/api/console/options.js";
 import { wireSession } from "/api/console/session.js";
 import { clearVideo, firstPoll, initVideo, openVideo, showVideo } from "/api/console/video.js";
 
@@ -35,6 +36,7 @@ function modelChanged() {
   if (!model) return;
   $("seconds").replaceChildren(...model.seconds.map((s) => option(s, `${s} seconds`)));
   $("size").replaceChildren(...model.sizes.map((s) => option(s, s)));
+  showOptions(model);
   const image = $("image");
   image.disabled = !model.image_input;
   $("dropzone").classList.toggle("disabled", !model.image_input);
@@ -61,7 +63,7 @@ function formFields() {
 
 function updateCode() {
   const file = $("image").disabled ? null : $("image").files[0];
-  showCode({ fields: formFields(), image: file ? file.name : null });
+  showCode({ fields: formFields(), options: optionValues(), image: file ? file.name : null });
 }
 
 async function generate(event) {
@@ -76,11 +78,13 @@ async function generate(event) {
     return;
   }
   const file = $("image").disabled ? null : $("image").files[0];
-  let request = { json: fields };
+  // Options are top-level fields too (a flag becomes the text "true"/"false" in a form).
+  const sent = { ...fields, ...optionValues() };
+  let request = { json: sent };
   if (file) {
     // An image goes as multipart, as the SDK sends it; otherwise JSON.
     const form = new FormData();
-    for (const [name, value] of Object.entries(fields)) form.append(name, value);
+    for (const [name, value] of Object.entries(sent)) form.append(name, value);
     form.append("input_reference", file, file.name);
     request = { form };
   }
@@ -172,6 +176,7 @@ export function initPlayground() {
   initVideo(videosChanged);
   $("model").addEventListener("change", modelChanged);
   for (const id of ["prompt", "seconds", "size"]) $(id).addEventListener("input", updateCode);
+  wireOptions(updateCode);
   $("image").addEventListener("change", imageChanged);
   $("image-clear").addEventListener("click", () => {
     $("image").value = "";

@@ -6,14 +6,18 @@ test modules share; the development key only signs in."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import requests
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Response, expect
 
+from devhost.config import load_values
+from gateway.jobs import JobStore
+from gateway.tables import Tables, table_service
 from tests.browser.conftest import (
     VIDEO_TIMEOUT_MS,
     ConsolePage,
@@ -21,7 +25,8 @@ from tests.browser.conftest import (
     assert_controls_are_named,
     poll,
 )
-from tests.conftest import RunningStack
+from tests.conftest import PROJECT_DIR, RunningStack
+from tests.contract.support import tiny_png
 from tests.gateway_client import AppCredentials
 from tests.mp4 import boxes, duration_seconds
 
@@ -45,6 +50,16 @@ def api_video(stack: RunningStack, key: str, video_id: str) -> dict[str, Any]:
     response = stack.client.get_video(key, video_id)
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+def job_options(stack: RunningStack, app: AppCredentials, video_id: str) -> dict[str, Any]:
+    """The per-request options the gateway kept on the job (the Video object does not show them)."""
+    prefix = load_values(PROJECT_DIR, stack.env).get("TABLE_PREFIX", "")
+    job = JobStore(Tables(table_service(stack.storage_connection_string), prefix=prefix)).get_job(
+        app.id, video_id
+    )
+    assert job is not None, video_id
+    return dict(job.options)
 
 
 def wait_until_playable(console: ConsolePage, seconds: int, previous: str = "") -> str:
@@ -178,6 +193,87 @@ def test_a_video_is_generated_played_downloaded_remixed_and_deleted(
     expect(status).to_have_text(re.compile(r"^completed"))
     assert_quota_matches_the_api(console, app.api_key)
     console.finish("playground")
+
+
+def test_the_options_a_model_declares_are_shown_and_sent(stack: RunningStack, console: ConsolePage) -> None:
+    app = own_app(stack, "options")
+
+    def created_video(response: Response) -> bool:
+        return response.request.method == "POST" and response.url == f"{stack.api}/v1/videos"
+
+    console.keep_secret(app.api_key)
+    console.open()
+    console.sign_in_app(app.api_key)
+    playground = console.panel("Playground")
+    form = playground.get_by_role("form", name="New video")
+    negative, sound, people = (form.get_by_label(name) for name in ("Negative prompt", "Sound", "People"))
+
+    # veo-3.0 (Gemini) declares a negative prompt and person generation, narrowed to two values.
+    form.get_by_label("Model").select_option("veo-3.0")
+    expect(negative).to_be_visible()
+    expect(people).to_be_visible()
+    expect(sound).to_be_hidden()
+    expect(people.locator("option")).to_have_count(3)  # "Model default" and the model's two
+    assert people.locator("option").evaluate_all("(options) => options.map((o) => o.value)") == [
+        "",
+        "allow_all",
+        "allow_adult",
+    ]
+    marker = f"bo-{uuid.uuid4().hex[:10]}"
+    form.get_by_label("Prompt", exact=True).fill(f"{marker} a heron in the reeds")
+    negative.fill("text overlays, blur")
+    people.select_option("allow_adult")
+    assert_controls_are_named(playground)
+    console.screenshot("playground-options-veo-3.0")
+
+    code = playground.get_by_role("region", name="Code")
+    code.get_by_role("tab", name="Python").click()
+    expect(code.get_by_role("tabpanel")).to_contain_text(
+        'extra_body={"negative_prompt": "text overlays, blur", "person_generation": "allow_adult"}'
+    )
+    code.get_by_role("tab", name="curl").click()
+    expect(code.get_by_role("tabpanel")).to_contain_text('"person_generation":"allow_adult"')
+
+    with console.page.expect_response(created_video) as sent_info:
+        form.get_by_role("button", name="Generate").click()
+    assert sent_info.value.status == 202, sent_info.value.text()
+    body = json.loads(sent_info.value.request.post_data or "")
+    assert body["model"] == "veo-3.0"
+    assert (body["negative_prompt"], body["person_generation"]) == ("text overlays, blur", "allow_adult")
+    assert "generate_audio" not in body  # not the model's, and never sent when left at the default
+
+    # With an image the same options go as multipart fields.
+    form.get_by_label("Image").set_input_files(
+        {"name": "heron.png", "mimeType": "image/png", "buffer": tiny_png()}
+    )
+    with console.page.expect_response(created_video) as form_info:
+        form.get_by_role("button", name="Generate").click()
+    assert form_info.value.status == 202, form_info.value.text()
+    assert (form_info.value.request.header_value("content-type") or "").startswith("multipart/form-data")
+    # Chromium does not show a body holding a file to Playwright: the job the gateway kept says it.
+    assert job_options(stack, app, form_info.value.json()["id"]) == {
+        "negative_prompt": "text overlays, blur",
+        "person_generation": "allow_adult",
+    }
+    form.get_by_role("button", name="Remove image").click()
+
+    # veo-3.1 takes sound but no person generation: the page shows exactly its inputs.
+    form.get_by_label("Model").select_option("veo-3.1")
+    expect(sound).to_be_visible()
+    expect(people).to_be_hidden()
+    sound.select_option("false")
+    code.get_by_role("tab", name="Python").click()
+    expect(code.get_by_role("tabpanel")).to_contain_text('"generate_audio": False')
+    expect(code.get_by_role("tabpanel")).not_to_contain_text("person_generation")
+
+    # A model without options shows none, and its snippets carry none.
+    form.get_by_label("Model").select_option("sora-2")
+    for control in (negative, sound, people):
+        expect(control).to_be_hidden()
+    expect(code.get_by_role("tabpanel")).not_to_contain_text("extra_body")
+    expect(code.get_by_role("tabpanel")).not_to_contain_text("negative_prompt")
+    assert stack.client.usage(app.api_key)["used"]["hour"] == 2
+    console.finish("playground-options")
 
 
 def test_sign_in_by_keyboard_with_accessible_names_and_tabs(
