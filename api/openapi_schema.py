@@ -180,6 +180,16 @@ def _video() -> JsonObject:
             "provider": string(
                 "Extension: the provider account making the video; a job stays with the provider that accepted it."
             ),
+            "options": obj(
+                {
+                    "negative_prompt": string(minLength=1, maxLength=MAX_NEGATIVE_PROMPT_CHARS),
+                    "generate_audio": {"type": "boolean"},
+                    "person_generation": string(enum=PERSON_GENERATION),
+                },
+                optional=("negative_prompt", "generate_audio", "person_generation"),
+                description="Extension: the per-request options the video was asked for; `{}`: none "
+                "(a remix takes none).",
+            ),
         },
         description="OpenAI's Video object plus the gateway's extensions.",
         allOf=_video_rules(),

@@ -97,4 +97,5 @@ def video_object(
         "queue_position": queue_position if job.status == "queued" else None,
         "estimated_cost": estimated_cost(pricing, job.model, job.size, job.seconds),
         "provider": job.provider or DEFAULT_PROVIDER,
+        "options": dict(job.options),
     }

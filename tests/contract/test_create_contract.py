@@ -312,6 +312,7 @@ def test_a_multipart_flag_is_the_text_true_or_false(stack: RunningStack, pro_app
 
     assert_matches_document("POST", VIDEOS, response)
     assert response.status_code == 202, response.text
+    assert response.json()["options"] == {"generate_audio": False}  # read back as the flag it means
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer sgw_unknown"}, {"api-key": "sgw_unknown"}])

@@ -196,6 +196,7 @@ def test_a_jobs_options_go_with_it_to_the_route_that_makes_it(
     assert created.json()["provider"] == "aimlapi-down"
     done = routed_stack.client.wait_finished(app.api_key, created.json()["id"], timeout=120)
     assert (done["status"], done["provider"]) == ("completed", "fal"), done
+    assert done["options"] == asked  # the Video says what was asked
     assert options_created(simulator, marker) == [asked]
 
 

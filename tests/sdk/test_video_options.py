@@ -56,6 +56,7 @@ def check_one_model(stack: RunningStack, model: Model) -> str:
             content = client.videos.download_content(video.id).read()
         assert video.status == "completed", video.error
         assert boxes(content)[0][0] == "ftyp"
+        assert (video.model_extra or {})["options"] == asked
         provider = (video.model_extra or {})["provider"]
         names = GEMINI_NAMES if provider == "gemini" else {name: name for name in asked}
         assert received(stack, marker) == [{names[name]: value for name, value in asked.items()}]
