@@ -91,6 +91,11 @@ class Azurite:
         path = self._data_dir / "azurite.err"
         return path.read_text(errors="replace")[-2000:] if path.exists() else "(no output)"
 
+    @property
+    def pid(self) -> int | None:
+        """The emulator's process id while it runs (tests stop it to take storage away)."""
+        return None if self._process is None else self._process.pid
+
     def stop(self) -> None:
         if self._process is None:
             return

@@ -175,7 +175,7 @@ class LocalStack:
         lines = [
             f"API            {self.api_url}/api  (health: {self.api_url}/api/health)",
             f"Azurite        blob :{self._azurite.ports['blob']}  queue :{self._azurite.ports['queue']}"
-            f"  table :{self._azurite.ports['table']}",
+            f"  table :{self._azurite.ports['table']}  pid {self._azurite.pid}",
             f"Sora upstream  {self.simulator_url or self.values.get('AZURE_OPENAI_ENDPOINT')}"
             + ("  (simulator)" if self.simulator_url else ""),
             f"State          {self.state_dir}",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-import subprocess
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +129,9 @@ def test_health_when_storage_is_unreachable_is_503_with_the_error_body(tmp_path:
     # A stack of its own whose Azurite is then stopped: storage really goes away.
     own = launch_stack(tmp_path / "stack")
     try:
-        table_port = re.findall(r"table :(\d+)", own.log_path.read_text())[-1]
-        subprocess.run(["pkill", "-f", f"azurite.*--tablePort {table_port}"], check=True)
+        # The stack prints its Azurite's process id: that process, and no other, is stopped.
+        pid = int(re.findall(r"Azurite .* pid (\d+)", own.log_path.read_text())[-1])
+        os.kill(pid, signal.SIGTERM)
         response = requests.get(f"{own.api}/health", timeout=60)
     finally:
         own.stop()

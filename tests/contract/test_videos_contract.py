@@ -135,8 +135,13 @@ def test_content_redirects_to_the_video_and_the_thumbnail(
     download = requests.get(default.headers["Location"], timeout=30)
     assert download.status_code == 200
     assert download.headers["Content-Type"] == "video/mp4"
+    # The simulated Sora keeps a thumbnail for every finished video, and the gateway copies it.
+    assert video["thumbnail_url"]
     assert_matches_document("GET", CONTENT, thumbnail)
-    assert thumbnail.status_code == (302 if video["thumbnail_url"] else 404)
+    assert thumbnail.status_code == 302, thumbnail.text
+    picture = requests.get(thumbnail.headers["Location"], timeout=30)
+    assert picture.status_code == 200
+    assert picture.headers["Content-Type"].startswith("image/")
 
 
 def test_content_before_completion_is_409(stack: RunningStack, pro_app: AppCredentials) -> None:
