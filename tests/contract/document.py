@@ -22,6 +22,7 @@ from api.openapi import openapi_document
 from devhost.config import load_values
 from gateway.settings import Settings
 from tests.conftest import PROJECT_DIR
+from tests.contract.reference import assert_in_reference
 
 # The document of the stacks under test: they run with the local settings, so with their catalog.
 STACK_CATALOG = Settings.from_env(load_values(PROJECT_DIR)).catalog
@@ -118,6 +119,7 @@ def assert_matches_document(
     except ValueError as error:
         raise AssertionError(f"{what}: body is not JSON: {text!r}") from error
     assert_schema(f"{at}/content/{pointer(media_type)[1:]}/schema", body, what)
+    assert_in_reference(status_code, body, what)  # and against the reference users read
     return body
 
 
