@@ -120,8 +120,19 @@ class RunningStack:
     def client(self) -> GatewayClient:
         return GatewayClient(self.api, self.admin_key)
 
-    def sim_config(self, **knobs: float | str) -> None:
-        requests.patch(f"{self.simulator}/_sim/config", json=knobs, timeout=5).raise_for_status()
+    @contextlib.contextmanager
+    def sim_configured(self, **knobs: float | str) -> Iterator[None]:
+        """The shared simulator with `knobs` changed for the block, then set back to what they
+        were before it (read from the simulator, not assumed)."""
+        url = f"{self.simulator}/_sim/config"
+        current = requests.get(url, timeout=5)
+        current.raise_for_status()
+        before = {name: current.json()[name] for name in knobs}
+        requests.patch(url, json=knobs, timeout=5).raise_for_status()
+        try:
+            yield
+        finally:
+            requests.patch(url, json=before, timeout=5).raise_for_status()
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.dev_key}"}

@@ -94,14 +94,11 @@ def test_a_slot_is_given_back_when_the_upstream_never_accepted_the_job(stack: Ru
     app = client.create_app("pro")
     # An outage: every upstream request fails with a 5xx or a dropped connection (no 429s,
     # which are waited out rather than counted as failures).
-    stack.sim_config(fault_rate=1.0, fault_kinds="500,503,dropped")
-    try:
+    with stack.sim_configured(fault_rate=1.0, fault_kinds="500,503,dropped"):
         created = client.create_video(app.api_key)
         assert created.status_code == 202
         assert client.usage(app.api_key)["used"]["hour"] == 1
         failed = client.wait_finished(app.api_key, created.json()["id"], timeout=120)
-    finally:
-        stack.sim_config(fault_rate=0.0, fault_kinds="429,500,503,dropped")
     assert failed["status"] == "failed"
     assert failed["error"]["code"] == "upstream_unavailable"
     assert client.usage(app.api_key)["used"]["hour"] == 0

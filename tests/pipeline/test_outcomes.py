@@ -38,14 +38,11 @@ def test_upstream_failure_part_way_fails_the_video(stack: RunningStack) -> None:
 
 def test_cancel_while_in_progress_deletes_the_upstream_job(stack: RunningStack) -> None:
     app = stack.client.create_app("pro")
-    stack.sim_config(job_seconds=30)
-    try:
+    with stack.sim_configured(job_seconds=30):
         video_id = stack.client.create_video(app.api_key).json()["id"]
         stack.client.wait_for(app.api_key, video_id, ("in_progress",))
         deleted_before = stack.sim_stats()["jobs_deleted"]
         response = stack.client.delete_video(app.api_key, video_id)
-    finally:
-        stack.sim_config(job_seconds=3)
     assert response.status_code == 200
     assert response.json() == {"id": video_id, "object": "video.deleted", "deleted": True}
     cancelled = stack.client.get_video(app.api_key, video_id).json()
