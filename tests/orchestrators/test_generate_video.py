@@ -481,6 +481,39 @@ def test_the_deadline_while_the_upstream_works_is_a_timeout() -> None:
     assert_failed(history, "timeout")
 
 
+def test_the_deadline_before_the_jobs_turn_is_a_timeout_that_gives_the_slot_back() -> None:
+    """The job's turn with its provider (the gateway's pacing) is an hour away, its deadline ten
+    minutes: the wait is cut at the deadline, and as the upstream never had the job, its slot goes
+    back before the record turns final."""
+    history = started()
+    turn = START + timedelta(hours=1)
+    history.episode(1).complete(history.task(activity.RESERVE_UPSTREAM_SLOT), turn.timestamp())
+    new = history.step()
+    assert describe(new) == [TIMER]
+    assert new[0].fire_at == timestamp(START + timedelta(minutes=RUN.timeout_minutes))
+    history.fire(history.last_timer())
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert inputs_of(asked, activity.RELEASE_QUOTA_SLOT) == [JOB.to_dict()]
+    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "timeout"}]
+    assert_failed(history, "timeout")
+
+
+def test_throttled_at_create_until_the_deadline_is_a_timeout_that_gives_the_slot_back() -> None:
+    """The provider answers the create with 429 (no job made) and a Retry-After past the deadline:
+    the job times out without the upstream ever having accepted it, so its slot goes back."""
+    history = reserved()
+    throttled = UpstreamStatus.throttled(None, 3600).to_dict()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
+    new = history.step()
+    assert describe(new) == [TIMER]
+    assert new[0].fire_at == timestamp(START + timedelta(minutes=RUN.timeout_minutes))
+    history.fire(history.last_timer())
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert_failed(history, "timeout")
+
+
 def test_delete_failing_after_its_retries_still_ends_the_orchestration() -> None:
     history = created()
     history.episode(1).raise_event(CANCEL_EVENT)
