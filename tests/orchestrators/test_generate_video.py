@@ -303,9 +303,28 @@ def test_cancel_during_a_retried_throttle_wait_at_create_creates_nothing_more() 
     throttled = UpstreamStatus.throttled(None, 30).to_dict()
     history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
     assert describe(history.step()) == [TIMER]
+    timer = history.last_timer()
     history.episode(5).raise_event(CANCEL_EVENT)
     asked = run_out(history, history.step())
     assert describe(asked) == [activity.FAIL_JOB]
+    assert history.timer_leaf(timer).cancelled  # the Retry-After timer does not outlive the job
+    assert_failed(history, "cancelled")
+
+
+def test_cancel_while_waiting_for_the_jobs_turn_cancels_that_timer() -> None:
+    """Queued behind the gateway's pacing, the job sleeps on a timer until its turn. A cancel ends
+    the job at once; the replay's actions must show that timer cancelled, not left pending for an
+    orchestration that has finished."""
+    history = started()
+    turn = START + timedelta(seconds=40)
+    history.episode(1).complete(history.task(activity.RESERVE_UPSTREAM_SLOT), turn.timestamp())
+    assert describe(history.step()) == [TIMER]
+    timer = history.last_timer()
+    assert not history.timer_leaf(timer).cancelled
+    history.episode(5).raise_event(CANCEL_EVENT)
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB]  # no create, no refund: a cancel keeps its slot
+    assert history.timer_leaf(timer).cancelled
     assert_failed(history, "cancelled")
 
 
