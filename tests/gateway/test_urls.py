@@ -11,11 +11,14 @@ import base64
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+import requests.adapters
+import urllib3.util.connection
 
 from gateway.errors import ApiError, InvalidRequest, PayloadTooLarge
 from gateway.urls import check_public_url, decode_data_url, fetch_limited, open_public
@@ -400,6 +403,88 @@ def test_a_redirect_to_a_forbidden_target_is_refused_without_connecting(
     with pytest.raises(InvalidRequest) as refused:
         fetch(server.url(f"/to?location={quote(location, safe='')}"), resolver=resolver_for(answers))
     assert_error(refused, 400, "invalid_url")
+
+
+@dataclass
+class PublicHost:
+    """`images.example`, a public host as far as the gateway can tell, redirecting to `inside`.
+
+    Only loopback is reachable here, and public mode refuses loopback on every hop, so no first
+    hop could ever be fetched honestly in public mode. Two things are injected below the gateway's
+    code, and only there: the resolver answers `images.example` with a public address
+    (PUBLIC_V4), and urllib3's connect translates that one address to 127.0.0.1 (a NAT in front
+    of the `public` server: nothing leaves loopback, and the guard would fail the test if it did),
+    trusting the test CA as the machine's own trust store. The gateway resolves, checks, pins and
+    verifies TLS for every hop unchanged; `connected` is every address it connected to.
+    """
+
+    public: LocalServer  # TLS for images.example
+    inside: LocalServer  # TLS for intranet.test, on loopback: what a redirect must never reach
+    connected: list[str]
+
+    def url_redirecting_to(self, location: str) -> str:
+        return self.public.url(f"/to?location={quote(location, safe='')}", host="images.example")
+
+    def fetch_public(self, url: str, answers: dict[str, list[str]] | None = None) -> tuple[bytes, str | None]:
+        resolver = resolver_for({"images.example": [PUBLIC_V4], **(answers or {})})
+        return fetch(url, allow_local=False, resolver=resolver)
+
+
+@pytest.fixture
+def public_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PublicHost]:
+    ca = TestCA.create(tmp_path)
+    public = LocalServer(tls=ca.server_context(tmp_path, "images.example")).start()
+    inside = LocalServer(tls=ca.server_context(tmp_path, "intranet.test")).start()
+    connected: list[str] = []
+    real_connect = urllib3.util.connection.create_connection
+
+    def nat(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        host, port = address
+        connected.append(host)
+        return real_connect(("127.0.0.1" if host == PUBLIC_V4 else host, port), *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", nat)
+    # requests' verify=True reads this path at every request: the test CA stands in for the system's.
+    monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(ca.bundle))
+    yield PublicHost(public, inside, connected)
+    public.stop()
+    inside.stop()
+
+
+def test_the_public_host_seam_lets_a_public_to_public_redirect_through(public_host: PublicHost) -> None:
+    """The control for the test below: with the injections, public mode fetches through a redirect
+    that stays on the public host, so a refusal there is the policy's doing, not the setup's."""
+    location = public_host.public.url("/image", host="images.example")
+    body, _ = public_host.fetch_public(public_host.url_redirecting_to(location))
+    assert body.startswith(b"\x89PNG")
+    assert public_host.connected == [PUBLIC_V4, PUBLIC_V4]
+    assert public_host.public.sni_names == ["images.example", "images.example"]
+
+
+@pytest.mark.parametrize(
+    ("location", "answers"),
+    [
+        # A name that resolves to loopback, served with a valid certificate for it: let through,
+        # this hop would fetch the inside server's image.
+        ("https://intranet.test:{port}/image", {"intranet.test": ["127.0.0.1"]}),
+        ("https://127.0.0.1:{port}/image", {}),
+        ("https://[::ffff:127.0.0.1]:{port}/image", {}),
+    ],
+)
+def test_public_mode_refuses_a_redirect_from_a_public_host_to_loopback(
+    public_host: PublicHost, location: str, answers: dict[str, list[str]]
+) -> None:
+    """SSRF through a redirect: the first hop is public and allowed, the second points inside.
+    Public mode (ALLOW_LOCAL_URLS=false) must check the second hop as strictly as the first."""
+    url = public_host.url_redirecting_to(location.format(port=public_host.inside.port))
+    with pytest.raises(InvalidRequest, match="loopback") as refused:
+        public_host.fetch_public(url, answers)
+    assert_error(refused, 400, "invalid_url")
+    # The first hop was fetched (the redirect was read), the second never connected.
+    assert len(public_host.public.paths) == 1
+    assert public_host.public.paths[0].startswith("/to?location=")
+    assert public_host.connected == [PUBLIC_V4]
+    assert public_host.inside.paths == []
 
 
 def test_a_redirect_without_location_fails(server: LocalServer) -> None:

@@ -303,9 +303,28 @@ def test_cancel_during_a_retried_throttle_wait_at_create_creates_nothing_more() 
     throttled = UpstreamStatus.throttled(None, 30).to_dict()
     history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
     assert describe(history.step()) == [TIMER]
+    timer = history.last_timer()
     history.episode(5).raise_event(CANCEL_EVENT)
     asked = run_out(history, history.step())
     assert describe(asked) == [activity.FAIL_JOB]
+    assert history.timer_leaf(timer).cancelled  # the Retry-After timer does not outlive the job
+    assert_failed(history, "cancelled")
+
+
+def test_cancel_while_waiting_for_the_jobs_turn_cancels_that_timer() -> None:
+    """Queued behind the gateway's pacing, the job sleeps on a timer until its turn. A cancel ends
+    the job at once; the replay's actions must show that timer cancelled, not left pending for an
+    orchestration that has finished."""
+    history = started()
+    turn = START + timedelta(seconds=40)
+    history.episode(1).complete(history.task(activity.RESERVE_UPSTREAM_SLOT), turn.timestamp())
+    assert describe(history.step()) == [TIMER]
+    timer = history.last_timer()
+    assert not history.timer_leaf(timer).cancelled
+    history.episode(5).raise_event(CANCEL_EVENT)
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB]  # no create, no refund: a cancel keeps its slot
+    assert history.timer_leaf(timer).cancelled
     assert_failed(history, "cancelled")
 
 
@@ -478,6 +497,39 @@ def test_the_deadline_while_the_upstream_works_is_a_timeout() -> None:
     history.fire(history.last_timer(), late=600)
     asked = run_out(history, history.step())
     assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, "timeout")
+
+
+def test_the_deadline_before_the_jobs_turn_is_a_timeout_that_gives_the_slot_back() -> None:
+    """The job's turn with its provider (the gateway's pacing) is an hour away, its deadline ten
+    minutes: the wait is cut at the deadline, and as the upstream never had the job, its slot goes
+    back before the record turns final."""
+    history = started()
+    turn = START + timedelta(hours=1)
+    history.episode(1).complete(history.task(activity.RESERVE_UPSTREAM_SLOT), turn.timestamp())
+    new = history.step()
+    assert describe(new) == [TIMER]
+    assert new[0].fire_at == timestamp(START + timedelta(minutes=RUN.timeout_minutes))
+    history.fire(history.last_timer())
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
+    assert inputs_of(asked, activity.RELEASE_QUOTA_SLOT) == [JOB.to_dict()]
+    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "timeout"}]
+    assert_failed(history, "timeout")
+
+
+def test_throttled_at_create_until_the_deadline_is_a_timeout_that_gives_the_slot_back() -> None:
+    """The provider answers the create with 429 (no job made) and a Retry-After past the deadline:
+    the job times out without the upstream ever having accepted it, so its slot goes back."""
+    history = reserved()
+    throttled = UpstreamStatus.throttled(None, 3600).to_dict()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
+    new = history.step()
+    assert describe(new) == [TIMER]
+    assert new[0].fire_at == timestamp(START + timedelta(minutes=RUN.timeout_minutes))
+    history.fire(history.last_timer())
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
     assert_failed(history, "timeout")
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
 import requests
+from azure.storage.blob import BlobServiceClient
 
 from tests.conftest import RunningStack, stack_until_jobs_end
+from tests.images_support import image_bytes
 
 T = TypeVar("T")
 
@@ -61,6 +64,38 @@ def test_deleting_a_finished_video_removes_it_and_its_blobs(stack: RunningStack)
     assert stack.client.get_video(app.api_key, video_id).status_code == 404
 
 
+def test_deleting_a_finished_video_deletes_every_file_of_it_from_blob_storage(stack: RunningStack) -> None:
+    """All three files, read from the container itself: a 404 from the API for the video's URL
+    says nothing about the thumbnail and the reference image, which no read serves after the
+    record is gone. sora-2 on the simulator takes an image and makes a thumbnail."""
+    app = stack.client.create_app("pro")
+    data_url = "data:image/jpeg;base64," + base64.b64encode(image_bytes(720, 1280, "JPEG")).decode()
+    body = {
+        "model": "sora-2",
+        "prompt": "Animate this",
+        "size": "720x1280",
+        "input_reference": {"image_url": data_url},
+    }
+    response = stack.client.create_video(app.api_key, body)
+    assert response.status_code == 202, response.text
+    video_id = response.json()["id"]
+    done = stack.client.wait_finished(app.api_key, video_id)
+    assert done["status"] == "completed", done["error"]
+    container = BlobServiceClient.from_connection_string(
+        stack.storage_connection_string
+    ).get_container_client("videos")
+    prefix = f"{app.id}/{video_id}/"
+
+    def files() -> list[str]:
+        return sorted(blob.name for blob in container.list_blobs(name_starts_with=prefix))
+
+    # Before: the video, its thumbnail and the reference image, so the check after means something.
+    assert files() == [prefix + name for name in ("reference.jpg", "thumbnail.jpg", "video.mp4")]
+    assert stack.client.delete_video(app.api_key, video_id).json()["deleted"] is True
+    # The DELETE deletes them before it answers: nothing is left to wait for.
+    assert files() == []
+
+
 @pytest.fixture(scope="module")
 def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """Upstream jobs that take a minute against a gateway deadline of 6 s."""
@@ -78,6 +113,43 @@ def test_deadline_fails_the_job_with_timeout_and_deletes_the_upstream_job(slow_s
     assert failed["error"]["code"] == "timeout"
     assert slow_stack.sim_stats()["jobs_created"] == 1
     wait_until(lambda: slow_stack.sim_stats()["jobs_deleted"] == 1)
+
+
+@pytest.fixture(scope="module")
+def queued_past_deadline_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """One upstream creation a minute against a gateway deadline of 6 s: a job accepted behind
+    another waits for a turn that comes after its deadline."""
+    with stack_until_jobs_end(
+        tmp_path_factory.mktemp("queued-deadline"), UPSTREAM_CREATES_PER_MINUTE="1", JOB_TIMEOUT_MINUTES="0.1"
+    ) as running:
+        yield running
+
+
+def test_a_job_that_times_out_before_its_turn_gives_its_slot_back(
+    queued_past_deadline_stack: RunningStack,
+) -> None:
+    stack = queued_past_deadline_stack
+    client = stack.client
+    first, queued = client.create_app("pro"), client.create_app("pro")  # one app each: own usage
+    first_id = client.create_video(first.api_key, {"prompt": f"first in line [{first.id}]"}).json()["id"]
+    # The first job takes this minute's creation, so the next one's turn is a minute away.
+    wait_until(lambda: stack.upstream_jobs_for(first.id) == 1)
+
+    response = client.create_video(queued.api_key, {"prompt": f"next in line [{queued.id}]"})
+    assert response.status_code == 202, response.text
+    limit, remaining = (int(response.headers[f"x-ratelimit-{n}-hour"]) for n in ("limit", "remaining"))
+    assert limit - remaining == 1  # accepted: it took a slot
+    queued_id = response.json()["id"]
+    failed = client.wait_finished(queued.api_key, queued_id, timeout=60)
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "timeout")
+    assert stack.upstream_jobs_for(queued.id) == 0  # it never reached the upstream
+    # The refund comes before the record turns final, so it is visible as soon as the failure is.
+    assert client.usage(queued.api_key)["used"] == {"hour": 0, "day": 0}
+
+    # The first job reached the upstream: however it ended (done in 3 s, or its own deadline),
+    # it keeps its slot. The refund is for jobs that never got there, not for every timeout.
+    client.wait_finished(first.api_key, first_id, timeout=60)
+    assert client.usage(first.api_key)["used"] == {"hour": 1, "day": 1}
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +175,12 @@ def test_cancel_while_queued_for_an_upstream_slot_creates_nothing(paced_stack: R
         "cancelled",
         None,
     )
+    # A cancel keeps its slot, even before the upstream had the job (docs/api.md, `cancelled`).
+    # The record is final at once; a refund would come from the orchestration's clean-up, so
+    # the usage is read once the orchestration has ended.
+    wait_until(lambda: paced_stack.orchestration_status(last_id)["runtimeStatus"] == "Completed")
+    assert paced_stack.orchestration_status(last_id)["output"]["error_code"] == "cancelled"
+    assert client.usage(last_app.api_key)["used"] == {"hour": 1, "day": 1}
     for app, video_id in zip(apps[:2], ids[:2], strict=True):
         assert client.wait_finished(app.api_key, video_id)["status"] == "completed"
     time.sleep(3 * (queued + 1))  # past the cancelled job's slot: still nothing created for it
