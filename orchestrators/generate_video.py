@@ -113,7 +113,7 @@ class JobOutcome:
 
 class _Stop(Exception):
     """Ends the job early with a failure code. `refund` None: give the slot back exactly when
-    the upstream never accepted the job (a cancel keeps it)."""
+    the upstream never accepted the job (a cancel included: nothing was spent)."""
 
     def __init__(self, code: str, *, refund: bool | None = None) -> None:
         super().__init__(code)
@@ -313,7 +313,8 @@ class _JobFlow:
         job = self._job
         refund = stop.refund
         if refund is None:
-            refund = self._upstream is None and stop.code != CANCELLED
+            # Nothing reached a provider: a cancel too gives the slot back (nothing was spent).
+            refund = self._upstream is None
         if refund:  # before the record turns final, so a reader of both never sees it counted
             yield from self._attempt(activity.RELEASE_QUOTA_SLOT, STORAGE_RETRY, job.to_dict())
         # A code the app may see: an upstream's text in its place (a history recorded before

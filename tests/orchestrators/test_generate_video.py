@@ -257,8 +257,8 @@ def test_cancel_before_the_first_wait_stops_before_anything_reaches_the_upstream
     assert describe(history.step()) == [activity.RESERVE_UPSTREAM_SLOT, WAIT_CANCEL]
     history.episode(1).complete(history.task(activity.RESERVE_UPSTREAM_SLOT), history.now.timestamp())
     asked = run_out(history, history.step())
-    # No create, no refund (a cancel keeps its slot), the record made final.
-    assert describe(asked) == [activity.FAIL_JOB]
+    # No create; the slot goes back (nothing reached a provider), then the record is made final.
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
     assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "cancelled"}]
     assert_failed(history, "cancelled")
 
@@ -306,7 +306,8 @@ def test_cancel_during_a_retried_throttle_wait_at_create_creates_nothing_more() 
     timer = history.last_timer()
     history.episode(5).raise_event(CANCEL_EVENT)
     asked = run_out(history, history.step())
-    assert describe(asked) == [activity.FAIL_JOB]
+    # Throttled, so nothing was made: the slot goes back.
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
     assert history.timer_leaf(timer).cancelled  # the Retry-After timer does not outlive the job
     assert_failed(history, "cancelled")
 
@@ -323,7 +324,8 @@ def test_cancel_while_waiting_for_the_jobs_turn_cancels_that_timer() -> None:
     assert not history.timer_leaf(timer).cancelled
     history.episode(5).raise_event(CANCEL_EVENT)
     asked = run_out(history, history.step())
-    assert describe(asked) == [activity.FAIL_JOB]  # no create, no refund: a cancel keeps its slot
+    # No create: the slot goes back.
+    assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
     assert history.timer_leaf(timer).cancelled
     assert_failed(history, "cancelled")
 
