@@ -246,6 +246,11 @@ def test_a_failing_route_cools_down_is_skipped_uncalled_and_is_used_again_after(
     """Google's account goes down (the simulator answers 503 on its API): two jobs find out and
     move on to fal, which cools Google down (two failures in a row here); the third job skips it
     without calling it; once it is back and the cool-down is over, a job is made there again."""
+    # From a known state whatever ran before (a retired-model refusal counts as a failure): a job
+    # Google makes ends any run of failures.
+    key, video_id, _marker = make(routed_stack, "veo-google-first")
+    assert routed_stack.client.wait_finished(key, video_id, timeout=60)["provider"] == "gemini"
+    assert gemini_health(routed_stack)["consecutive_failures"] == 0
     set_down = f"{simulator.url}/_sim/config"
     requests.patch(set_down, json={"down": "gemini"}, timeout=5).raise_for_status()
     try:
