@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
 
 from devhost.azurite import Azurite
 from devhost.config import load_values
@@ -115,6 +116,16 @@ class RunningStack:
         )
         response.raise_for_status()
         return int(response.json()["jobs_created"])
+
+    def stored_files(self, prefix: str) -> list[str]:
+        """The names of the blobs under `prefix` in the stack's videos container, sorted
+        (none when the container was never made: the first stored asset creates it)."""
+        container = BlobServiceClient.from_connection_string(
+            self.storage_connection_string
+        ).get_container_client("videos")
+        if not container.exists():
+            return []
+        return sorted(blob.name for blob in container.list_blobs(name_starts_with=prefix))
 
     @property
     def client(self) -> GatewayClient:

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
-from azure.storage.blob import BlobServiceClient
 
 from tests.conftest import RunningStack, stack_until_jobs_end
 from tests.images_support import image_bytes
@@ -81,19 +80,14 @@ def test_deleting_a_finished_video_deletes_every_file_of_it_from_blob_storage(st
     video_id = response.json()["id"]
     done = stack.client.wait_finished(app.api_key, video_id)
     assert done["status"] == "completed", done["error"]
-    container = BlobServiceClient.from_connection_string(
-        stack.storage_connection_string
-    ).get_container_client("videos")
     prefix = f"{app.id}/{video_id}/"
-
-    def files() -> list[str]:
-        return sorted(blob.name for blob in container.list_blobs(name_starts_with=prefix))
-
     # Before: the video, its thumbnail and the reference image, so the check after means something.
-    assert files() == [prefix + name for name in ("reference.jpg", "thumbnail.jpg", "video.mp4")]
+    assert stack.stored_files(prefix) == [
+        prefix + name for name in ("reference.jpg", "thumbnail.jpg", "video.mp4")
+    ]
     assert stack.client.delete_video(app.api_key, video_id).json()["deleted"] is True
     # The DELETE deletes them before it answers: nothing is left to wait for.
-    assert files() == []
+    assert stack.stored_files(prefix) == []
 
 
 @pytest.fixture(scope="module")
