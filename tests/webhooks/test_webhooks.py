@@ -7,11 +7,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway.messages import failure_message
 from tests.conftest import RunningStack
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Receiver, ResettingReceiver
 
 
 @pytest.fixture
@@ -69,6 +70,93 @@ def finished_orchestration(stack: RunningStack, instance_id: str, timeout: float
         if response.json()["runtimeStatus"] == "Completed" or time.monotonic() > deadline:
             return response.text
         time.sleep(0.2)
+
+
+def webhook_schedule(stack: RunningStack) -> list[float]:
+    """The stack's waits between delivery attempts (WEBHOOK_RETRY_SECONDS, short under test)."""
+    return [float(delay) for delay in stack.env["WEBHOOK_RETRY_SECONDS"].split(",")]
+
+
+def delivery_results(history_text: str) -> list[object]:
+    """The results of the instance's deliver_webhook activity runs, in order."""
+    results = []
+    for event in json.loads(history_text)["historyEvents"]:
+        if event.get("FunctionName") == "deliver_webhook" and event["EventType"] == "TaskCompleted":
+            result = event.get("Result")
+            results.append(json.loads(result) if isinstance(result, str) else result)
+    return results
+
+
+def assert_video_readable(stack: RunningStack, api_key: str, video_id: str) -> None:
+    """Completed, and its MP4 downloads: the webhook's failure left the video alone."""
+    video = stack.client.get_video(api_key, video_id).json()
+    assert video["status"] == "completed", video
+    content = requests.get(
+        f"{stack.api}/v1/videos/{video_id}/content", headers=stack.headers(api_key), timeout=30
+    )
+    assert content.status_code == 200, content.text
+    assert content.content[4:8] == b"ftyp"  # an MP4
+
+
+def test_a_receiver_that_always_fails_gets_the_schedule_plus_one_attempts_then_nothing(
+    stack: RunningStack,
+) -> None:
+    """docs/api.md "Webhooks": tried again after each wait of WEBHOOK_RETRY_SECONDS, so a receiver
+    that never answers 2xx gets one attempt more than the schedule has waits, and then none."""
+    attempts = len(webhook_schedule(stack)) + 1
+    app = stack.client.create_app("pro")
+    with Receiver(failures=1_000_000) as receiver:  # 500 to everything
+        path = f"/always-500/{app.id}"
+        created = stack.client.create_video(
+            app.api_key, {"prompt": "A lighthouse", "webhook_url": receiver.url(path)}
+        )
+        assert created.status_code == 202, created.text
+        video_id = created.json()["id"]
+        # The orchestration ends only after its last attempt; once ended, it schedules nothing
+        # more: whatever the receiver has seen by then is every attempt there will be.
+        history = finished_orchestration(stack, video_id, timeout=90)
+        assert json.loads(history)["runtimeStatus"] == "Completed"
+        deliveries = receiver.on(path)
+
+    assert [delivery.answered for delivery in deliveries] == [500] * attempts
+    assert len({delivery.headers["webhook-id"] for delivery in deliveries}) == 1  # one event, retried
+    # Each attempt was a whole activity run that reported "not delivered", and there were no more.
+    assert delivery_results(history) == [False] * attempts
+    # The video is finished and readable, and its record says nothing of the webhook.
+    assert json.loads(history)["output"]["status"] == "completed"
+    assert_video_readable(stack, app.api_key, video_id)
+
+
+def test_a_receiver_host_that_resets_the_connection_fails_each_attempt_but_not_the_video(
+    stack: RunningStack,
+) -> None:
+    """The realistic failure of the delivery itself: the receiver's host accepts the connection,
+    then resets it without answering. WebhookSender.send turns that into "not delivered" (it
+    never raises for the receiver's sake) and logs it; the orchestration retries on schedule."""
+    attempts = len(webhook_schedule(stack)) + 1
+    app = stack.client.create_app("pro")
+    with ResettingReceiver() as receiver:
+        created = stack.client.create_video(
+            app.api_key, {"prompt": "A windmill", "webhook_url": receiver.url("/reset")}
+        )
+        assert created.status_code == 202, created.text
+        video_id = created.json()["id"]
+        history = finished_orchestration(stack, video_id, timeout=90)
+        assert json.loads(history)["runtimeStatus"] == "Completed"
+        arrived = receiver.requests
+
+    # Every attempt reached the host with the signed event before it was cut off ...
+    assert len(arrived) == attempts
+    assert all(request.startswith(b"POST /reset ") for request in arrived)
+    assert all(f"evt_{video_id}".encode() in request for request in arrived)
+    # ... ended its activity normally as "not delivered" (not a crash of the activity) ...
+    assert delivery_results(history) == [False] * attempts
+    # ... and was logged by the sender, once per attempt, with the error's code.
+    log = stack.log_path.read_text(errors="replace")
+    assert log.count(f"webhook evt_{video_id} not delivered: invalid_value") == attempts
+    assert f"webhook evt_{video_id} answered" not in log
+    assert json.loads(history)["output"]["status"] == "completed"
+    assert_video_readable(stack, app.api_key, video_id)
 
 
 def test_failed_event_is_sent_for_a_refused_video(stack: RunningStack) -> None:
