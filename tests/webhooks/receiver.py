@@ -6,6 +6,7 @@ import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -21,10 +22,12 @@ class Delivery:
 
 @dataclass
 class Receiver:
-    """Answers 500 to the first `failures` requests on each path, then 204."""
+    """Answers 500 to the first `failures` requests on each path, then 204. `before_answer`, when
+    given, is called with each delivery before it is answered (the sender still waiting)."""
 
     failures: int = 0
     deliveries: list[Delivery] = field(default_factory=list)
+    before_answer: Callable[[Delivery], None] | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -36,7 +39,10 @@ class Receiver:
                 with receiver._lock:
                     seen = sum(1 for delivery in receiver.deliveries if delivery.path == self.path)
                     status = 500 if seen < receiver.failures else 204
-                    receiver.deliveries.append(Delivery(self.path, dict(self.headers.items()), body, status))
+                    delivery = Delivery(self.path, dict(self.headers.items()), body, status)
+                    receiver.deliveries.append(delivery)
+                if receiver.before_answer is not None:
+                    receiver.before_answer(delivery)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
