@@ -77,6 +77,9 @@ Options:
 Deprecated: a third argument (scripts/deploy.sh RESOURCE_GROUP LOCATION OPENAI) is still taken as
 --openai OPENAI; it no longer brings the retired Sora models with it.
 
+After publishing, it waits for GET /api/health and fails (exit 1) when the app never answers it:
+HEALTH_WAIT_ATTEMPTS (default 30) tries, HEALTH_WAIT_INTERVAL (default 10) seconds apart.
+
 Needs: az (logged in with `az login`, Owner or Contributor + Role Based Access Control
 Administrator on the resource group, and on the Azure OpenAI account when --openai is given),
 python3.
@@ -214,6 +217,11 @@ case "$publisher" in
   *) die "--publisher must be auto, az or func" ;;
 esac
 [[ -f "$TEMPLATE" ]] || die "template not found: $TEMPLATE"
+# How long to wait for the published app's health check: tries, and seconds between them.
+health_attempts="${HEALTH_WAIT_ATTEMPTS:-30}"
+health_interval="${HEALTH_WAIT_INTERVAL:-10}"
+[[ "$health_attempts" =~ ^[1-9][0-9]*$ ]] || die "HEALTH_WAIT_ATTEMPTS must be a whole number, at least 1"
+[[ "$health_interval" =~ ^[0-9]+$ ]] || die "HEALTH_WAIT_INTERVAL must be a whole number of seconds"
 
 # A JSON string literal of $1 (printf is a builtin: the value is on no process's command line).
 json_string() {
@@ -572,27 +580,28 @@ if [[ "$skip_code" == false ]]; then
     az functionapp deployment source config-zip --resource-group "$resource_group" --name "$app_name" \
       --src "$work/app.zip" --build-remote true --timeout 900 --output none
   fi
-  if command -v curl >/dev/null 2>&1; then
-    log "Waiting for $health_url"
-    healthy=false
-    for _ in $(seq 1 30); do
-      if curl --silent --fail --max-time 10 --output /dev/null "$health_url"; then
-        healthy=true
-        break
-      fi
-      sleep 10
-    done
-    if [[ "$healthy" == true ]]; then
-      log "Healthy"
-    else
-      log "Not healthy yet: check the app's logs in Application Insights (a first start can take minutes)"
-    fi
-  fi
 fi
 
 if [[ "$rotate_key" == true || ${#given_keys[@]} -gt 0 ]]; then
-  # App settings are read at start: restart so the new key versions are resolved now.
+  # App settings are read at start: restart so the new key versions are resolved now (before the
+  # health wait, so that it is the restarted app that answers it).
   az functionapp restart --resource-group "$resource_group" --name "$app_name" --output none
+fi
+
+# --- Health: the published app must answer GET /api/health, or the deployment failed ------------
+if [[ "$skip_code" == false ]] && command -v curl >/dev/null 2>&1; then
+  log "Waiting for $health_url (up to $health_attempts tries, $health_interval s apart)"
+  healthy=false
+  for attempt in $(seq 1 "$health_attempts"); do
+    if curl --silent --fail --max-time 10 --output /dev/null "$health_url"; then
+      healthy=true
+      break
+    fi
+    [[ "$attempt" -eq "$health_attempts" ]] || sleep "$health_interval"
+  done
+  [[ "$healthy" == true ]] ||
+    die "the health check GET $health_url did not succeed in $health_attempts tries, $health_interval s apart: check the app's logs in Application Insights (a first start can take minutes; run this script again, it is idempotent)"
+  log "Healthy"
 fi
 
 # --- What next ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """scripts/deploy.sh and scripts/teardown.sh: shellcheck-clean, strict, and right when run.
 
 They run here against tests/infra/fake_az.py standing in for `az` (and a `curl` that answers
-healthy), so nothing tries to reach Azure.
+healthy, or one that fails as curl does), so nothing tries to reach Azure.
 """
 
 from __future__ import annotations
@@ -240,6 +240,67 @@ def test_deploy_publishes_with_core_tools_when_installed(fake_azure: Path) -> No
         "--build",
         "remote",
     ]
+
+
+HEALTH_URL = "https://sora-gw-test.azurewebsites.net/api/health"  # fake_az.py's healthUrl output
+
+
+def failing_curl(home: Path, exit_code: int, *, successes_after: int | None = None) -> Path:
+    """Replace the fake curl with one that records each call and fails with `exit_code` (22: an
+    HTTP error with --fail, 7: connection refused), or succeeds from call `successes_after` + 1 on."""
+    calls = home / "curl-calls.log"
+    succeed = (
+        f'[ "$(wc -l < "{calls}")" -gt {successes_after} ] && exit 0\n' if successes_after is not None else ""
+    )
+    (home / "bin" / "curl").write_text(
+        f'#!/bin/sh\necho "$*" >> "{calls}"\n{succeed}exit {exit_code}\n', encoding="utf-8"
+    )
+    return calls
+
+
+@pytest.mark.parametrize("exit_code", [22, 7], ids=["http-error", "connection-refused"])
+def test_deploy_fails_naming_the_health_check_when_the_app_never_answers_it(
+    fake_azure: Path, exit_code: int
+) -> None:
+    calls = failing_curl(fake_azure, exit_code)
+    # Three tries, no wait between them: the bounded retries, kept short for the test.
+    short_wait = {**WITH_KEY, "HEALTH_WAIT_ATTEMPTS": "3", "HEALTH_WAIT_INTERVAL": "0"}
+    result = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--publisher", "az", env=short_wait)
+
+    # A deployment whose app never becomes healthy is a failed deployment, not a success with a hint.
+    assert result.returncode == 1, result.stderr
+    assert f"deploy: the health check GET {HEALTH_URL} did not succeed in 3 tries" in result.stderr
+    # Exactly the configured tries, each at the health URL: bounded, and not given up early.
+    tried = calls.read_text(encoding="utf-8").splitlines()
+    assert len(tried) == 3
+    assert all(line.endswith(HEALTH_URL) and "--fail" in line.split() for line in tried)
+    # It got that far (the code was published) and printed no "deployed" summary after failing.
+    assert calls_to(result, "functionapp", "deployment", "source", "config-zip")
+    assert "Video gateway deployed." not in result.stdout
+
+
+def test_deploy_retries_the_health_check_until_the_app_answers(fake_azure: Path) -> None:
+    # Refused twice (the app still starting), then healthy: the third try succeeds.
+    calls = failing_curl(fake_azure, 7, successes_after=2)
+    short_wait = {**WITH_KEY, "HEALTH_WAIT_ATTEMPTS": "5", "HEALTH_WAIT_INTERVAL": "0"}
+    result = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", "--publisher", "az", env=short_wait)
+    assert result.returncode == 0, result.stderr
+    assert len(calls.read_text(encoding="utf-8").splitlines()) == 3  # stops at the first success
+    assert "==> Healthy" in result.stderr
+    assert "Video gateway deployed." in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("HEALTH_WAIT_ATTEMPTS", "0"), ("HEALTH_WAIT_ATTEMPTS", "many"), ("HEALTH_WAIT_INTERVAL", "-1")],
+)
+def test_deploy_refuses_a_bad_health_wait_before_changing_anything(
+    fake_azure: Path, name: str, value: str
+) -> None:
+    result = run(DEPLOY, fake_azure, "rg-gw", "swedencentral", env={**WITH_KEY, name: value})
+    assert result.returncode == 1
+    assert f"deploy: {name} must be a whole number" in result.stderr
+    assert changing_calls(result) == []
 
 
 def test_deploy_again_keeps_the_key_and_rotation_replaces_it(fake_azure: Path) -> None:
