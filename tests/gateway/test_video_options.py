@@ -308,3 +308,95 @@ def test_options_are_part_of_what_makes_a_request_the_same_request() -> None:
     )
     assert Submission(spec).fingerprint() != Submission(silent).fingerprint()
     assert Submission(silent).fingerprint() == Submission(VideoSpec(**silent.__dict__)).fingerprint()
+
+
+# -- what each refusal says -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        (
+            ["seed"],
+            "w declares option 'seed'; the gateway knows negative_prompt, generate_audio, person_generation",
+        ),
+        (
+            {"person_generation": ["everyone", "allow_all"]},
+            "w: option person_generation lists ['everyone']; its values are allow_all, allow_adult, dont_allow",
+        ),
+        (
+            {"person_generation": []},
+            "w: option person_generation must be true or a non-empty list of its values",
+        ),
+        ({"negative_prompt": ["x"]}, "w: option negative_prompt must be true"),
+        ({"generate_audio": False}, "w: option generate_audio must be true"),
+    ],
+)
+def test_a_bad_declaration_says_what_the_option_takes(declared: Any, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        parse_declared("w", declared)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("fields", "declared", "image", "message"),
+    [
+        (
+            {"generate_audio": "maybe"},
+            DECLARED,
+            False,
+            "Invalid 'generate_audio': 'maybe'. Expected true or false.",
+        ),
+        ({"negative_prompt": " "}, DECLARED, False, "'negative_prompt' must be a non-empty string."),
+        (
+            {"negative_prompt": "x" * (MAX_NEGATIVE_PROMPT_CHARS + 1)},
+            DECLARED,
+            False,
+            "'negative_prompt' is too long: 1001 characters, at most 1000.",
+        ),
+        (
+            {"person_generation": "dont_allow"},
+            DECLARED,
+            False,
+            "Invalid 'person_generation': 'dont_allow'. Expected one of: allow_all, allow_adult.",
+        ),
+        (
+            {"person_generation": "allow_all"},
+            DECLARED,
+            True,
+            "'person_generation' allow_all is for text alone; with an input image send allow_adult or dont_allow.",
+        ),
+        (
+            {"generate_audio": True},
+            {},
+            False,
+            "Model 'veo' does not take 'generate_audio' (its options: none; GET /v1/models).",
+        ),
+        (
+            {"generate_audio": True},
+            {"negative_prompt": (), "person_generation": ()},
+            False,
+            "Model 'veo' does not take 'generate_audio' (its options: negative_prompt, person_generation; GET /v1/models).",
+        ),
+    ],
+)
+def test_a_refused_option_says_what_is_accepted(
+    fields: dict[str, Any], declared: dict[str, tuple[str, ...]], image: bool, message: str
+) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse_requested(fields, "veo", declared, image=image)
+    assert raised.value.message == message
+    assert raised.value.code == ("unsupported_parameter" if "does not take" in message else "invalid_value")
+
+
+def test_flags_read_form_text_in_any_case_and_a_negative_prompt_may_fill_its_limit() -> None:
+    assert parse_requested({"generate_audio": " True "}, "veo", DECLARED, image=False) == {
+        "generate_audio": True
+    }
+    assert parse_requested({"generate_audio": "OFF"}, "veo", DECLARED, image=False) == {
+        "generate_audio": False
+    }
+    longest = "x" * MAX_NEGATIVE_PROMPT_CHARS
+    assert parse_requested({"negative_prompt": longest}, "veo", DECLARED, image=False) == {
+        "negative_prompt": longest
+    }
