@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import time
+from collections.abc import Callable
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
@@ -106,6 +108,71 @@ def test_release_drops_only_ones_own_claim(tables: Tables) -> None:
     assert store.claim("app", "key", Claim("job-2", "body", 1000.0)).job_id == "job-1"
     store.release("app", "key", "job-1")
     assert store.claim("app", "key", Claim("job-2", "body", 1000.0)).job_id == "job-2"
+
+
+def nothing() -> None:
+    return None
+
+
+class RacedStore(IdempotencyStore):
+    """A store where another request acts at the worst moment: just before or just after its
+    first read of a claim, or when it takes one over (its first take-over loses)."""
+
+    def __init__(
+        self, tables: Tables, *, before: Callable[[], None] = nothing, after: Callable[[], None] = nothing
+    ) -> None:
+        super().__init__(tables)
+        self.before, self.after = before, after
+        self.reads = 0
+        self.lost_take_overs = 0
+
+    def _read(self, app_id: str, key: str) -> Claim | None:
+        self.reads += 1
+        if self.reads == 1:
+            self.before()
+        held = super()._read(app_id, key)
+        if self.reads == 1:
+            self.after()
+        return held
+
+    def take_over(self, app_id: str, key: str, held: Claim, candidate: Claim) -> Claim | None:
+        if self.lost_take_overs == 0:
+            self.lost_take_overs += 1
+            return None  # someone else changed the row first
+        return super().take_over(app_id, key, held, candidate)
+
+
+def test_a_claim_released_or_taken_meanwhile_is_tried_again(tables: Tables) -> None:
+    other = IdempotencyStore(tables)
+    other.claim("app", "key", Claim("job-1", "body", 1000.0))
+
+    def release_job_1() -> None:
+        other.release("app", "key", "job-1")
+
+    # The insert found job-1's claim; by the read it was gone: the insert is tried again.
+    raced = RacedStore(tables, before=release_job_1)
+    assert raced.claim("app", "key", Claim("job-2", "body", 2000.0)) == Claim("job-2", "body", 2000.0)
+    assert raced.reads == 1
+    # An expired claim whose take-over loses a race is read and decided again.
+    late = Claim("job-3", "body", 2000.0 + WINDOW_SECONDS)
+    assert RacedStore(tables).claim("app", "key", late) == late
+    assert other.claim("app", "key", Claim("job-4", "body", 2000.0 + WINDOW_SECONDS)).job_id == "job-3"
+
+
+@pytest.mark.parametrize("change", ["stamped", "deleted"])
+def test_release_leaves_a_claim_that_changed_after_it_was_read(tables: Tables, change: str) -> None:
+    store = IdempotencyStore(tables)
+    store.claim("app", "key", Claim("job-1", "body", 1000.0))
+
+    def stamp() -> None:
+        store.mark_recorded("app", "key", "job-1")
+
+    def delete() -> None:
+        tables.get(IDEMPOTENCY_TABLE).delete_entity("app", hashlib.sha256(b"key").hexdigest())
+
+    RacedStore(tables, after=stamp if change == "stamped" else delete).release("app", "key", "job-1")
+    held = store.claim("app", "key", Claim("job-2", "body", 1000.0))
+    assert held.job_id == ("job-1" if change == "stamped" else "job-2")
 
 
 # --- Submissions ------------------------------------------------------------------------------------
@@ -259,3 +326,105 @@ def test_the_fingerprint_is_the_body_and_not_where_it_is_made() -> None:
         Submission(SPEC, reference_digest="abc"),
     ]
     assert len({base.fingerprint(), *(s.fingerprint() for s in different)}) == 5
+
+
+def test_the_fingerprint_is_stable_across_releases() -> None:
+    # Claims keep it for a day: a release that hashed the same body differently would answer a
+    # client's retry across the deployment with idempotency_key_reused.
+    submission = Submission(
+        SPEC, remixed_from="video_1", webhook_url="https://hook.example/", reference_digest="abc"
+    )
+    assert submission.fingerprint() == "591991eb720340c879131f8a7ba0a33a9430054e003c291c685fa7a848c2db04"
+
+
+def test_the_job_keeps_everything_the_request_asked_for(submissions: Submissions) -> None:
+    spec = dataclasses.replace(SPEC, user="user-7", options={"generate_audio": False})
+    job = submissions.accept(APP, Submission(spec, remixed_from="video_0"), PNG).job
+    assert (job.user, job.remixed_from_video_id, job.options) == (
+        "user-7",
+        "video_0",
+        {"generate_audio": False},
+    )
+    assert job.reference_blob == f"{APP.id}/{job.id}/reference.png"
+
+
+def test_a_full_day_is_named_in_the_refusal(submissions: Submissions) -> None:
+    limits = Limits(hour=5, day=1)
+    submissions.reserve(APP, limits, Submission(SPEC))
+    with pytest.raises(RateLimited) as refused:
+        submissions.reserve(APP, limits, Submission(SPEC))
+    assert refused.value.extra == {"window": "day"}
+    assert refused.value.message.startswith("Rate limit reached: 1 videos per day for this app.")
+
+
+class FailingStamps(IdempotencyStore):
+    def mark_recorded(self, app_id: str, key: str, job_id: str) -> None:
+        raise RuntimeError("storage is down")
+
+
+class LosingTakeOvers(IdempotencyStore):
+    def take_over(self, app_id: str, key: str, held: Claim, candidate: Claim) -> Claim | None:
+        return None  # another request took the abandoned claim first
+
+
+def submissions_with(tables: Tables, video_assets: VideoAssets, idempotency: IdempotencyStore) -> Submissions:
+    return Submissions(
+        SETTINGS,
+        quota=QuotaStore(tables),
+        jobs=JobStore(tables),
+        assets=video_assets,
+        idempotency=idempotency,
+    )
+
+
+def test_a_job_stands_when_its_claim_cannot_be_stamped(
+    tables: Tables, video_assets: VideoAssets, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = submissions_with(tables, video_assets, FailingStamps(tables))
+    with caplog.at_level(logging.WARNING, logger="gateway.submissions"):
+        accepted = failing.accept(APP, Submission(SPEC, idempotency_key="k1"))
+    assert JobStore(tables).get_job(APP.id, accepted.job.id) == accepted.job
+    [record] = [r for r in caplog.records if r.name == "gateway.submissions"]
+    assert record.getMessage() == f"could not stamp the idempotency claim of {accepted.job.id}"
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "storage is down"
+
+
+def test_refusals_of_a_replay_say_why(
+    submissions: Submissions, tables: Tables, video_assets: VideoAssets, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = submissions.accept(APP, Submission(SPEC, idempotency_key="k1"))
+    with pytest.raises(Conflict) as reused:
+        submissions.accept(APP, Submission(dataclasses.replace(SPEC, prompt="a dog"), idempotency_key="k1"))
+    assert reused.value.message == "This Idempotency-Key was already used with a different request body."
+    JobStore(tables).delete_job(APP.id, first.job.id)
+    QuotaStore(tables).release(APP.id, first.job.id, time.time())  # room for the take-over below
+    with pytest.raises(NotFound) as deleted:
+        submissions.accept(APP, Submission(SPEC, idempotency_key="k1"))
+    assert deleted.value.message == (
+        f"Video '{first.job.id}', made by the first request with this Idempotency-Key, "
+        "was deleted; send a new Idempotency-Key to make another."
+    )
+
+    submission = Submission(SPEC, idempotency_key="k2")
+    reserved = submissions.reserve(APP, plan_limits(APP, SETTINGS), submission)
+    assert isinstance(reserved, Reservation)
+    with pytest.raises(Conflict) as in_progress:
+        submissions.accept(APP, submission)
+    assert in_progress.value.message == (
+        "The first request with this Idempotency-Key is still in progress; retry shortly."
+    )
+    # Abandoned long ago: a replay takes it over, unless another request took it first.
+    claims = IdempotencyStore(tables)
+    held = claims.claim(APP.id, "k2", Claim("probe", "f", time.time()))
+    abandoned = Claim(reserved.job_id, submission.fingerprint(), time.time() - ABANDONED_CLAIM_SECONDS - 1)
+    claims.take_over(APP.id, "k2", held, abandoned)
+    with pytest.raises(Conflict) as lost:
+        submissions_with(tables, video_assets, LosingTakeOvers(tables)).accept(APP, submission)
+    assert (lost.value.code, lost.value.headers) == ("idempotency_request_in_progress", {"Retry-After": "1"})
+    assert lost.value.message == "Another request with this Idempotency-Key is in progress; retry shortly."
+    with caplog.at_level(logging.WARNING, logger="gateway.submissions"):
+        submissions.accept(APP, submission)
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.submissions"] == [
+        f"app {APP.id}: idempotency claim for {reserved.job_id} was abandoned; taken over"
+    ]
