@@ -43,7 +43,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 # mutmut's exit codes (mutmut.stats.status_by_exit_code): what counts as killed.
 KILLED = {1, 3, 36, 37, -24, 24, 152, 255}
-SURVIVED, NO_TESTS = {0}, {5, 33}
+STATUS = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
 
 
 def run() -> int:
@@ -88,11 +88,8 @@ def report() -> None:
             elif code in KILLED:
                 counts["killed"] += 1
             else:
-                status = (
-                    "survived" if code in SURVIVED else "no tests" if code in NO_TESTS else f"exit {code}"
-                )
                 counts["missed"] += 1
-                survivors.append(f"  {name}  ({status})")
+                survivors.append(f"  {name}  ({STATUS.get(code, f'exit {code}')})")
         judged = counts["killed"] + counts["missed"]
         rate = 100.0 * counts["killed"] / judged if judged else 100.0
         rows.append(

@@ -274,3 +274,8 @@ def test_seconds_must_be_text_or_a_whole_number(seconds: Any) -> None:
         assert parse_video_spec(fields, DEFAULTS).seconds == "4"
     else:
         assert refused(fields).message == f"Invalid 'seconds': {seconds!r}."
+
+
+def test_a_metadata_key_at_the_limit_is_kept() -> None:
+    metadata = {"k" * 512: "v"}
+    assert parse_video_spec({"prompt": "p", "metadata": metadata}, DEFAULTS).metadata == metadata

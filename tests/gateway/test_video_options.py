@@ -14,8 +14,8 @@ from gateway.jobs import Job
 from gateway.reroute import next_route
 from gateway.settings import Settings
 from gateway.submissions import Submission
-from gateway.validation import VideoSpec
-from gateway.video_options import MAX_NEGATIVE_PROMPT_CHARS, parse_declared, parse_requested
+from gateway.validation import VideoSpec, parse_video_spec
+from gateway.video_options import MAX_NEGATIVE_PROMPT_CHARS, OPTIONS, parse_declared, parse_requested
 
 ACCOUNTS = ("aimlapi", "fal", "gemini")
 SIZES = ["1280x720", "720x1280"]
@@ -400,3 +400,48 @@ def test_flags_read_form_text_in_any_case_and_a_negative_prompt_may_fill_its_lim
     assert parse_requested({"negative_prompt": longest}, "veo", DECLARED, image=False) == {
         "negative_prompt": longest
     }
+
+
+def test_each_option_has_the_json_schema_of_its_kind() -> None:
+    assert OPTIONS["generate_audio"].schema() == {
+        "type": "boolean",
+        "description": "Whether the video has a sound track (default: the model's own).",
+    }
+    people = OPTIONS["person_generation"]
+    assert people.schema() == {
+        "type": "string",
+        "enum": ["allow_all", "allow_adult", "dont_allow"],
+        "description": people.description,
+    }
+    assert people.schema(("allow_adult",))["enum"] == ["allow_adult"]
+    assert OPTIONS["negative_prompt"].schema() == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_NEGATIVE_PROMPT_CHARS,
+        "description": "What the video should not show.",
+    }
+
+
+def test_a_create_request_carries_the_options_its_model_declares() -> None:
+    settings = settings_with(
+        model(provider_model="veo-3.0-generate-001", options=["negative_prompt", "person_generation"])
+    )
+    fields = {"prompt": "p", "model": "veo", "negative_prompt": "no text", "person_generation": "allow_all"}
+    # allow_all is for text alone: a request without an image (the default) may ask for it.
+    assert parse_video_spec(fields, settings).options == {
+        "negative_prompt": "no text",
+        "person_generation": "allow_all",
+    }
+    with pytest.raises(InvalidRequest):
+        parse_video_spec(fields, settings, image=True)
+    with pytest.raises(InvalidRequest) as refused:
+        parse_video_spec({"prompt": "p", "model": "veo", "generate_audio": True}, settings)
+    assert refused.value.message == (
+        "Model 'veo' does not take 'generate_audio' (its options: negative_prompt, person_generation; GET /v1/models)."
+    )
+
+
+def test_without_seconds_a_model_makes_4_where_it_can_else_its_first_duration() -> None:
+    settings = settings_with(model(seconds=[8, 4]), {**model(seconds=[6, 8]), "id": "veo-long"})
+    assert parse_video_spec({"prompt": "p", "model": "veo"}, settings).seconds == "4"
+    assert parse_video_spec({"prompt": "p", "model": "veo-long"}, settings).seconds == "6"
