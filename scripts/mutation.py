@@ -1,6 +1,7 @@
 """`make mutation`: mutate the core rules with mutmut and print the kill rate per module.
 
     python scripts/mutation.py            # a fresh run (about 10 minutes on 2 cores), then the table
+    python scripts/mutation.py --again    # after adding tests: re-check what the last run missed
     python scripts/mutation.py --report   # the table of the last run only
 
 What is mutated and which tests run is configured in pyproject.toml ([tool.mutmut]). One Azurite
@@ -46,9 +47,11 @@ KILLED = {1, 3, 36, 37, -24, 24, 152, 255}
 STATUS = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
 
 
-def run() -> int:
-    """A fresh mutmut run with one shared Azurite; mutmut's own exit code."""
-    shutil.rmtree(MUTANTS, ignore_errors=True)
+def run(names: list[str] | None = None) -> int:
+    """mutmut with one shared Azurite, fresh or (`names`) for those mutants of the last run only;
+    mutmut's own exit code."""
+    if names is None:
+        shutil.rmtree(MUTANTS, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="mutation-azurite-") as state:
         azurite = Azurite(PROJECT_DIR, Path(state), in_memory=True)
         azurite.start()
@@ -56,7 +59,7 @@ def run() -> int:
             ports = ",".join(str(azurite.ports[name]) for name in ("blob", "queue", "table"))
             env = {**os.environ, "SHARED_AZURITE_PORTS": ports}
             mutmut = Path(sys.executable).parent / "mutmut"
-            command = [str(mutmut), "run", "--max-children", str(os.cpu_count() or 2)]
+            command = [str(mutmut), "run", "--max-children", str(os.cpu_count() or 2), *(names or [])]
             return subprocess.call(command, env=env)  # noqa: S603 - this environment's own mutmut
         finally:
             azurite.stop()
@@ -72,17 +75,34 @@ def equivalent() -> dict[str, str]:
     return found
 
 
+def missed() -> list[str]:
+    """The mutants of the last run that were not killed (and are not listed as equivalent)."""
+    explained = equivalent()
+    return [name for name, code in mutants() if code not in KILLED and name not in explained]
+
+
+def mutants(path: str | None = None) -> list[tuple[str, int | None]]:
+    """(name, mutmut's exit code) of the last run's mutants in scope, of one file or all."""
+    found = []
+    for file, functions in MODULES.values():
+        if path is not None and file != path:
+            continue
+        meta = json.loads((MUTANTS / f"{file}.meta").read_text())["exit_code_by_key"]
+        for name, code in sorted(meta.items(), key=lambda item: _natural(item[0])):
+            function = name.split(".")[-1].rsplit("__mutmut_", 1)[0]
+            if not functions or function.startswith(functions):
+                found.append((name, code))
+    return found
+
+
 def report() -> None:
     """Print the kill rate per module and the mutants that were not killed."""
     explained = equivalent()
-    rows, survivors = [], []
-    for label, (path, functions) in MODULES.items():
-        meta = json.loads((MUTANTS / f"{path}.meta").read_text())["exit_code_by_key"]
+    print(f"{'module':<16}{'mutants':>8}{'killed':>8}{'missed':>8}{'equiv.':>8}{'kill rate':>11}")
+    survivors = []
+    for label, (path, _) in MODULES.items():
         counts: Counter[str] = Counter()
-        for name, code in sorted(meta.items(), key=lambda item: _natural(item[0])):
-            function = name.split(".")[-1].rsplit("__mutmut_", 1)[0]
-            if functions and not function.startswith(functions):
-                continue
+        for name, code in mutants(path):
             if name in explained:
                 counts["equivalent"] += 1
             elif code in KILLED:
@@ -90,21 +110,9 @@ def report() -> None:
             else:
                 counts["missed"] += 1
                 survivors.append(f"  {name}  ({STATUS.get(code, f'exit {code}')})")
-        judged = counts["killed"] + counts["missed"]
-        rate = 100.0 * counts["killed"] / judged if judged else 100.0
-        rows.append(
-            (
-                label,
-                judged + counts["equivalent"],
-                counts["killed"],
-                counts["missed"],
-                counts["equivalent"],
-                rate,
-            )
-        )
-    print(f"{'module':<16}{'mutants':>8}{'killed':>8}{'missed':>8}{'equiv.':>8}{'kill rate':>11}")
-    for label, total, killed, missed, same, rate in rows:
-        print(f"{label:<16}{total:>8}{killed:>8}{missed:>8}{same:>8}{rate:>10.1f}%")
+        killed, missed_, same = counts["killed"], counts["missed"], counts["equivalent"]
+        rate = 100.0 * killed / (killed + missed_) if killed + missed_ else 100.0
+        print(f"{label:<16}{killed + missed_ + same:>8}{killed:>8}{missed_:>8}{same:>8}{rate:>10.1f}%")
     print(f"\nsurvivors ({len(survivors)}; `.venv/bin/mutmut show NAME` shows one):")
     print("\n".join(survivors) or "  none")
 
@@ -118,8 +126,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--again", action="store_true", help="re-check what the last run did not kill")
     parser.add_argument("--report", action="store_true", help="only print the table of the last run")
-    if not parser.parse_args().report and run() != 0:
+    arguments = parser.parse_args()
+    if not arguments.report and run(missed() if arguments.again else None) != 0:
         return 1
     report()
     return 0
