@@ -1,6 +1,6 @@
 """`make mutation`: mutate the core rules with mutmut and print the kill rate per module.
 
-    python scripts/mutation.py            # a fresh run (about 10 minutes on 2 cores), then the table
+    python scripts/mutation.py            # a fresh run (20 to 30 minutes on 2 cores), then the table
     python scripts/mutation.py --again    # after adding tests: re-check what the last run missed
     python scripts/mutation.py --report   # the table of the last run only
 
