@@ -9,7 +9,7 @@ BROWSER_STAMP := $(VENV)/.browser-checked
 INDEX_VENV := .venv-index
 INDEX_STAMP := $(INDEX_VENV)/.installed
 
-.PHONY: setup run test lint typecheck index-check bench clean
+.PHONY: setup run test lint typecheck index-check bench mutation clean
 
 setup: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
 
@@ -63,5 +63,10 @@ bench: setup
 	$(PY) -m bench.starvation
 	$(PY) -m bench.load
 
+# Mutation testing of the core rules (mutmut, configured in pyproject.toml); not part of `make test`.
+# Prints the kill rate per module and the survivors (docs/local-stack.md).
+mutation: setup
+	$(PY) scripts/mutation.py
+
 clean:
-	rm -rf $(VENV) $(INDEX_VENV) node_modules .devhost .pytest_cache .mypy_cache .ruff_cache .test-output *.egg-info
+	rm -rf $(VENV) $(INDEX_VENV) node_modules .devhost .pytest_cache .mypy_cache .ruff_cache .test-output *.egg-info mutants

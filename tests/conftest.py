@@ -305,7 +305,15 @@ def running_azurite(state_dir: Path) -> Iterator[Azurite]:
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    """A private Azurite (in memory) for tests that use storage without the whole stack."""
+    """A private Azurite (in memory) for tests that use storage without the whole stack; or, when
+    SHARED_AZURITE_PORTS names one already running (blob,queue,table), that one: `make mutation`
+    runs the suite once per mutant and starts Azurite only once (tests keep to their own prefixes)."""
+    shared = os.environ.get("SHARED_AZURITE_PORTS")
+    if shared:
+        emulator = Azurite(PROJECT_DIR, tmp_path_factory.mktemp("azurite"), in_memory=True)
+        emulator.ports = dict(zip(("blob", "queue", "table"), map(int, shared.split(",")), strict=True))
+        yield emulator
+        return
     with running_azurite(tmp_path_factory.mktemp("azurite")) as emulator:
         yield emulator
 

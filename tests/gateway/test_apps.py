@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -266,3 +267,22 @@ def test_list_apps_reads_no_secret_columns(tables: Tables) -> None:
     assert all(
         isinstance(select, list) and not {"key_hash", "webhook_secret"} & set(select) for select in queried
     )
+
+
+def test_new_keys_secrets_and_ids_have_their_documented_shapes(tables: Tables) -> None:
+    created = AppStore(tables).create_app("Acme", "pro")
+    assert len(created.api_key) - len(KEY_PREFIX) == 43  # 32 random bytes, url-safe base64 unpadded
+    secret = created.app.webhook_secret
+    assert secret.startswith("whsec_")
+    assert len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) == 32  # Standard Webhooks
+    assert created.app.id.startswith("app_")
+    assert len(created.app.id) == len("app_") + 32
+
+
+def test_listing_after_an_unknown_id_names_it(tables: Tables) -> None:
+    store = AppStore(tables)
+    store.create_app("Acme", "pro")
+    with pytest.raises(InvalidRequest) as refused:
+        store.list_apps(limit=10, after="app_missing", newest_first=False)
+    assert refused.value.message == "Invalid 'after': no app has the id 'app_missing'."
+    assert refused.value.param == "after"

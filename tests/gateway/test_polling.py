@@ -131,3 +131,24 @@ def test_a_track_survives_json() -> None:
 
 def test_a_policy_survives_json() -> None:
     assert PollPolicy.from_dict(json.loads(json.dumps(POLICY.to_dict()))) == POLICY
+
+
+def test_one_percent_is_progress() -> None:
+    track = seen((5, 0), (10, 1))
+    assert (track.first_progress_at, track.latest) == (10, (10, 1))
+
+
+def test_without_a_first_progress_time_there_is_no_estimate() -> None:
+    assert ProgressTrack(latest=(10.0, 50)).remaining_seconds() is None
+
+
+def test_a_reading_at_the_same_time_as_the_one_before_is_not_a_recent_rate() -> None:
+    # 30 % in 10 s since the start at 0 s; no time passed since the reading of 20 %.
+    track = ProgressTrack(first_progress_at=0.0, previous=(10.0, 20), latest=(10.0, 30))
+    assert track.remaining_seconds() == pytest.approx(70 / 3)
+
+
+def test_twenty_seconds_to_go_is_not_yet_the_end() -> None:
+    track = ProgressTrack(first_progress_at=0.0, latest=(80.0, 80))  # 80 % in 80 s: 20 s to go
+    assert track.remaining_seconds() == pytest.approx(20.0)
+    assert POLICY.next_delay(track) == pytest.approx(20 * REMAINING_SHARE)

@@ -69,6 +69,7 @@ def test_a_ticket_holding_a_slot_is_admitted_again_without_a_second_slot() -> No
     admission = decide(entries, LIMITS, "t1", NOW)
     assert admission.admitted
     assert admission.usage.used == {"hour": 2, "day": 2}
+    assert admission.usage.limits == LIMITS
     assert holds(entries, "t1")
     assert not holds(entries, "t9")
 
@@ -106,6 +107,7 @@ def test_retry_after_is_whole_seconds_never_zero_never_beyond_the_window(age: fl
 def test_usage_reports_when_one_more_slot_frees() -> None:
     usage = usage_of(taken(1000.5, 10, 20_000), LIMITS, NOW)
     assert usage.used == {"hour": 2, "day": 3}
+    assert usage.limits == LIMITS
     assert usage.resets_at == {"hour": int(NOW - 1000.5 + HOUR) + 1, "day": int(NOW - 20_000 + DAY)}
     assert usage_of([], LIMITS, NOW).resets_at == {"hour": None, "day": None}
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import requests
 
-from gateway.blobs import VideoAssets
+from gateway.blobs import CLOCK_SKEW, VideoAssets
 
 PAYLOAD = os.urandom(300_000)
 
@@ -82,3 +82,18 @@ def test_a_download_url_makes_storage_answer_an_attachment(video_assets: VideoAs
     # Without `save_as`, Storage sets no disposition (the player's URL stays inline).
     plain = requests.get(video_assets.read_url(upload(video_assets), timedelta(minutes=5)), timeout=10)
     assert "Content-Disposition" not in plain.headers
+
+
+def test_the_sas_starts_before_now_for_clock_skew_and_allows_http_only_for_a_local_emulator(
+    video_assets: VideoAssets,
+) -> None:
+    minted_at = datetime.now(UTC)
+    url = video_assets.read_url(upload(video_assets), timedelta(minutes=5))
+    query = parse_qs(urlsplit(url).query)
+    start = datetime.strptime(query["st"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    expiry = datetime.strptime(query["se"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    # Another machine's clock may run behind: the SAS is valid from 5 minutes ago.
+    assert abs(start - (minted_at - CLOCK_SKEW)) < timedelta(seconds=5)
+    assert abs(expiry - (minted_at + timedelta(minutes=5))) < timedelta(seconds=5)
+    # Azurite here is plain http; against real Storage (https) only https is allowed.
+    assert query["spr"] == ["https,http"]

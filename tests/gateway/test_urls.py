@@ -143,6 +143,7 @@ NEVER_PUBLIC = [
     "::ffff:169.254.169.254",
     "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
     "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo, client 192.0.2.45
     "2001:db8::1",
 ]
 
@@ -629,3 +630,54 @@ def test_data_urls_over_the_cap(encode: Callable[[bytes], str]) -> None:
     with pytest.raises(PayloadTooLarge):
         data(encode(b"\xab" * 3_000_000), max_bytes=1024 * 1024)
     assert time.monotonic() - started < 2
+
+
+def test_a_nat64_address_is_judged_by_the_ipv4_address_in_its_last_32_bits() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url(
+            "https://[64:ff9b::a00:1]/", param=PARAM, allow_local=False, resolver=resolver_for({})
+        )
+    assert refused.value.message == "'input_reference' must not point to a private address."  # 10.0.0.1
+
+
+def test_data_url_refusals_say_what_is_wrong() -> None:
+    cases = {
+        "datax:,abc": "'input_reference' is not a valid data URL.",
+        "data:;base64,QUJDR": "'input_reference' has malformed base64 data.",
+        "data:;base64,QUJD!": "'input_reference' has malformed base64 data.",
+    }
+    for url, message in cases.items():
+        with pytest.raises(InvalidRequest) as refused:
+            data(url)
+        assert refused.value.message == message
+
+
+def test_data_urls_split_at_the_first_colon_and_comma_and_base64_must_follow_a_media_type() -> None:
+    assert data("data:,x:y,z") == (b"x:y,z", "text/plain")
+    assert data("data:base64,QUJD") == (b"QUJD", "base64")  # a media type named base64, not an encoding
+    assert data("data:;base64,QUJD") == (b"ABC", "text/plain")  # one whole group
+    assert data("data:;base64,QUI") == (b"AB", "text/plain")  # one '=' dropped
+    assert data("data:;base64,QQ") == (b"A", "text/plain")  # two dropped
+
+
+@pytest.mark.parametrize("length", [17, 18, 20])
+def test_an_oversized_base64_data_url_is_refused_by_its_length_before_decoding(length: int) -> None:
+    # With max_bytes 10, more than 12 bytes' worth of base64 (13 * 4 / 3 chars) is refused unread:
+    # the payload is not even base64. Up to 12 bytes' worth is decoded (and found malformed).
+    url = "data:;base64," + "!" * length
+    if length * 3 // 4 > 12:
+        with pytest.raises(PayloadTooLarge) as too_large:
+            data(url, max_bytes=10)
+        assert too_large.value.message == "'input_reference' is larger than 10 bytes."
+        assert_error(too_large, 413, "payload_too_large")
+    else:
+        with pytest.raises(InvalidRequest) as malformed:
+            data(url, max_bytes=10)
+        assert malformed.value.message == "'input_reference' has malformed base64 data."
+
+
+def test_a_data_url_over_the_cap_after_decoding_names_the_cap() -> None:
+    with pytest.raises(PayloadTooLarge) as refused:
+        data("data:;base64," + base64.b64encode(b"x" * 11).decode(), max_bytes=10)
+    assert refused.value.message == "'input_reference' is larger than 10 bytes."
+    assert_error(refused, 413, "payload_too_large")

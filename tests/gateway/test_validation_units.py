@@ -222,3 +222,60 @@ def test_without_a_model_the_catalogs_first_is_made_at_portrait_720p_and_its_sho
         prompt="p", model="veo-3.1", seconds="4", size="720x1280"
     )
     assert refused({"prompt": "p", "model": "sora-2"}, built_in).param == "model"
+
+
+SORA_2_SIZES = "sora-2 makes these sizes: 720x1280, 1280x720."
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, "Missing required parameter: 'prompt'."),
+        ({"prompt": " "}, "'prompt' must be a non-empty string."),
+        (
+            {"prompt": "p", "model": "sora-3"},
+            "Invalid 'model': 'sora-3'. Expected one of: sora-2, sora-2-pro.",
+        ),
+        ({"prompt": "p", "seconds": "4", "duration": 8}, "'seconds' and its alias 'duration' disagree."),
+        ({"prompt": "p", "seconds": True}, "Invalid 'seconds': True."),
+        ({"prompt": "p", "duration": "5"}, "Invalid 'duration': '5'. sora-2 takes one of: 4, 8, 12."),
+        ({"prompt": "p", "resolution": "1080p"}, f"Invalid 'resolution': '1080p'. {SORA_2_SIZES}"),
+        (
+            {"prompt": "p", "size": "1280x720", "aspect_ratio": "9:16"},
+            "'size' conflicts with 'aspect_ratio'/'resolution'; send one or the other.",
+        ),
+        ({"prompt": "p", "size": "640x480"}, f"Invalid 'size': '640x480'. {SORA_2_SIZES}"),
+        (
+            {"prompt": "p", "aspect_ratio": "square"},
+            "Invalid 'aspect_ratio': 'square'. Expected one of: 16:9, landscape, 9:16, portrait.",
+        ),
+        ({"prompt": "p", "metadata": []}, "'metadata' must be an object of string keys and values."),
+        ({"prompt": "p", "metadata": {str(n): "v" for n in range(17)}}, "'metadata' holds at most 16 keys."),
+        (
+            {"prompt": "p", "metadata": {"k": 1}},
+            "'metadata' keys and values must be strings of at most 512 characters.",
+        ),
+        ({"prompt": "p", "user": 7}, "'user' must be a string of at most 256 characters."),
+    ],
+)
+def test_a_refusal_says_what_is_wrong_and_what_is_accepted(fields: dict[str, Any], message: str) -> None:
+    assert refused(fields).message == message
+
+
+def test_a_too_long_prompt_names_its_length_and_the_limit() -> None:
+    error = refused({"prompt": "p" * 11}, settings(MAX_PROMPT_CHARS="10"))
+    assert error.message == "'prompt' is too long: 11 characters, at most 10."
+
+
+@pytest.mark.parametrize("seconds", [4.0, ["4"], None])
+def test_seconds_must_be_text_or_a_whole_number(seconds: Any) -> None:
+    fields = {"prompt": "p", "seconds": seconds}
+    if seconds is None:  # absent: the default
+        assert parse_video_spec(fields, DEFAULTS).seconds == "4"
+    else:
+        assert refused(fields).message == f"Invalid 'seconds': {seconds!r}."
+
+
+def test_a_metadata_key_at_the_limit_is_kept() -> None:
+    metadata = {"k" * 512: "v"}
+    assert parse_video_spec({"prompt": "p", "metadata": metadata}, DEFAULTS).metadata == metadata

@@ -14,8 +14,8 @@ from gateway.jobs import Job
 from gateway.reroute import next_route
 from gateway.settings import Settings
 from gateway.submissions import Submission
-from gateway.validation import VideoSpec
-from gateway.video_options import MAX_NEGATIVE_PROMPT_CHARS, parse_declared, parse_requested
+from gateway.validation import VideoSpec, parse_video_spec
+from gateway.video_options import MAX_NEGATIVE_PROMPT_CHARS, OPTIONS, parse_declared, parse_requested
 
 ACCOUNTS = ("aimlapi", "fal", "gemini")
 SIZES = ["1280x720", "720x1280"]
@@ -308,3 +308,140 @@ def test_options_are_part_of_what_makes_a_request_the_same_request() -> None:
     )
     assert Submission(spec).fingerprint() != Submission(silent).fingerprint()
     assert Submission(silent).fingerprint() == Submission(VideoSpec(**silent.__dict__)).fingerprint()
+
+
+# -- what each refusal says -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        (
+            ["seed"],
+            "w declares option 'seed'; the gateway knows negative_prompt, generate_audio, person_generation",
+        ),
+        (
+            {"person_generation": ["everyone", "allow_all"]},
+            "w: option person_generation lists ['everyone']; its values are allow_all, allow_adult, dont_allow",
+        ),
+        (
+            {"person_generation": []},
+            "w: option person_generation must be true or a non-empty list of its values",
+        ),
+        ({"negative_prompt": ["x"]}, "w: option negative_prompt must be true"),
+        ({"generate_audio": False}, "w: option generate_audio must be true"),
+    ],
+)
+def test_a_bad_declaration_says_what_the_option_takes(declared: Any, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        parse_declared("w", declared)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("fields", "declared", "image", "message"),
+    [
+        (
+            {"generate_audio": "maybe"},
+            DECLARED,
+            False,
+            "Invalid 'generate_audio': 'maybe'. Expected true or false.",
+        ),
+        ({"negative_prompt": " "}, DECLARED, False, "'negative_prompt' must be a non-empty string."),
+        (
+            {"negative_prompt": "x" * (MAX_NEGATIVE_PROMPT_CHARS + 1)},
+            DECLARED,
+            False,
+            "'negative_prompt' is too long: 1001 characters, at most 1000.",
+        ),
+        (
+            {"person_generation": "dont_allow"},
+            DECLARED,
+            False,
+            "Invalid 'person_generation': 'dont_allow'. Expected one of: allow_all, allow_adult.",
+        ),
+        (
+            {"person_generation": "allow_all"},
+            DECLARED,
+            True,
+            "'person_generation' allow_all is for text alone; with an input image send allow_adult or dont_allow.",
+        ),
+        (
+            {"generate_audio": True},
+            {},
+            False,
+            "Model 'veo' does not take 'generate_audio' (its options: none; GET /v1/models).",
+        ),
+        (
+            {"generate_audio": True},
+            {"negative_prompt": (), "person_generation": ()},
+            False,
+            "Model 'veo' does not take 'generate_audio' (its options: negative_prompt, person_generation; GET /v1/models).",
+        ),
+    ],
+)
+def test_a_refused_option_says_what_is_accepted(
+    fields: dict[str, Any], declared: dict[str, tuple[str, ...]], image: bool, message: str
+) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse_requested(fields, "veo", declared, image=image)
+    assert raised.value.message == message
+    assert raised.value.code == ("unsupported_parameter" if "does not take" in message else "invalid_value")
+
+
+def test_flags_read_form_text_in_any_case_and_a_negative_prompt_may_fill_its_limit() -> None:
+    assert parse_requested({"generate_audio": " True "}, "veo", DECLARED, image=False) == {
+        "generate_audio": True
+    }
+    assert parse_requested({"generate_audio": "OFF"}, "veo", DECLARED, image=False) == {
+        "generate_audio": False
+    }
+    longest = "x" * MAX_NEGATIVE_PROMPT_CHARS
+    assert parse_requested({"negative_prompt": longest}, "veo", DECLARED, image=False) == {
+        "negative_prompt": longest
+    }
+
+
+def test_each_option_has_the_json_schema_of_its_kind() -> None:
+    assert OPTIONS["generate_audio"].schema() == {
+        "type": "boolean",
+        "description": "Whether the video has a sound track (default: the model's own).",
+    }
+    people = OPTIONS["person_generation"]
+    assert people.schema() == {
+        "type": "string",
+        "enum": ["allow_all", "allow_adult", "dont_allow"],
+        "description": people.description,
+    }
+    assert people.schema(("allow_adult",))["enum"] == ["allow_adult"]
+    assert OPTIONS["negative_prompt"].schema() == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_NEGATIVE_PROMPT_CHARS,
+        "description": "What the video should not show.",
+    }
+
+
+def test_a_create_request_carries_the_options_its_model_declares() -> None:
+    settings = settings_with(
+        model(provider_model="veo-3.0-generate-001", options=["negative_prompt", "person_generation"])
+    )
+    fields = {"prompt": "p", "model": "veo", "negative_prompt": "no text", "person_generation": "allow_all"}
+    # allow_all is for text alone: a request without an image (the default) may ask for it.
+    assert parse_video_spec(fields, settings).options == {
+        "negative_prompt": "no text",
+        "person_generation": "allow_all",
+    }
+    with pytest.raises(InvalidRequest):
+        parse_video_spec(fields, settings, image=True)
+    with pytest.raises(InvalidRequest) as refused:
+        parse_video_spec({"prompt": "p", "model": "veo", "generate_audio": True}, settings)
+    assert refused.value.message == (
+        "Model 'veo' does not take 'generate_audio' (its options: negative_prompt, person_generation; GET /v1/models)."
+    )
+
+
+def test_without_seconds_a_model_makes_4_where_it_can_else_its_first_duration() -> None:
+    settings = settings_with(model(seconds=[8, 4]), {**model(seconds=[6, 8]), "id": "veo-long"})
+    assert parse_video_spec({"prompt": "p", "model": "veo"}, settings).seconds == "4"
+    assert parse_video_spec({"prompt": "p", "model": "veo-long"}, settings).seconds == "6"

@@ -184,6 +184,28 @@ def test_a_job_runs_to_completion_with_exactly_one_cancel_waiter() -> None:
     assert again.raw["actions"] == history.last.raw["actions"]
 
 
+def test_each_activity_on_the_way_is_given_the_job_and_what_it_needs_of_it() -> None:
+    history = copying()
+    history.episode(1).complete(history.task(activity.STORE_VIDEO_ASSETS), STORED)
+    assert history.step() == []
+    job = {"app_id": "app_1", "job_id": "video_1"}
+    poll = {"min_seconds": 1.0, "max_seconds": 3.0}
+    track = {
+        "origin": START.timestamp(),
+        "last_idle_at": 0.0,
+        "first_progress_at": 5.0,
+        "previous": None,
+        "latest": [5.0, 10],
+    }
+    asked = [(leaf.name, leaf.input) for leaf in history.leaves if leaf.kind == CALL_ACTIVITY_WITH_RETRY]
+    assert asked == [
+        (activity.RESERVE_UPSTREAM_SLOT, job),
+        (activity.CREATE_UPSTREAM_JOB, {**job, "poll": poll}),
+        (activity.CHECK_UPSTREAM_JOB, {**job, "upstream_id": UPSTREAM_ID, "track": track, "poll": poll}),
+        (activity.STORE_VIDEO_ASSETS, {**job, "upstream_id": UPSTREAM_ID}),
+    ]
+
+
 # Activity results as the code before blob-names-only recorded them: the status check carried the
 # upstream's own words, the store result a SAS URL. Histories of in-flight instances hold these.
 OLD_SAS_URL = "http://127.0.0.1:10000/devstoreaccount1/videos/app_1/video_1/video.mp4?se=2026&sp=r&sig=abc%3D"
@@ -701,3 +723,42 @@ def test_throttling_without_a_max_wait_never_asks_to_move() -> None:
         assert describe(history.step()) == [TIMER]
         history.episode(30).fire(history.last_timer())
         assert describe(history.step()) == [activity.CREATE_UPSTREAM_JOB]
+
+
+def test_the_webhook_is_tried_once_more_after_each_delay_and_no_more() -> None:
+    run = JobRun(job=JOB, poll=RUN.poll, timeout_minutes=10.0, webhook_delays=(2.0, 5.0))
+    history = copying(run)
+    history.episode(1).complete(history.task(activity.STORE_VIDEO_ASSETS), STORED)
+    assert describe(history.step()) == [activity.DELIVER_WEBHOOK]
+    delivery = {"app_id": "app_1", "job_id": "video_1", "event_id": "evt_video_1"}
+    assert inputs_of(history.leaves, activity.DELIVER_WEBHOOK) == [delivery]
+
+    history.episode(1).complete(history.task(activity.DELIVER_WEBHOOK), False)  # the app did not take it
+    assert describe(history.step()) == [TIMER]
+    assert history.timer_leaf(history.last_timer()).fire_at == timestamp(history.now + timedelta(seconds=2))
+    history.fire(history.last_timer())
+    assert describe(history.step()) == [activity.DELIVER_WEBHOOK]
+
+    history.episode(1)
+    history.fail(history.task(activity.DELIVER_WEBHOOK))  # our own failure counts as an attempt
+    assert describe(history.step()) == [TIMER]
+    assert history.timer_leaf(history.last_timer()).fire_at == timestamp(history.now + timedelta(seconds=5))
+    history.fire(history.last_timer())
+    assert describe(history.step()) == [activity.DELIVER_WEBHOOK]
+
+    history.episode(1).complete(history.task(activity.DELIVER_WEBHOOK), False)
+    assert history.step() == []  # three attempts: done, whatever the last one answered
+    assert history.last is not None
+    assert history.last.done
+    assert inputs_of(history.leaves, activity.DELIVER_WEBHOOK) == [delivery] * 3
+
+
+def test_a_delivered_webhook_is_not_sent_again() -> None:
+    run = JobRun(job=JOB, poll=RUN.poll, timeout_minutes=10.0, webhook_delays=(2.0,))
+    history = copying(run)
+    history.episode(1).complete(history.task(activity.STORE_VIDEO_ASSETS), STORED)
+    assert describe(history.step()) == [activity.DELIVER_WEBHOOK]
+    history.episode(1).complete(history.task(activity.DELIVER_WEBHOOK), True)
+    assert history.step() == []
+    assert history.last is not None
+    assert history.last.done
