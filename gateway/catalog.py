@@ -23,21 +23,6 @@ from gateway.video_options import DeclaredOptions, parse_declared
 MODEL_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
 SECONDS = re.compile(r"[1-9][0-9]{0,3}")
-_FIELDS = frozenset(
-    {
-        "id",
-        "provider",
-        "provider_model",
-        "sizes",
-        "seconds",
-        "image_input",
-        "remix",
-        "price_per_second",
-        "routes",
-        "max_wait_seconds",
-        "options",
-    }
-)
 # A route says where the model is made; what it leaves out it inherits from the model.
 _ROUTE_FIELDS = frozenset(
     {
@@ -52,6 +37,8 @@ _ROUTE_FIELDS = frozenset(
         "options",
     }
 )
+# A model entry is a route's fields (its implicit route) plus its id and, optionally, its routes.
+_FIELDS = _ROUTE_FIELDS | {"id", "routes"}
 _NO_OPTIONS: Mapping[str, object] = MappingProxyType({})
 # The usual names of shapes; anything else is named by its reduced ratio.
 _RATIOS = {(16, 9): "16:9", (9, 16): "9:16", (1, 1): "1:1", (4, 3): "4:3", (3, 4): "3:4"}
