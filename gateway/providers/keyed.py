@@ -9,6 +9,7 @@ from collections.abc import Collection
 import requests
 
 from gateway.providers.port import Capabilities, ProviderAccount
+from gateway.providers.transport import pooled_session
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
 
@@ -33,7 +34,7 @@ class KeyedProvider:
         self._key: str = account.api_key
         self._base = (account.base_url or self.DEFAULT_BASE_URL).rstrip("/")
         self._options = account.options
-        self._session = session or requests.Session()
+        self._session = session or pooled_session()
         self._timeout = timeout
 
     @property

@@ -14,24 +14,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from gateway.errors import UpstreamRejectedError, UpstreamThrottled, UpstreamTransientError
 from gateway.providers.port import Capabilities, ProviderVideo, VideoRequest
-from gateway.providers.transport import TRANSIENT_STATUSES, chunks, retry_after
+from gateway.providers.transport import TRANSIENT_STATUSES, chunks, pooled_session, retry_after
 
 log = logging.getLogger(__name__)
 
 AuthHeaders = Callable[[], dict[str, str]]
-
-
-def pooled_session() -> requests.Session:
-    """One connection pool per adapter: activities run on several threads at once."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
 
 
 def video_from_json(body: Mapping[str, Any]) -> ProviderVideo:

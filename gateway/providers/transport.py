@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
@@ -21,6 +22,16 @@ from gateway.errors import UpstreamAmbiguousError, UpstreamRejectedError, Upstre
 
 TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})  # 429 has its own class
 CHUNK_BYTES = 1024 * 1024
+
+
+def pooled_session() -> requests.Session:
+    """One connection pool per adapter, big enough for the activities that share it from
+    several threads at once (requests' default keeps 10 connections per host)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 def retry_after(response: requests.Response) -> float | None:
