@@ -16,6 +16,7 @@ from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
 
 log = logging.getLogger("devhost.azurite")
 STANDARD_PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
+START_ATTEMPTS = 3  # starts on newly chosen ports when another process took one meanwhile
 _PR_SET_PDEATHSIG = 1
 
 
@@ -33,12 +34,17 @@ def _listening(port: int) -> bool:
         return False
 
 
+class _PortTaken(Exception):
+    """Azurite exited because a port chosen for it was bound by someone else first."""
+
+
 class Azurite:
     def __init__(self, project_dir: Path, data_dir: Path, *, in_memory: bool = False) -> None:
         self._binary = project_dir / "node_modules" / ".bin" / "azurite"
         self._data_dir = data_dir
         self._in_memory = in_memory
         self._process: subprocess.Popen[bytes] | None = None
+        self._errors_from = 0  # where this start's output begins in azurite.err
         self.ports: dict[str, int] = {}
 
     @property
@@ -51,9 +57,28 @@ class Azurite:
         return f"{account};{endpoints};"
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start Azurite on free loopback ports (the standard ones when free) and wait until it
+        listens on all three.
+
+        Azurite binds its ports itself, so a port found free here can be taken by another process
+        before Azurite binds it; Azurite then exits with EADDRINUSE, and is started again on
+        ports chosen anew (a few times) rather than failing the stack.
+        """
         if not self._binary.exists():
             raise FileNotFoundError(f"{self._binary} is missing; run `npm ci` (make setup) first")
         self._data_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start_once(timeout)
+                return
+            except _PortTaken:
+                if attempt == START_ATTEMPTS:
+                    raise RuntimeError(
+                        f"Azurite lost its ports {START_ATTEMPTS} times: {self._error_tail()}"
+                    ) from None
+                log.warning("Azurite could not bind its ports (taken meanwhile); choosing others")
+
+    def _start_once(self, timeout: float) -> None:
         self.ports = {service: free_port(port) for service, port in STANDARD_PORTS.items()}
         command = [
             str(self._binary),
@@ -67,10 +92,12 @@ class Azurite:
             command += [f"--{service}Host", LOOPBACK, f"--{service}Port", str(port)]
         command += ["--inMemoryPersistence"] if self._in_memory else ["--location", str(self._data_dir)]
         log.info("starting Azurite: blob %(blob)s, queue %(queue)s, table %(table)s", self.ports)
+        errors = self._data_dir / "azurite.err"
+        self._errors_from = errors.stat().st_size if errors.exists() else 0
         self._process = subprocess.Popen(
             command,
             stdout=subprocess.DEVNULL,
-            stderr=open(self._data_dir / "azurite.err", "ab"),  # noqa: SIM115 - lives as long as the child
+            stderr=open(errors, "ab"),  # noqa: SIM115 - lives as long as the child
             # prctl only, then exec: nothing in it can deadlock on a lock held by another thread.
             preexec_fn=_die_with_parent,
         )
@@ -78,18 +105,33 @@ class Azurite:
         try:
             for port in self.ports.values():
                 while not _listening(port):
-                    if self._process.poll() is not None:
-                        raise RuntimeError(f"Azurite exited: {self._error_tail()}")
+                    self._check_running()
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"Azurite not listening on {port} after {timeout}s")
                     time.sleep(0.05)
+            # Something else may have answered on a port Azurite failed to bind: it must still run.
+            self._check_running()
         except BaseException:
             self.stop()
             raise
 
+    def _check_running(self) -> None:
+        assert self._process is not None
+        if self._process.poll() is None:
+            return
+        tail = self._error_tail()
+        if "EADDRINUSE" in tail:
+            raise _PortTaken(tail)
+        raise RuntimeError(f"Azurite exited: {tail}")
+
     def _error_tail(self) -> str:
+        """What this start of Azurite wrote to stderr (the file keeps earlier starts' too)."""
         path = self._data_dir / "azurite.err"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else "(no output)"
+        if not path.exists():
+            return "(no output)"
+        with path.open("rb") as errors:
+            errors.seek(self._errors_from)
+            return errors.read().decode(errors="replace")[-2000:] or "(no output)"
 
     @property
     def pid(self) -> int | None:

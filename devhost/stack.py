@@ -15,7 +15,7 @@ from devhost.config import flag, load_values
 from devhost.functions import index_app
 from devhost.guards import BODY_LIMIT_SETTING, max_request_body_bytes
 from devhost.host import DevHost
-from devhost.net import LOOPBACK, free_port
+from devhost.net import LOOPBACK
 from gateway.clients import close_clients, get_app_store
 from sorasim import SimulatorConfig, SoraSimulator
 
@@ -100,9 +100,17 @@ class LocalStack:
         self._start_host()
 
     def _start_simulator(self) -> None:
-        port = free_port(int(self.values.get("SORA_SIM_PORT") or 0) or None)
-        simulator = SoraSimulator(SimulatorConfig.from_env(self.values), host=LOOPBACK, port=port)
-        simulator.start()
+        config = SimulatorConfig.from_env(self.values)
+        preferred = int(self.values.get("SORA_SIM_PORT") or 0)
+        try:
+            # The simulator binds its port as it starts and holds it: no probe that another
+            # process could overtake. 0 is the kernel's choice of a free port.
+            simulator = SoraSimulator(config, host=LOOPBACK, port=preferred).start()
+        except OSError:
+            if not preferred:
+                raise
+            log.warning("port %s is taken; the simulator takes a free one", preferred)
+            simulator = SoraSimulator(config, host=LOOPBACK, port=0).start()
         self._simulator = simulator
         self.simulator_url = simulator.url
         # The app's unchanged DefaultAzureCredential finds these, as it would on App Service,

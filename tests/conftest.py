@@ -25,7 +25,7 @@ from azure.storage.blob import BlobServiceClient
 from devhost.azurite import Azurite
 from devhost.config import load_values
 from devhost.management import client_binding
-from devhost.net import free_port, wait_for_http
+from devhost.net import wait_for_http
 from devhost.stack import point_providers_at
 from gateway.blobs import VideoAssets, blob_service
 from gateway.jobs import JobStore
@@ -154,6 +154,12 @@ class RunningStack:
         return dict(response.json())
 
     def start(self) -> None:
+        """Start the stack and learn where it listens from what it prints when ready.
+
+        The dev host and the simulator bind their own ports (0 in stack_env: the kernel picks a
+        free one and it is theirs from then on), so no port is probed free and then lost to
+        another process before it is bound. A restart binds the same ones again."""
+        printed_from = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devhost"],
@@ -163,10 +169,35 @@ class RunningStack:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for_http(f"{self.api}/health", timeout=120)
-        except TimeoutError:
+            banner = self._wait_for_banner(printed_from, timeout=120)
+            api = re.search(r"^API +(http://\S+/api)", banner, re.M)
+            simulator = re.search(r"^Sora upstream +(http://\S+) +\(simulator\)", banner, re.M)
+            assert api is not None, banner
+            self.api = api.group(1)
+            self.env["DEVHOST_PORT"] = self.api.removesuffix("/api").rsplit(":", 1)[1]
+            if simulator is not None:
+                self.simulator = simulator.group(1)
+                self.env["SORA_SIM_PORT"] = self.simulator.rsplit(":", 1)[1]
+            wait_for_http(f"{self.api}/health", timeout=60)
+        except (TimeoutError, RuntimeError, AssertionError):
             self.stop()
             raise RuntimeError("local stack did not become healthy:\n" + self.log_tail()) from None
+
+    def _wait_for_banner(self, printed_from: int, timeout: float) -> str:
+        """The "Local stack ready" lines this start printed (devhost/__main__.py)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as printed:
+                printed.seek(printed_from)
+                text = printed.read().decode(errors="replace")
+            ready = text.find("Local stack ready:")
+            if ready >= 0 and "Ctrl-C stops everything." in text[ready:]:
+                return text[ready:]
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError("the stack exited while starting")
+            time.sleep(0.1)
+        raise TimeoutError("the stack did not print that it is ready")
 
     def stop(self) -> None:
         if self.process is None:
@@ -210,8 +241,9 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AZURE_", "IDENTITY_"))}
     env.update(
         {
-            "DEVHOST_PORT": str(free_port()),
-            "SORA_SIM_PORT": str(free_port()),
+            # Any free port, bound by the stack itself (RunningStack.start reads which).
+            "DEVHOST_PORT": "0",
+            "SORA_SIM_PORT": "0",
             "DEVHOST_STATE_DIR": str(state_dir),
             "DEV_APP_KEY": DEV_APP_KEY,
             "ADMIN_API_KEY": ADMIN_KEY,
@@ -257,8 +289,8 @@ def launch_stack(state_dir: Path, simulator: SoraSimulator | None = None, **over
     if upstream and providers and "PROVIDERS" not in overrides:
         env["PROVIDERS"] = point_providers_at(providers, upstream)
     stack = RunningStack(
-        api=f"http://127.0.0.1:{env['DEVHOST_PORT']}/api",
-        simulator=simulator.url if simulator is not None else f"http://127.0.0.1:{env['SORA_SIM_PORT']}",
+        api="",  # known once it has started
+        simulator=simulator.url if simulator is not None else "",
         dev_key=env["DEV_APP_KEY"],
         admin_key=env["ADMIN_API_KEY"],
         state_dir=state_dir,
