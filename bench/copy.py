@@ -25,7 +25,7 @@ import requests
 from azure.storage.blob import ContentSettings
 
 from devhost.azurite import Azurite
-from devhost.net import free_port, wait_for_http
+from devhost.net import wait_for_http
 from gateway.blobs import UPLOAD_CONCURRENCY, VideoAssets, blob_service, copy_upstream_asset
 from gateway.providers import azure_openai
 from gateway.providers.port import ProviderAccount, VideoRequest
@@ -59,7 +59,6 @@ def measure(run: Callable[[], int]) -> tuple[float, int, int]:
 
 @contextmanager
 def simulator(video_bytes: int) -> Iterator[str]:
-    port = free_port()
     env = {
         **os.environ,
         "SORA_SIM_VIDEO_BYTES": str(video_bytes),
@@ -67,14 +66,16 @@ def simulator(video_bytes: int) -> Iterator[str]:
         "SORA_SIM_API_KEY": API_KEY,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "sorasim", "--port", str(port)],
+        # Port 0: the simulator binds a free port itself and prints it (no probe to lose).
+        [sys.executable, "-m", "sorasim", "--port", "0"],
         cwd=PROJECT_DIR,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     try:
-        url = f"http://127.0.0.1:{port}"
+        assert process.stdout is not None
+        url = process.stdout.readline().decode().strip().rsplit(" ", 1)[-1]
         wait_for_http(f"{url}/_sim/health", timeout=60)
         yield url
     finally:

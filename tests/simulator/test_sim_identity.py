@@ -14,7 +14,7 @@ import requests
 from azure.identity import DefaultAzureCredential
 from openai import OpenAI
 
-from devhost.net import free_port, wait_for_http
+from devhost.net import wait_for_http
 from sorasim import SimulatorConfig, SoraSimulator
 from tests.simulator.conftest import COGNITIVE_SERVICES_SCOPE, use_managed_identity_of
 from tests.simulator.support import assert_openai_error
@@ -160,16 +160,20 @@ def test_api_key_header_is_accepted_only_when_configured(sim: SoraSimulator) -> 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_python_m_sorasim_serves_until_signalled(stop_signal: signal.Signals) -> None:
-    port = free_port()
     env = {**os.environ, "SORA_SIM_IDENTITY_HEADER": "cli-secret", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sorasim", "--port", str(port)],
+        # Port 0: the simulator binds a free port itself and says which (no probe to lose).
+        [sys.executable, "-m", "sorasim", "--port", "0"],
         cwd=PROJECT_DIR,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     try:
+        assert process.stdout is not None
+        listening = process.stdout.readline().decode()
+        assert listening.startswith("Sora simulator listening on http://127.0.0.1:"), listening
+        port = int(listening.rsplit(":", 1)[1])
         wait_for_http(f"http://127.0.0.1:{port}/_sim/health", timeout=30)
         token = requests.get(
             f"http://127.0.0.1:{port}/msi/token",
@@ -186,6 +190,6 @@ def test_python_m_sorasim_serves_until_signalled(stop_signal: signal.Signals) ->
             process.kill()
             process.wait()
     assert process.returncode == 0
-    assert f"listening on http://127.0.0.1:{port}" in output.decode()
+    assert "Sora simulator stopped" in output.decode()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/_sim/health", timeout=2)
