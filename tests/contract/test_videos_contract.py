@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,12 +28,28 @@ def queued(stack: RunningStack, app: AppCredentials, prompt: str = "A slow sunri
     return dict(response.json())
 
 
+@pytest.fixture
+def in_flight(stack: RunningStack, pro_app: AppCredentials) -> Iterator[dict[str, Any]]:
+    """A video that is certainly not finished while the test runs: the simulator takes a minute
+    over it (a 3-second job may well be done before a loaded machine sends the next request).
+    Cancelled afterwards, so that it still ends quickly (the stack checks every job ends)."""
+    with stack.sim_configured(job_seconds=60):
+        video = queued(stack, pro_app, "A very slow sunrise")
+        # The upstream job takes its length from the simulator when it is made: keep the setting
+        # until then.
+        stack.client.wait_for(pro_app.api_key, video["id"], ("in_progress",), 60)
+    yield video
+    requests.delete(f"{stack.api}/v1/videos/{video['id']}", headers=bearer(pro_app.api_key), timeout=30)
+
+
 def remix(stack: RunningStack, key: str, video_id: str, **kwargs: Any) -> requests.Response:
     return requests.post(f"{stack.api}/v1/videos/{video_id}/remix", headers=bearer(key), timeout=60, **kwargs)
 
 
-def test_retrieve_in_flight_says_when_to_poll(stack: RunningStack, pro_app: AppCredentials) -> None:
-    video = queued(stack, pro_app)
+def test_retrieve_in_flight_says_when_to_poll(
+    stack: RunningStack, pro_app: AppCredentials, in_flight: dict[str, Any]
+) -> None:
+    video = in_flight
 
     response = get(f"{stack.api}/v1/videos/{video['id']}", pro_app.api_key)
 
@@ -144,8 +161,10 @@ def test_content_redirects_to_the_video_and_the_thumbnail(
     assert picture.headers["Content-Type"].startswith("image/")
 
 
-def test_content_before_completion_is_409(stack: RunningStack, pro_app: AppCredentials) -> None:
-    video = queued(stack, pro_app)
+def test_content_before_completion_is_409(
+    stack: RunningStack, pro_app: AppCredentials, in_flight: dict[str, Any]
+) -> None:
+    video = in_flight
 
     response = get(f"{stack.api}/v1/videos/{video['id']}/content", pro_app.api_key)
 
@@ -166,8 +185,10 @@ def test_content_of_an_unknown_video_is_404_and_a_bad_variant_400(
     assert_error(bad_variant, CONTENT, 400, "invalid_value", "variant")
 
 
-def test_delete_in_flight_cancels(stack: RunningStack, pro_app: AppCredentials) -> None:
-    video = queued(stack, pro_app)
+def test_delete_in_flight_cancels(
+    stack: RunningStack, pro_app: AppCredentials, in_flight: dict[str, Any]
+) -> None:
+    video = in_flight
 
     response = requests.delete(
         f"{stack.api}/v1/videos/{video['id']}", headers=bearer(pro_app.api_key), timeout=30
@@ -217,8 +238,10 @@ def test_remix_of_a_completed_video_json_and_multipart(
         assert response.headers["Location"] == f"/api/v1/videos/{video['id']}"
 
 
-def test_remix_of_a_video_in_flight_is_409(stack: RunningStack, pro_app: AppCredentials) -> None:
-    video = queued(stack, pro_app)
+def test_remix_of_a_video_in_flight_is_409(
+    stack: RunningStack, pro_app: AppCredentials, in_flight: dict[str, Any]
+) -> None:
+    video = in_flight
 
     response = remix(stack, pro_app.api_key, video["id"], json={"prompt": "Again"})
 
