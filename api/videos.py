@@ -89,10 +89,17 @@ async def delete_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
     """Cancel a job in flight, or delete a finished video's assets and record."""
     app = await asyncio.to_thread(authenticate_app, req)
     job = await asyncio.to_thread(get_owned_job, app, req.route_params["video_id"])
+    if not job.finished:
+        marked = await asyncio.to_thread(_mark_cancelled, job)
+        if marked.status == "completed":
+            # The copy won the race: the record turned completed between our read and the mark,
+            # which a finished record does not take. The caller asked for the video to go and is
+            # told it is deleted, so it is a finished video's DELETE now (no cancel left to send).
+            log.info("video %s completed before its cancel; deleted instead", job.id)
+            job = marked
     if job.finished:
         await asyncio.to_thread(_delete_finished, job)
     else:
-        await asyncio.to_thread(_mark_cancelled, job)
         try:
             await client.raise_event(job.id, orchestrators.CANCEL_EVENT, None)
         except Exception:
@@ -181,8 +188,10 @@ def _withdraw(job: Job, submission: Submission) -> None:
     get_submissions().withdraw(job, submission.idempotency_key)
 
 
-def _mark_cancelled(job: Job) -> None:
-    get_job_store().update_job(
+def _mark_cancelled(job: Job) -> Job:
+    """The record after the cancel mark: failed and `cancelled`, or as it was if it finished
+    first (update_job never changes a finished record)."""
+    return get_job_store().update_job(
         job.app_id,
         job.id,
         status="failed",

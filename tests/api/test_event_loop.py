@@ -99,8 +99,8 @@ class StandInSubmissions:
 
 
 class StandInJobs:
-    def update_job(self, *args: Any, **changes: Any) -> Job:
-        return SOURCE
+    def update_job(self, app_id: str, job_id: str, **changes: Any) -> Job:
+        return Job(**{**SOURCE.__dict__, "id": job_id, **changes})
 
 
 class StandInDurableClient:

@@ -311,3 +311,140 @@ def test_an_upstream_code_that_is_not_a_code_is_not_shown(
     failed = job.wait_for("completed", "failed", timeout=60)
     assert failed["error"] == {"code": "upstream_error", "message": failure_message("upstream_error")}
     assert INTERNALS.search(json.dumps(failed["error"])) is None
+
+
+# -- a thumbnail the provider does not have -----------------------------------------------------
+
+
+def content(stack: RunningStack, job: Job, variant: str) -> requests.Response:
+    """GET /videos/{id}/content?variant=... through the gateway, following its 302 to Storage."""
+    return requests.get(
+        f"{stack.api}/v1/videos/{job.id}/content",
+        params={"variant": variant},
+        headers={"Authorization": f"Bearer {job.app.api_key}"},
+        timeout=30,
+    )
+
+
+def test_a_thumbnail_the_upstream_does_not_have_leaves_the_video_whole(
+    proxied_stack: RunningStack, proxy: UpstreamProxy
+) -> None:
+    # The provider answers 404 for the thumbnail: it has none (not an outage, see the 503 test).
+    proxy.add(Rule("GET", THUMBNAIL_CONTENT, status=404, code="not_found"))
+    job = Job(proxied_stack, proxy)
+    done = job.wait_for("completed", "failed")
+    assert done["status"] == "completed"
+    assert done["thumbnail_url"] is None
+    assert job.answers("GET", THUMBNAIL_CONTENT) == [404]  # asked once: a 404 is not retried
+    assert job.blobs() == [f"{job.app.id}/{job.id}/video.mp4"]
+
+    # docs/api.md, GET /videos/{id}/content: 404 `variant_not_found` when no such file was stored.
+    missing = content(proxied_stack, job, "thumbnail")
+    assert missing.status_code == 404, missing.text
+    error = missing.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("not_found_error", "variant_not_found")
+    assert error["message"]
+    assert INTERNALS.search(error["message"].replace(f"'{job.id}'", "")) is None
+
+    video = content(proxied_stack, job, "video")
+    assert video.status_code == 200
+    assert video.content[4:8] == MP4_SIGNATURE
+
+
+# -- a cancel racing the end of the copy --------------------------------------------------------
+
+RACE_ROUNDS, JOBS_PER_ROUND = 2, 3
+LAGS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)  # one per job, in seconds
+
+
+def video_content_of(upstream_id: str) -> str:
+    """VIDEO_CONTENT, for one upstream job only (so each job's copy has a hold of its own)."""
+    return rf"^/openai/v1/videos/{re.escape(upstream_id)}/content\?(.*&)?variant=video(&|$)"
+
+
+def race(job: Job, release: threading.Event, lag: float) -> requests.Response:
+    """Let the job's held copy through and send its DELETE at the same moment, `lag` seconds
+    later: the copy and its record write take a few hundred milliseconds after the hold lets go,
+    a DELETE a few dozen, so the DELETE wins every race at lag 0; a spread of lags lands some
+    DELETEs after the copy, some while the record is being written."""
+    start = threading.Barrier(2)
+    answers: list[requests.Response] = []
+
+    def cancel() -> None:
+        start.wait(timeout=10)
+        time.sleep(lag)  # (a lag to spread the race over the copy, not a wait for an outcome)
+        answers.append(job.stack.client.delete_video(job.app.api_key, job.id))
+
+    def let_through() -> None:
+        start.wait(timeout=10)
+        release.set()
+
+    threads = [threading.Thread(target=cancel), threading.Thread(target=let_through)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=40)
+    assert len(answers) == 1
+    return answers[0]
+
+
+def settle(job: Job, cancel: requests.Response) -> str:
+    """Check that whichever of the copy and the cancel won, the job ended consistently; returns
+    which way it went: "cancelled", or "deleted" (the copy won, so the DELETE found a finished
+    video and deleted it, as docs/api.md says a DELETE of a finished video does)."""
+    # Either way the answer is the documented one (docs/api.md, DELETE /api/v1/videos/{id}).
+    assert cancel.status_code == 200, cancel.text
+    assert cancel.json() == {"id": job.id, "object": "video.deleted", "deleted": True}
+    status = job.wait_orchestration_done()
+    output = status["output"]
+    read = job.stack.client.get_video(job.app.api_key, job.id)
+    if read.status_code == 404:
+        # The copy won: the video completed, then the DELETE removed its files and record.
+        assert read.json()["error"]["code"] == "video_not_found"
+        assert (output["status"], output["error_code"]) == ("completed", None)
+        assert job.blobs() == []
+        outcome = "deleted"
+    else:
+        assert read.status_code == 200, read.text
+        video = read.json()
+        # Never a video left `completed` after its DELETE answered "deleted": that is neither
+        # a cancel nor a delete (a record without its blob would be worse still).
+        assert video["status"] == "failed", (video["status"], job.blobs())
+        assert (video["error"]["code"], video["video_url"], video["thumbnail_url"]) == (
+            "cancelled",
+            None,
+            None,
+        )
+        assert (output["status"], output["error_code"]) == ("failed", "cancelled")
+        assert job.blobs() == []  # read from Blob Storage itself: no MP4, no thumbnail
+        wait_until(job.upstream_deleted, timeout=20)
+        assert content(job.stack, job, "video").status_code == 409  # video_not_ready
+        outcome = "cancelled"
+    # The upstream accepted the job before either happened: its slot stays used (docs/api.md,
+    # `cancelled`: given back only if the upstream never accepted the job).
+    usage = job.stack.client.usage(job.app.api_key)
+    assert usage["used"] == {"hour": 1, "day": 1}
+    return outcome
+
+
+def test_a_cancel_racing_the_end_of_the_copy_ends_either_way_consistently(
+    proxied_stack: RunningStack, proxy: UpstreamProxy, simulator: SoraSimulator
+) -> None:
+    simulator.update_config(job_seconds=5)  # time to put a hold on each job's copy
+    outcomes: list[str] = []
+    lags = iter(LAGS)
+    for _ in range(RACE_ROUNDS):
+        jobs = [Job(proxied_stack, proxy) for _ in range(JOBS_PER_ROUND)]
+        releases = {job.id: threading.Event() for job in jobs}
+        for job in jobs:
+            proxy.add(Rule("GET", video_content_of(job.upstream_id), hold=releases[job.id], times=1))
+        try:
+            wait_until(lambda: proxy.held == JOBS_PER_ROUND, timeout=60)
+            # (The proxy lets a held request through by itself after 25 s: race them all now.)
+            cancels = {job.id: race(job, releases[job.id], next(lags)) for job in jobs}
+        finally:
+            for release in releases.values():
+                release.set()
+        outcomes += [settle(job, cancels[job.id]) for job in jobs]
+    print(f"\ncancel vs copy at lags {LAGS}: {outcomes}")
