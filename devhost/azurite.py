@@ -39,21 +39,50 @@ class _PortTaken(Exception):
 
 
 class Azurite:
-    def __init__(self, project_dir: Path, data_dir: Path, *, in_memory: bool = False) -> None:
+    def __init__(
+        self,
+        project_dir: Path,
+        data_dir: Path,
+        *,
+        in_memory: bool = False,
+        tls: tuple[Path, Path] | None = None,
+        oauth: bool = False,
+        debug_log: bool = False,
+    ) -> None:
+        """`tls` (a PEM certificate and its key) makes every endpoint HTTPS; `oauth` has Azurite
+        accept bearer tokens (`--oauth basic`, which needs HTTPS); `debug_log` has it write every
+        request it handles to `debug_log_path`."""
+        if oauth and tls is None:
+            raise ValueError("Azurite accepts bearer tokens over HTTPS only: oauth needs tls")
         self._binary = project_dir / "node_modules" / ".bin" / "azurite"
         self._data_dir = data_dir
         self._in_memory = in_memory
+        self._tls = tls
+        self._oauth = oauth
+        self._debug_log = debug_log
         self._process: subprocess.Popen[bytes] | None = None
         self._errors_from = 0  # where this start's output begins in azurite.err
         self.ports: dict[str, int] = {}
 
     @property
+    def scheme(self) -> str:
+        return "http" if self._tls is None else "https"
+
+    @property
+    def debug_log_path(self) -> Path:
+        return self._data_dir / "azurite.debug.log"
+
+    def endpoint(self, service: str) -> str:
+        return f"{self.scheme}://{LOOPBACK}:{self.ports[service]}/{AZURITE_ACCOUNT}"
+
+    @property
     def connection_string(self) -> str:
         endpoints = ";".join(
-            f"{service.capitalize()}Endpoint=http://{LOOPBACK}:{port}/{AZURITE_ACCOUNT}"
-            for service, port in self.ports.items()
+            f"{service.capitalize()}Endpoint={self.endpoint(service)}" for service in self.ports
         )
-        account = f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY}"
+        account = (
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY}"
+        )
         return f"{account};{endpoints};"
 
     def start(self, timeout: float = 60.0) -> None:
@@ -91,6 +120,12 @@ class Azurite:
         for service, port in self.ports.items():
             command += [f"--{service}Host", LOOPBACK, f"--{service}Port", str(port)]
         command += ["--inMemoryPersistence"] if self._in_memory else ["--location", str(self._data_dir)]
+        if self._tls is not None:
+            command += ["--cert", str(self._tls[0]), "--key", str(self._tls[1])]
+        if self._oauth:
+            command += ["--oauth", "basic"]
+        if self._debug_log:
+            command += ["--debug", str(self.debug_log_path)]
         log.info("starting Azurite: blob %(blob)s, queue %(queue)s, table %(table)s", self.ports)
         errors = self._data_dir / "azurite.err"
         self._errors_from = errors.stat().st_size if errors.exists() else 0

@@ -8,6 +8,7 @@ identifier. These certificates carry them, as any real CA's do.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +44,19 @@ class TestCA:
 
     def server_context(self, directory: Path, dns_name: str) -> ssl.SSLContext:
         """A server-side TLS context presenting a certificate for `dns_name` only."""
+        cert_path, key_path = self.server_files(directory, dns_name)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_path, key_path)
+        return context
+
+    def server_files(self, directory: Path, dns_name: str) -> tuple[Path, Path]:
+        """PEM files of a certificate for `dns_name` only (an IP address such as 127.0.0.1 goes
+        in as one, as clients match an address only against IP address names) and of its key."""
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)])
         certificate = (
             _builder(subject, self.certificate.subject, key.public_key())
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([_general_name(dns_name)]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(cert_sign=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -67,9 +76,14 @@ class TestCA:
                 serialization.NoEncryption(),
             )
         )
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert_path, key_path)
-        return context
+        return cert_path, key_path
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:

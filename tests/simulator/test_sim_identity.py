@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +18,7 @@ from openai import OpenAI
 
 from devhost.net import wait_for_http
 from sorasim import SimulatorConfig, SoraSimulator
+from sorasim.tokens import PRINCIPAL_ID, TENANT_ID
 from tests.simulator.conftest import COGNITIVE_SERVICES_SCOPE, use_managed_identity_of
 from tests.simulator.support import assert_openai_error
 
@@ -59,6 +62,24 @@ def test_token_answer_has_the_app_service_format(sim: SoraSimulator) -> None:
     assert before + 3599 <= int(body["expires_on"]) <= time.time() + 3600
     assert len(body["access_token"]) >= 32
     assert body["access_token"] != raw_token(sim)["access_token"]
+
+
+def test_a_storage_token_is_an_unsigned_jwt_with_the_claims_azurite_checks(sim: SoraSimulator) -> None:
+    before = int(time.time())
+    body = raw_token(sim, "https://storage.azure.com")
+
+    header, payload, signature = body["access_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"] == "none"
+    assert signature == ""
+    assert claims["aud"] == "https://storage.azure.com"
+    assert claims["iss"] == f"https://sts.windows.net/{TENANT_ID}/"
+    assert before <= claims["iat"] == claims["nbf"] <= time.time()
+    assert claims["exp"] == int(body["expires_on"])
+    assert (claims["oid"], claims["tid"]) == (PRINCIPAL_ID, TENANT_ID)
+    assert raw_token(sim, "https://storage.azure.com")["access_token"] != body["access_token"]
+    # Tokens for other audiences stay opaque strings.
+    assert "." not in raw_token(sim)["access_token"]
 
 
 @pytest.mark.parametrize(
