@@ -91,11 +91,12 @@ async def delete_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
     job = await asyncio.to_thread(get_owned_job, app, req.route_params["video_id"])
     if not job.finished:
         marked = await asyncio.to_thread(_mark_cancelled, job)
-        if marked.status == "completed":
-            # The copy won the race: the record turned completed between our read and the mark,
-            # which a finished record does not take. The caller asked for the video to go and is
-            # told it is deleted, so it is a finished video's DELETE now (no cancel left to send).
-            log.info("video %s completed before its cancel; deleted instead", job.id)
+        if marked.finished and marked.error_code != CANCELLED:
+            # The job ended on its own between our read and the mark (the copy won the race, or
+            # it failed), and a finished record does not take the mark. The caller asked for the
+            # video to go and is told it is deleted, so it is a finished video's DELETE now (no
+            # cancel left to send).
+            log.info("video %s finished (%s) before its cancel; deleted instead", job.id, marked.status)
             job = marked
     if job.finished:
         await asyncio.to_thread(_delete_finished, job)

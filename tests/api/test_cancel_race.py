@@ -88,3 +88,15 @@ def test_a_delete_in_flight_still_cancels(monkeypatch: pytest.MonkeyPatch) -> No
     assert store.deleted == []
     assert assets.deleted == []
     assert client.events == [IN_FLIGHT.id]
+
+
+def test_a_delete_whose_cancel_mark_meets_a_job_that_failed_on_its_own_deletes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same window, with the job failing by itself first (its deadline, say): the answer
+    says deleted, so the failed record goes too, rather than standing with its own code."""
+    timed_out = replace(IN_FLIGHT, status="failed", error_code="timeout", error_message="Timed out.")
+    response, store, _assets, client = cancel(monkeypatch, timed_out)
+    assert response.status_code == 200
+    assert store.deleted == [IN_FLIGHT.id]
+    assert client.events == []
