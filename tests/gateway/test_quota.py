@@ -6,6 +6,10 @@ import array
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+from azure.core.exceptions import HttpResponseError
+from azure.data.tables import UpdateMode
 
 from gateway.quota import (
     CAPACITY,
@@ -190,4 +194,58 @@ def test_ticket_rows_of_expired_admissions_are_swept(tables: Tables) -> None:
 
     rows = list(tables.get(QUOTA_TABLE).query_entities("PartitionKey eq 'app' and RowKey ne 'usage'"))
     assert len(rows) == 2 + 10  # the two live tickets, and what one sweep of 100 left
+    # Only expired tickets went: both live ones are still there ("expires-them" sorts before
+    # every "old" ticket, so a sweep that ignored the day would have taken it).
+    tickets = {str(row["ticket"]) for row in rows}
+    assert {"expires-them", "sweeps"} <= tickets
+    assert all(ticket.startswith("old") for ticket in tickets - {"expires-them", "sweeps"})
     assert not quota.release("app", "old105", now=later + 2)  # an expired slot is not given back
+    assert quota.release("app", "expires-them", now=later + 3)  # a live one is
+
+
+class _TouchedBeforeTheSweep:
+    """Injected interleaving (no real writer can be timed into this gap from a test): the table
+    client of the store under test, except that just before a batch of deletes (the sweep) another
+    writer really updates the first row in it. Azurite then refuses the batch (412), as Azure
+    does when a row changed since it was read."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def submit_transaction(self, operations: Any) -> Any:
+        operations = list(operations)
+        if operations and all(operation[0] == "delete" for operation in operations):
+            first = operations[0][1]
+            self._table.update_entity(
+                {"PartitionKey": first["PartitionKey"], "RowKey": first["RowKey"], "touched": True},
+                mode=UpdateMode.MERGE,
+            )
+            try:
+                return self._table.submit_transaction(operations)
+            except HttpResponseError:
+                self.refused += 1
+                raise
+        return self._table.submit_transaction(operations)
+
+
+def test_a_sweep_refused_because_a_row_changed_does_not_fail_the_admission(tables: Tables) -> None:
+    quota = QuotaStore(tables)
+    limits = Limits(hour=1000, day=1000)
+    for i in range(SWEEP_BATCH + 1):
+        quota.admit("app", limits, f"old{i}", now=T0 + i)
+    touched = _TouchedBeforeTheSweep(quota._table)
+    quota._table = cast(Any, touched)
+
+    # A day later: the old admissions have left, so this write finds the sweep due and runs it.
+    admitted = quota.admit("app", limits, "sweeps", now=T0 + 86_400 + SWEEP_BATCH + 20)
+
+    assert touched.refused == 1  # the sweep ran and its batch was refused
+    assert admitted.admitted
+    assert admitted.usage.used["day"] == 1
+    # Nothing was deleted (a batch is all or nothing): a later sweep finds the rows again.
+    rows = list(tables.get(QUOTA_TABLE).query_entities("PartitionKey eq 'app' and RowKey ne 'usage'"))
+    assert len(rows) == SWEEP_BATCH + 1 + 1

@@ -17,6 +17,8 @@ from gateway.quota import (
     Limits,
     QuotaState,
     Usage,
+    _contains,  # the row's two small helpers, pinned directly
+    _without,
     decide,
     decode_state,
     encode_state,
@@ -167,3 +169,23 @@ def test_admissions_older_than_a_day_leave_the_state_and_count_as_unswept() -> N
 def test_a_day_limit_beyond_one_row_is_capped_at_its_capacity() -> None:
     assert within_capacity(Limits(hour=10, day=10**9)) == Limits(hour=10, day=CAPACITY)
     assert within_capacity(LIMITS) == LIMITS
+
+
+def test_a_time_is_held_only_when_it_is_in_the_row() -> None:
+    times = [to_ms(NOW - 50), to_ms(NOW - 10)]
+    assert _contains(times, to_ms(NOW - 50))
+    assert _contains(times, to_ms(NOW - 10))
+    assert not _contains(times, to_ms(NOW - 30))  # between two held times
+    assert not _contains(times, to_ms(NOW - 90))  # before them
+    assert not _contains(times, to_ms(NOW))  # after them
+    assert not _contains([], to_ms(NOW))
+
+
+def test_giving_a_slot_back_keeps_everything_else_of_the_row() -> None:
+    times = array.array("q", [to_ms(NOW - 50), to_ms(NOW - 30), to_ms(NOW - 10)])
+    state = QuotaState(times=times, legacy={"old": to_ms(NOW - 70)}, unswept=7, etag="etag-1")
+    after = _without(state, to_ms(NOW - 30), {"old": to_ms(NOW - 70)})
+    assert list(after.times) == [to_ms(NOW - 50), to_ms(NOW - 10)]
+    assert after.legacy == {"old": to_ms(NOW - 70)}
+    assert (after.unswept, after.etag) == (7, "etag-1")  # the sweep count is not reset by a refund
+    assert list(state.times) == [to_ms(NOW - 50), to_ms(NOW - 30), to_ms(NOW - 10)]  # a copy
