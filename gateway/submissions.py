@@ -164,12 +164,20 @@ class Submissions:
             self._idempotency.release(app_id, key, reservation.job_id)
 
     def withdraw(self, job: Job, idempotency_key: str | None) -> None:
-        """Undo `record` when the job could not be started."""
+        """Undo `record` when the job could not be started.
+
+        In this order, so that storage failing at any step (the client is told 503, try again)
+        leaves nothing the maintenance run cannot finish, and a retry with the same key a
+        definite answer: the slot first; then the key, before the record, since a key left
+        naming a recorded job that is gone would answer the retry 404 "deleted" for a video its
+        client never saw. A record left behind has no orchestration: the reconciler fails it and
+        deletes its image; an image left behind is an orphan the sweep deletes.
+        """
         self._quota.release(job.app_id, job.id, time.time())
-        self._jobs.delete_job(job.app_id, job.id)
-        self._assets.delete_all(job.reference_blob)
         if idempotency_key is not None:
             self._idempotency.release(job.app_id, idempotency_key, job.id)
+        self._jobs.delete_job(job.app_id, job.id)
+        self._assets.delete_all(job.reference_blob)
 
     def _new_job(self, reservation: Reservation, reference: ReferenceImage | None) -> Job:
         spec = reservation.submission.spec
