@@ -306,9 +306,8 @@ class AppStore:
                 return
 
     def _delete_key_row(self, key_hash: str) -> None:
-        if key_hash:
-            with contextlib.suppress(sdk.ResourceNotFoundError):
-                self._keys.delete_entity(_KEY_PARTITION, key_hash)
+        if key_hash:  # delete_entity ignores a missing row (404) itself
+            self._keys.delete_entity(_KEY_PARTITION, key_hash)
 
 
 def _app_entity(app: App) -> dict[str, object]:
