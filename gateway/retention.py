@@ -24,7 +24,7 @@ from gateway.blobs import VideoAssets, asset_blob_name
 from gateway.jobs import Job, JobStore
 from gateway.messages import ORCHESTRATION_FAILED as ORCHESTRATION_FAILED  # the sweep's codes,
 from gateway.messages import ORCHESTRATION_LOST as ORCHESTRATION_LOST  # named with the rest of it
-from gateway.messages import failure_message
+from gateway.messages import failure_code, failure_message
 from gateway.quota import QuotaStore
 
 # Records outlive their assets so that reads can say `video_expired` rather than "not found".
@@ -127,9 +127,15 @@ class Settlement:
 
 
 def settlement_for(
-    job: Job, runtime_status: str | None, now: float, *, grace: float = RECONCILE_GRACE_SECONDS
+    job: Job,
+    runtime_status: str | None,
+    now: float,
+    *,
+    grace: float = RECONCILE_GRACE_SECONDS,
+    output: object = None,
 ) -> Settlement | None:
-    """What to do about `job`, given its orchestration's runtime status (None: no such instance).
+    """What to do about `job`, given its orchestration's runtime status (None: no such instance)
+    and output.
 
     None leaves the job alone: it is finished, too young to judge, or its orchestration still runs.
     """
@@ -138,8 +144,18 @@ def settlement_for(
     if runtime_status is None:
         return Settlement(ORCHESTRATION_LOST)
     if runtime_status in ORCHESTRATION_ENDED:
-        return Settlement(ORCHESTRATION_FAILED)
+        return Settlement(_code_it_ended_with(runtime_status, output) or ORCHESTRATION_FAILED)
     return None
+
+
+def _code_it_ended_with(runtime_status: str, output: object) -> str | None:
+    """The failure code of an orchestration that ran to its end and could not write it to the
+    record (storage was down: its output says failed, `recorded: false`): the app is told why its
+    video failed (a timeout, a cancel), not only that processing ended."""
+    if runtime_status != "Completed" or not isinstance(output, dict) or output.get("status") != "failed":
+        return None
+    code = output.get("error_code")
+    return failure_code(code) if isinstance(code, str) else None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -90,12 +91,12 @@ async def reconcile(client: df.DurableOrchestrationClient, reconciler: Reconcile
     settled = 0
     for job in await asyncio.to_thread(reconciler.candidates, now):
         try:
-            runtime_status = await orchestration_status(client, job.id)
+            runtime_status, output = await orchestration_state(client, job.id)
         except Exception as error:
             # Not knowing is not "vanished": leave the job for the next run.
             log.warning("could not read the orchestration status of video %s: %s", job.id, error)
             continue
-        settlement = settlement_for(job, runtime_status, now)
+        settlement = settlement_for(job, runtime_status, now, output=output)
         if settlement is None:
             continue
         # The runtime status is for operators; the app reads only the code's sentence.
@@ -110,10 +111,18 @@ async def orchestration_status(client: df.DurableOrchestrationClient, instance_i
 
     A job's orchestration instance id is the job id (see api/videos.py).
     """
+    runtime_status, _ = await orchestration_state(client, instance_id)
+    return runtime_status
+
+
+async def orchestration_state(
+    client: df.DurableOrchestrationClient, instance_id: str
+) -> tuple[str | None, Any]:
+    """The instance's runtime status (None: no such instance) and its output (None until it ended)."""
     status = await client.get_status(instance_id)
     if not status or status.runtime_status is None:  # falsy: the management API answered 404
-        return None
-    return str(status.runtime_status.value)
+        return None, None
+    return str(status.runtime_status.value), status.output
 
 
 async def purge_history(

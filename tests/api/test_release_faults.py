@@ -31,7 +31,8 @@ import pytest
 import requests
 from azure.data.tables import TableServiceClient
 
-from gateway.retention import ORCHESTRATION_FAILED, RECONCILE_GRACE_SECONDS
+from gateway.messages import failure_message
+from gateway.retention import RECONCILE_GRACE_SECONDS
 from orchestrators.generate_video import STORAGE_RETRY
 from tests.api.test_storage_outage import _wait_until_gone, _wait_until_listening, table_port
 from tests.conftest import RunningStack, stack_until_jobs_end
@@ -159,12 +160,14 @@ def test_storage_down_through_the_clean_up_leaves_a_job_the_maintenance_timer_fi
     row["created_at"] = int(time.time() - RECONCILE_GRACE_SECONDS - 60)
     jobs.update_entity(row)
 
-    # The dev host's maintenance timer (as Azure runs it) reconciles it: its orchestration ended.
+    # The dev host's maintenance timer (as Azure runs it) reconciles it: its orchestration ended,
+    # and its output says why, which the record now says too.
     video = wait_until(
         lambda: (found := client.get_video(app.api_key, video_id).json())["status"] == "failed" and found,
         timeout=30,
     )
-    assert video["error"]["code"] == ORCHESTRATION_FAILED
+    assert video["error"]["code"] == "timeout"
+    assert video["error"]["message"] == failure_message("timeout")
     assert client.usage(app.api_key)["used"] == NOTHING_USED  # it never reached the upstream
     assert stack.stored_files(prefix) == []
     assert stack.upstream_jobs_for(app.id) == 0

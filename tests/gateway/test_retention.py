@@ -187,6 +187,34 @@ def test_a_job_whose_orchestration_ended_unfinished_fails_with_orchestration_fai
     assert status not in settlement.message
 
 
+def test_an_orchestration_that_ended_without_writing_its_failure_passes_its_code_on() -> None:
+    """Its output says failed with a code (storage was down for its own final write): the
+    record gets that code, not only "processing ended"."""
+    job = Job(
+        id="v", app_id="a", model="sora-2", prompt="p", seconds="4", size="720x1280", created_at=int(OLD)
+    )
+    unrecorded = {"job_id": "v", "status": "failed", "error_code": "timeout", "recorded": False}
+    settlement = settlement_for(job, "Completed", NOW, output=unrecorded)
+    assert settlement is not None
+    assert (settlement.code, settlement.message) == ("timeout", failure_message("timeout"))
+    # A code that is not a plain word is not passed on as it is.
+    odd = settlement_for(job, "Completed", NOW, output={**unrecorded, "error_code": "HTTP 500: boom"})
+    assert odd is not None
+    assert odd.code == "upstream_error"
+    # Only a Completed run's own output is believed; anything else is "processing ended".
+    for status, output in (
+        ("Failed", unrecorded),
+        ("Terminated", unrecorded),
+        ("Completed", {**unrecorded, "status": "completed"}),
+        ("Completed", {"status": "failed"}),
+        ("Completed", "failed"),
+        ("Completed", None),
+    ):
+        ended = settlement_for(job, status, NOW, output=output)
+        assert ended is not None, (status, output)
+        assert ended.code == ORCHESTRATION_FAILED, (status, output)
+
+
 def test_a_job_whose_orchestration_vanished_fails_with_orchestration_lost() -> None:
     job = Job(
         id="v", app_id="a", model="sora-2", prompt="p", seconds="4", size="720x1280", created_at=int(OLD)
