@@ -18,13 +18,9 @@ in for the minutes no test can wait).
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,10 +30,10 @@ from azure.data.tables import TableServiceClient
 from gateway.messages import failure_message
 from gateway.retention import RECONCILE_GRACE_SECONDS
 from orchestrators.generate_video import STORAGE_RETRY
-from tests.api.test_storage_outage import _wait_until_gone, _wait_until_listening, table_port
+from tests import azurite_outage
+from tests.azurite_outage import Restarted, stopped
 from tests.conftest import RunningStack, stack_until_jobs_end
 from tests.contract.support import wait_until
-from tests.gateway.test_storage_seam import pid_listening_on
 from tests.images_support import image_bytes
 from tests.webhooks.test_webhooks import finished_orchestration
 
@@ -46,18 +42,14 @@ NOTHING_USED = {"hour": 0, "day": 0}
 
 
 @pytest.fixture(scope="module")
-def restarted_azurites() -> Iterator[list[subprocess.Popen[bytes]]]:
+def restarted_azurites() -> Iterator[Restarted]:
     """Azurites this module started again after stopping the stack's; stopped after the stack."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        process.terminate()
-        process.wait(timeout=30)
+    yield from azurite_outage.restarted_azurites()
 
 
 @pytest.fixture(scope="module")
 def deadline_stack(
-    tmp_path_factory: pytest.TempPathFactory, restarted_azurites: list[subprocess.Popen[bytes]]
+    tmp_path_factory: pytest.TempPathFactory, restarted_azurites: Restarted
 ) -> Iterator[RunningStack]:
     with stack_until_jobs_end(
         tmp_path_factory.mktemp("release-faults"),
@@ -110,7 +102,7 @@ def with_reference_image(app_id: str) -> dict[str, Any]:
 def test_storage_down_through_the_clean_up_leaves_a_job_the_maintenance_timer_finishes(
     deadline_stack: RunningStack,
     turn_taken: None,
-    restarted_azurites: list[subprocess.Popen[bytes]],
+    restarted_azurites: Restarted,
     record_property: Callable[[str, object], None],
 ) -> None:
     stack, client = deadline_stack, deadline_stack.client
@@ -124,21 +116,12 @@ def test_storage_down_through_the_clean_up_leaves_a_job_the_maintenance_timer_fi
     # Its turn is reserved and its deadline timer set: storage is not touched until it fires.
     wait_until(lambda: any(e["EventType"] == "TimerCreated" for e in history_events(stack, video_id)))
 
-    port = table_port(stack)
-    pid = pid_listening_on(port)
-    command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-    os.kill(pid, signal.SIGTERM)  # storage is down from here until the orchestration has ended
-    stopped = time.monotonic()
-    try:
-        _wait_until_gone(pid)
+    # Storage is down from here until the orchestration has ended.
+    with stopped(stack, restarted_azurites):
+        down_since = time.monotonic()
         # The deadline fires, then _fail: release_quota_slot and fail_job each fail every attempt.
         history = finished_orchestration(stack, video_id, timeout=60)
-        record_property("storage_down_seconds", round(time.monotonic() - stopped, 2))
-    finally:
-        restarted_azurites.append(
-            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
-        _wait_until_listening(port)
+        record_property("storage_down_seconds", round(time.monotonic() - down_since, 2))
 
     attempts = failed_attempts(history_events(stack, video_id))
     # Every attempt failed (a clean-up that had run before the stop would show none).

@@ -9,23 +9,18 @@ so no other test's stack is disturbed.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
 from devhost.net import wait_for_http
+from tests import azurite_outage
+from tests.azurite_outage import Restarted, azurite_pid, stopped
 from tests.conftest import RunningStack, stack_until_jobs_end
-from tests.gateway.test_storage_seam import paused, pid_listening_on
+from tests.gateway.test_storage_seam import paused
 from tests.gateway_client import AppCredentials
 
 # Generous bounds, far from both the ~2 s / ~8 s the timeouts give and the minutes storage
@@ -37,18 +32,14 @@ HEALTH_ONE_TRY_SECONDS = 5.0
 
 
 @pytest.fixture(scope="module")
-def restarted_azurites() -> Iterator[list[subprocess.Popen[bytes]]]:
+def restarted_azurites() -> Iterator[Restarted]:
     """Azurites this module started again after stopping the stack's; stopped after the stack."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        process.terminate()
-        process.wait(timeout=30)
+    yield from azurite_outage.restarted_azurites()
 
 
 @pytest.fixture(scope="module")
 def outage_stack(
-    tmp_path_factory: pytest.TempPathFactory, restarted_azurites: list[subprocess.Popen[bytes]]
+    tmp_path_factory: pytest.TempPathFactory, restarted_azurites: Restarted
 ) -> Iterator[RunningStack]:
     with stack_until_jobs_end(tmp_path_factory.mktemp("storage-outage")) as running:
         yield running
@@ -57,14 +48,6 @@ def outage_stack(
 @pytest.fixture(scope="module")
 def app(outage_stack: RunningStack) -> AppCredentials:
     return outage_stack.client.create_app(name="storage outage")
-
-
-def table_port(stack: RunningStack) -> int:
-    return int(re.findall(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", stack.storage_connection_string)[0])
-
-
-def azurite_pid(stack: RunningStack) -> int:
-    return pid_listening_on(table_port(stack))
 
 
 def timed(method: str, url: str, **kwargs: object) -> tuple[requests.Response, float]:
@@ -149,47 +132,12 @@ def test_health_gives_up_on_paused_storage_after_one_short_try(outage_stack: Run
 
 
 def test_stopped_storage_is_a_503_with_retry_after_and_nothing_is_consumed(
-    outage_stack: RunningStack, app: AppCredentials, restarted_azurites: list[subprocess.Popen[bytes]]
+    outage_stack: RunningStack, app: AppCredentials, restarted_azurites: Restarted
 ) -> None:
     before = snapshot(outage_stack, app)
     key = "down-" + uuid.uuid4().hex
-    port = table_port(outage_stack)
-    pid = pid_listening_on(port)
-    command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-
-    os.kill(pid, signal.SIGTERM)  # Azurite saves its data and exits: storage is down
-    _wait_until_gone(pid)
-    try:
+    # Azurite saves its data and exits: storage is down; then up again on the same ports and data.
+    with stopped(outage_stack, restarted_azurites):
         refused_while_storage_is_out(outage_stack, app, key)
-    finally:
-        # Up again on the same ports and data, as after a storage outage ends.
-        restarted_azurites.append(
-            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
-        # Listening again before anything reads storage (the stack's end reads its jobs).
-        _wait_until_listening(port)
 
     served_again_with_nothing_consumed(outage_stack, app, before, key)
-
-
-def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
-    """Until `pid` has exited (the stack reaps it later; a zombie holds no port)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return
-        if state == "Z":
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"Azurite {pid} did not stop within {timeout} s")
-
-
-def _wait_until_listening(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"Azurite did not listen on {port} again within {timeout} s")

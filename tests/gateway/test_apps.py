@@ -102,20 +102,7 @@ def test_authentication_needs_only_the_key_row(tables: Tables) -> None:
 
 def test_key_and_app_rows_written_by_the_old_code_still_work_and_are_upgraded(tables: Tables) -> None:
     api_key = "sgw_old_code_key_" + "o" * 30
-    tables.get(APPS_TABLE).create_entity(
-        {
-            "PartitionKey": "app",
-            "RowKey": "app_old",
-            "name": "Old",
-            "plan": "pro",
-            "created_at": 1_700_000_000,
-            "key_hash": hash_key(api_key),
-            "webhook_secret": "whsec_old",
-        }
-    )
-    tables.get(APP_KEYS_TABLE).create_entity(
-        {"PartitionKey": "key", "RowKey": hash_key(api_key), "app_id": "app_old"}
-    )
+    _old_code_rows(tables, api_key)
     store = AppStore(tables)
 
     app = store.authenticate(api_key)
