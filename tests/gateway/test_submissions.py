@@ -7,11 +7,13 @@ import dataclasses
 import hashlib
 import logging
 import time
+import types
 from collections.abc import Callable
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
 
+from gateway import submissions as submissions_module
 from gateway.apps import App
 from gateway.blobs import VideoAssets
 from gateway.errors import Conflict, Forbidden, NotFound, RateLimited
@@ -269,6 +271,27 @@ def test_a_replay_while_the_first_request_is_unrecorded_waits_then_takes_over(
     assert accepted.job.id != reserved.job_id
     now_held = claims.claim(APP.id, "k1", Claim("probe", "f", time.time()))
     assert (now_held.job_id, now_held.recorded) == (accepted.job.id, True)
+
+
+def test_a_claim_exactly_the_abandon_age_old_is_taken_over(
+    submissions: Submissions, tables: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The boundary of "still in progress": a claim ABANDONED_CLAIM_SECONDS old is abandoned."""
+    submission = Submission(SPEC, idempotency_key="k-edge")
+    reserved = submissions.reserve(APP, plan_limits(APP, SETTINGS), submission)
+    assert isinstance(reserved, Reservation)
+    claims = IdempotencyStore(tables)
+    held = claims.claim(APP.id, "k-edge", Claim("probe", "f", time.time()))
+    now = time.time()
+    edge = Claim(reserved.job_id, submission.fingerprint(), now - ABANDONED_CLAIM_SECONDS)
+    assert claims.take_over(APP.id, "k-edge", held, edge) == edge
+    # The replay's clock, fixed (only the submissions module's view of it).
+    monkeypatch.setattr(submissions_module, "time", types.SimpleNamespace(time=lambda: now))
+
+    accepted = submissions.accept(APP, submission)
+
+    assert not accepted.replayed
+    assert accepted.job.id != reserved.job_id
 
 
 def test_a_replay_of_a_deleted_video_is_not_found(submissions: Submissions, tables: Tables) -> None:
