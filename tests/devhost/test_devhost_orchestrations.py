@@ -247,7 +247,15 @@ def test_event_raised_before_the_wait_is_buffered(start_host: StartHost) -> None
     instance_id = api.start("buffered", token)
     assert entered(token).wait(10)
     assert api.raise_event(instance_id, "approval", "yes").status_code == 202
-    time.sleep(0.2)  # let the event reach the instance while the activity still runs
+    # The event is in the instance's history while the activity still runs (held at its gate):
+    # it arrived before the orchestration waited for it.
+    deadline = time.monotonic() + 10
+    while "EventRaised" not in (
+        history := event_types(api.status(instance_id, history=True)["history"] or [])
+    ):
+        assert time.monotonic() < deadline, history
+        time.sleep(0.05)
+    assert "TaskCompleted" not in history
     gate(token).set()
     status = api.wait(instance_id)
     assert status["output"] == [f"released {token}", "yes"]

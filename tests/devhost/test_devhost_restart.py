@@ -20,6 +20,7 @@ add_client_routes(app)
 _runs: Counter[str] = Counter()
 _first_run_entered = threading.Event()
 _release_first_run = threading.Event()
+_first_run_returned = threading.Event()
 
 
 @app.activity_trigger(input_name="value")
@@ -35,6 +36,7 @@ def slow_once(token: str) -> str:
         # The host is stopped while this first run is in flight; its result is abandoned.
         _first_run_entered.set()
         _release_first_run.wait(10)
+        _first_run_returned.set()
         return "first run"
     return f"run {run}"
 
@@ -102,6 +104,6 @@ def test_activity_in_flight_is_run_again_after_a_restart(start_host: StartHost, 
     assert status["runtimeStatus"] == "Completed"
     assert status["output"] == "run 2"
     assert _runs[token] == 2
-    # The abandoned first run finishing late changes nothing.
-    time.sleep(0.2)
+    # The abandoned first run finishing late (its host is gone) changes nothing.
+    assert _first_run_returned.wait(10)
     assert api.status(instance_id)["output"] == "run 2"
