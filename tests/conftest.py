@@ -33,6 +33,7 @@ from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
 from gateway.tables import Tables, table_service
 from sorasim import SoraSimulator
 from tests.gateway_client import GatewayClient
+from tests.sim_records import sim_created
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEV_APP_KEY = "sgw_test_dev_app_key_" + "x" * 24
@@ -111,11 +112,11 @@ class RunningStack:
 
     def upstream_jobs_for(self, marker: str) -> int:
         """Upstream jobs created with `marker` in their prompt (tests share one simulator)."""
-        response = requests.get(
-            f"{self.simulator}/_sim/created", params={"prompt_contains": marker}, timeout=5
-        )
-        response.raise_for_status()
-        return int(response.json()["jobs_created"])
+        return int(sim_created(self.simulator, marker)["jobs_created"])
+
+    def upstream_options_for(self, marker: str) -> list[dict[str, Any]]:
+        """The provider-native option fields each upstream create with `marker` carried."""
+        return list(sim_created(self.simulator, marker)["options"])
 
     def stored_files(self, prefix: str) -> list[str]:
         """The names of the blobs under `prefix` in the stack's videos container, sorted

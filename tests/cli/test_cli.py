@@ -215,9 +215,7 @@ def test_an_image_is_sent_as_the_sdk_sends_it(
 def options_received(stack: RunningStack, marker: str) -> list[dict[str, Any]]:
     """What each upstream create with `marker` in its prompt carried of the options, in the
     provider's own names (the simulator records it)."""
-    answer = requests.get(f"{stack.simulator}/_sim/created", params={"prompt_contains": marker}, timeout=5)
-    answer.raise_for_status()
-    return list(answer.json()["options"])
+    return stack.upstream_options_for(marker)
 
 
 def test_video_options_are_sent_in_json_and_as_form_text_with_an_image(

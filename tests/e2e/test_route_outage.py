@@ -38,9 +38,7 @@ def set_down(stack: RunningStack, protocols: str) -> None:
 
 
 def upstream_jobs(stack: RunningStack, marker: str) -> int:
-    answer = requests.get(f"{stack.simulator}/_sim/created", params={"prompt_contains": marker}, timeout=5)
-    answer.raise_for_status()
-    return int(answer.json()["jobs_created"])
+    return stack.upstream_jobs_for(marker)
 
 
 def make_video(stack: RunningStack, key: str) -> tuple[dict[str, Any], str]:

@@ -24,6 +24,7 @@ import requests
 from sorasim import SimulatorConfig, SoraSimulator
 from tests.conftest import RunningStack, stack_until_jobs_end
 from tests.pipeline.upstream_proxy import Rule, UpstreamProxy
+from tests.sim_records import sim_created
 
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens, every connection is refused
 RETIRED = "veo-3.1-generate-preview"  # a Gemini API id the simulator answers 404 (retired)
@@ -121,9 +122,7 @@ CATALOG_FIRST = {model["id"]: model["routes"][0]["provider"] for model in CATALO
 
 
 def created_upstream(simulator: SoraSimulator, marker: str) -> int:
-    answer = requests.get(f"{simulator.url}/_sim/created", params={"prompt_contains": marker}, timeout=5)
-    answer.raise_for_status()
-    return int(answer.json()["jobs_created"])
+    return int(sim_created(simulator.url, marker)["jobs_created"])
 
 
 def make(stack: RunningStack, model: str) -> tuple[str, str, str]:
@@ -176,9 +175,7 @@ def test_a_route_throttled_past_its_max_wait_hands_the_job_to_the_next(
 
 def options_created(simulator: SoraSimulator, marker: str) -> list[dict[str, Any]]:
     """The provider-native option fields of each upstream create whose prompt has `marker`."""
-    answer = requests.get(f"{simulator.url}/_sim/created", params={"prompt_contains": marker}, timeout=5)
-    answer.raise_for_status()
-    return list(answer.json()["options"])
+    return list(sim_created(simulator.url, marker)["options"])
 
 
 def test_a_jobs_options_go_with_it_to_the_route_that_makes_it(

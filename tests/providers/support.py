@@ -6,17 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import requests
-
 from gateway.providers.port import VideoProvider
 from sorasim import SoraSimulator
+from tests.sim_records import sim_created
 
 
 def _created(sim: SoraSimulator, needle: str) -> dict[str, Any]:
-    response = requests.get(f"{sim.url}/_sim/created", params={"prompt_contains": needle}, timeout=5)
-    response.raise_for_status()
-    answer: dict[str, Any] = response.json()
-    return answer
+    return sim_created(sim.url, needle)
 
 
 def jobs_created(sim: SoraSimulator, needle: str) -> int:

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import requests
 from openai import BadRequestError, OpenAI
 from openai.types import Model
 
@@ -38,9 +37,7 @@ def asked_for(model: Model) -> dict[str, Any]:
 
 
 def received(stack: RunningStack, marker: str) -> list[dict[str, Any]]:
-    answer = requests.get(f"{stack.simulator}/_sim/created", params={"prompt_contains": marker}, timeout=5)
-    answer.raise_for_status()
-    return list(answer.json()["options"])
+    return stack.upstream_options_for(marker)
 
 
 def check_one_model(stack: RunningStack, model: Model) -> str:
