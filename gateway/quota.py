@@ -236,14 +236,13 @@ def decode_state(entity: Mapping[str, Any], etag: str | None) -> QuotaState:
         times = array.array("q", sorted(at for at, _ in pairs))
         return QuotaState(times=times, legacy={ticket: at for at, ticket in pairs}, etag=etag)
     packed = b"".join(bytes(entity[name]) for name in sorted(k for k in entity if _is_chunk(k)))
-    times = array.array("q")
-    if packed:
-        base = int.from_bytes(packed[:_BASE_BYTES], "little", signed=True)
-        offsets = array.array("I")
-        offsets.frombytes(packed[_BASE_BYTES:])
-        if not _little_endian():  # pragma: no cover - big-endian hosts only
-            offsets.byteswap()
-        times = array.array("q", (base + offset for offset in offsets))
+    # No chunk at all (never written so, but harmless): no base, no offsets, no times.
+    base = int.from_bytes(packed[:_BASE_BYTES], "little", signed=True)
+    offsets = array.array("I")
+    offsets.frombytes(packed[_BASE_BYTES:])
+    if not _little_endian():  # pragma: no cover - big-endian hosts only
+        offsets.byteswap()
+    times = array.array("q", (base + offset for offset in offsets))
     legacy = {str(ticket): int(at) for ticket, at in json.loads(entity.get("legacy") or "[]")}
     return QuotaState(times=times, legacy=legacy, unswept=int(entity.get("unswept") or 0), etag=etag)
 
@@ -324,14 +323,14 @@ class QuotaStore:
             # Always fresh: "this ticket's slot is not in the row" must not come from a stale copy.
             state = self._read(app_id).live(now)
             try:
-                return self._release_once(app_id, state, ticket, now)
-            except _Conflict:
-                self._forget(app_id)
+                return self._release_once(app_id, state, ticket)
+            except _Conflict:  # _commit has forgotten the row; the next turn reads it again
+                continue
 
     def usage(self, app_id: str, limits: Limits, now: float) -> Usage:
         return usage_at(self._read(app_id).live(now).times, within_capacity(limits), now)
 
-    def _release_once(self, app_id: str, state: QuotaState, ticket: str, now: float) -> bool:
+    def _release_once(self, app_id: str, state: QuotaState, ticket: str) -> bool:
         if ticket in state.legacy:
             at = state.legacy[ticket]
             legacy = {held: taken for held, taken in state.legacy.items() if held != ticket}
@@ -347,8 +346,9 @@ class QuotaStore:
             row,
             {"etag": row.metadata["etag"], "match_condition": sdk.MatchConditions.IfNotModified},
         )
-        if at <= to_ms(now) - DAY_MS or not _contains(state.times, at):
-            # Its slot already left the day (or never made it into the row): nothing to give back.
+        if not _contains(state.times, at):
+            # Its slot already left the day (`state` is live: it holds no time older than a day),
+            # or it is no longer in the row (the row was reset): nothing to give back.
             self._table.delete_entity(
                 row, etag=row.metadata["etag"], match_condition=sdk.MatchConditions.IfNotModified
             )
@@ -400,8 +400,8 @@ class QuotaStore:
             self._forget(app_id)
             if error.index != 0 and _is_code(error, "EntityAlreadyExists"):
                 raise _TicketTaken from error
-            if _is_code(error, "EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"):
-                raise _Conflict from error
+            # The row changed since read (412 UpdateConditionNotSatisfied), was created meanwhile
+            # (409 EntityAlreadyExists at index 0) or deleted meanwhile (404 ResourceNotFound).
             if error.status_code in (404, 409, 412):
                 raise _Conflict from error
             raise

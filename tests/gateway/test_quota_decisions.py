@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import json
+import struct
 
 import pytest
 
@@ -189,3 +190,61 @@ def test_giving_a_slot_back_keeps_everything_else_of_the_row() -> None:
     assert after.legacy == {"old": to_ms(NOW - 70)}
     assert (after.unswept, after.etag) == (7, "etag-1")  # the sweep count is not reset by a refund
     assert list(state.times) == [to_ms(NOW - 50), to_ms(NOW - 30), to_ms(NOW - 10)]  # a copy
+
+
+def test_the_state_row_is_a_signed_base_then_unsigned_offsets_little_endian() -> None:
+    """The stored format, byte for byte: what older and newer gateways must read alike."""
+    times = array.array("q", [1_800_000_000_000, 1_800_000_000_005, 1_800_000_090_000])
+    legacy = {"b": times[0], "a": times[1]}  # ticket order differs from time order
+    entity = encode_state("app", QuotaState(times=times, legacy=legacy, unswept=0))
+    assert entity == {
+        "PartitionKey": "app",
+        "RowKey": "usage",
+        "format": 2,
+        "unswept": 0,
+        "t00": struct.pack("<q3I", 1_800_000_000_000, 0, 5, 90_000),
+        "legacy": json.dumps([["b", times[0]], ["a", times[1]]]),  # by time taken
+    }
+    assert decode_state(entity, etag="e").unswept == 0
+    # A row left with no admission (its last slot given back) keeps a zero base and no offset.
+    assert encode_state("app", QuotaState())["t00"] == bytes(8)
+    assert list(decode_state(encode_state("app", QuotaState()), None).times) == []
+
+
+@pytest.mark.parametrize(
+    "times",
+    [[1_800_000_000_000, 1_800_000_000_000 + 2**31 + 5], [-90_000, -5]],
+    ids=["offsets-beyond-2^31-ms", "before-1970"],
+)
+def test_any_signed_base_and_any_unsigned_offset_round_trip(times: list[int]) -> None:
+    """Offsets are unsigned 32-bit (a row may span 49 days: a clock stepped back that far still
+    writes), the base a signed 64-bit integer."""
+    entity = encode_state("app", QuotaState(times=array.array("q", times)))
+    base, *offsets = struct.unpack(f"<q{len(times)}I", entity["t00"])
+    assert (base, offsets) == (times[0], [at - times[0] for at in times])
+    assert list(decode_state(entity, None).times) == times
+
+
+def test_only_t_and_two_digits_name_a_chunk_of_times() -> None:
+    """Other columns (added by an operator's tool, or a later version) are not read as times."""
+    entity = {
+        **encode_state("app", QuotaState(times=array.array("q", [1000, 2000]))),
+        "tag": "three letters",
+        "x01": "digits after another letter",
+        "tx1": "a t, then not two digits",
+    }
+    assert list(decode_state(entity, None).times) == [1000, 2000]
+
+
+def test_an_old_row_without_entries_holds_nothing() -> None:
+    decoded = decode_state({"PartitionKey": "app", "RowKey": "usage"}, etag="e")
+    assert (list(decoded.times), decoded.legacy, decoded.unswept, decoded.etag) == ([], {}, 0, "e")
+
+
+def test_legacy_tickets_leave_with_their_slot_and_not_before() -> None:
+    # One admission expired: the cutoff is its time, so a legacy ticket taken then leaves and
+    # one taken later stays.
+    times = array.array("q", [to_ms(NOW - DAY - 1), to_ms(NOW - 5)])
+    state = QuotaState(times=times, legacy={"gone": times[0], "kept": times[1]}).live(NOW)
+    assert list(state.times) == [times[1]]
+    assert (state.legacy, state.unswept) == ({"kept": times[1]}, 1)
