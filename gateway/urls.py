@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 # requests and urllib3 are imported where a URL is fetched, not with this module: only requests
 # with an image URL or a webhook need them, and a cold worker imports this module to index.
 
-# Called as resolver(host, port); socket.getaddrinfo fits, tests inject fixed answers.
-Resolver = Callable[[str, int], Sequence[tuple[Any, ...]]]
+# Called as resolver(host, port) with the URL's own port, None when it names none; only the
+# answers' addresses are read. socket.getaddrinfo fits, tests inject fixed answers.
+Resolver = Callable[[str, int | None], Sequence[tuple[Any, ...]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -73,7 +74,7 @@ def fetch_limited(
     param: str,
     allow_local: bool,
     max_bytes: int,
-    timeout: float = 10.0,
+    timeout: float,
     max_redirects: int = 3,
     too_large_code: str = "payload_too_large",
     resolver: Resolver = socket.getaddrinfo,
@@ -88,7 +89,7 @@ def fetch_limited(
     deadline = time.monotonic() + timeout
     with _Watchdog(timeout) as watchdog:
         try:
-            return _fetch(
+            body, content_type = _fetch(
                 url,
                 param,
                 allow_local,
@@ -99,14 +100,16 @@ def fetch_limited(
                 deadline,
                 watchdog,
             )
-        except InvalidRequest as error:
-            if watchdog.expired and not _about_time(error):
-                # Whatever the cut connection looked like to the reader, the cause is the time.
-                late = (
-                    "the download took too long" if watchdog.answered else "the server did not answer in time"
-                )
-                raise _fetch_failed(param, late) from None
-            raise
+        except InvalidRequest:
+            if not watchdog.expired:
+                raise
+        else:
+            if not watchdog.expired:
+                return body, content_type
+    # Time is up. Whatever the cut connection looked like to the reader (a failure, or a body
+    # that simply ended), the cause is the time: before any response began, or during one.
+    late = "the download took too long" if watchdog.answered else "the server did not answer in time"
+    raise _fetch_failed(param, late)
 
 
 def _fetch(
@@ -138,8 +141,6 @@ def _fetch(
             if not 200 <= response.status_code < 300:
                 raise _fetch_failed(param, f"the server answered HTTP {response.status_code}")
             body = _read_limited(response, param, max_bytes, too_large_code, deadline)
-            if watchdog.expired:  # a cut connection can look like a body that simply ended
-                raise _fetch_failed(param, "the download took too long")
             return body, response.headers.get("Content-Type")
     raise _fetch_failed(param, f"more than {max_redirects} redirects")
 
@@ -322,7 +323,7 @@ def _pinned_adapter() -> type[Any]:
 def _resolve_target(url: str, *, param: str, allow_local: bool, resolver: Resolver) -> _Target:
     try:
         parts = urlsplit(url)
-        port = parts.port
+        port = parts.port  # a port that is no number, or out of range, is a ValueError here
     except ValueError:
         raise _invalid_url(param, "is not a valid URL") from None
     scheme = parts.scheme.lower()
@@ -334,7 +335,6 @@ def _resolve_target(url: str, *, param: str, allow_local: bool, resolver: Resolv
     host = parts.hostname
     if not host:
         raise _invalid_url(param, "must include a host")
-    port = port or (443 if scheme == "https" else 80)
     addresses = _resolve(host, port, param, resolver)
     for address in addresses:
         reason = _refusal(address, allow_local)
@@ -343,7 +343,7 @@ def _resolve_target(url: str, *, param: str, allow_local: bool, resolver: Resolv
     return _Target(host, parts.netloc, tuple(str(address) for address in addresses))
 
 
-def _resolve(host: str, port: int, param: str, resolver: Resolver) -> list[IPAddress]:
+def _resolve(host: str, port: int | None, param: str, resolver: Resolver) -> list[IPAddress]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
@@ -354,8 +354,9 @@ def _resolve(host: str, port: int, param: str, resolver: Resolver) -> list[IPAdd
         raise _invalid_url(param, "has a host name that does not resolve") from None
     addresses: list[IPAddress] = []
     for answer in answers:
-        # An IPv6 link-local answer carries its zone ("fe80::1%eth0"); the address is what counts.
-        address = ipaddress.ip_address(str(answer[4][0]).split("%", 1)[0])
+        # An IPv6 link-local answer carries its zone ("fe80::1%eth0"), which ipaddress parses
+        # (and link-local is refused in every mode).
+        address = ipaddress.ip_address(str(answer[4][0]))
         if address not in addresses:
             addresses.append(address)
     if not addresses:
@@ -440,10 +441,6 @@ def _decode_base64(encoded: bytes, param: str) -> bytes:
         return base64.b64decode(padded, validate=True)
     except binascii.Error:
         raise _invalid_url(param, "has malformed base64 data") from None
-
-
-def _about_time(error: InvalidRequest) -> bool:
-    return "in time" in error.message or "too long" in error.message
 
 
 def _urllib3_error() -> type[Exception]:

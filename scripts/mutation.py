@@ -52,6 +52,11 @@ def run(names: list[str] | None = None) -> int:
     mutmut's own exit code."""
     if names is None:
         shutil.rmtree(MUTANTS, ignore_errors=True)
+    # The tests run in mutants/, a copy without node_modules: the ones starting an Azurite of
+    # their own (the user-delegation SAS tests: HTTPS, OAuth) find it through this link.
+    MUTANTS.mkdir(exist_ok=True)
+    if not (MUTANTS / "node_modules").exists():
+        (MUTANTS / "node_modules").symlink_to(PROJECT_DIR / "node_modules")
     with tempfile.TemporaryDirectory(prefix="mutation-azurite-") as state:
         azurite = Azurite(PROJECT_DIR, Path(state), in_memory=True)
         azurite.start()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import pytest
 import requests
 
 from gateway.blobs import CLOCK_SKEW, VideoAssets
@@ -97,3 +100,29 @@ def test_the_sas_starts_before_now_for_clock_skew_and_allows_http_only_for_a_loc
     assert abs(expiry - (minted_at + timedelta(minutes=5))) < timedelta(seconds=5)
     # Azurite here is plain http; against real Storage (https) only https is allowed.
     assert query["spr"] == ["https,http"]
+
+
+@pytest.fixture
+def local_time_far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone set to UTC+5:30 (a POSIX TZ rule: no zone files needed)."""
+    monkeypatch.setenv("TZ", "XST-05:30")
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_sas_times_are_utc_whatever_the_hosts_local_time_zone(
+    video_assets: VideoAssets, local_time_far_from_utc: None
+) -> None:
+    assert time.localtime().tm_gmtoff == 5 * 3600 + 30 * 60
+    minted_at = datetime.now(UTC)
+    url = video_assets.read_url(upload(video_assets), timedelta(minutes=5))
+    query = parse_qs(urlsplit(url).query)
+    start = datetime.strptime(query["st"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    expiry = datetime.strptime(query["se"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(start - (minted_at - CLOCK_SKEW)) < timedelta(seconds=5)
+    assert abs(expiry - (minted_at + timedelta(minutes=5))) < timedelta(seconds=5)
+    assert requests.get(url, timeout=10).content == PAYLOAD

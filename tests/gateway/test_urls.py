@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import base64
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -20,12 +23,23 @@ import pytest
 import requests.adapters
 import urllib3.util.connection
 
+import gateway.urls
 from gateway.errors import ApiError, InvalidRequest, PayloadTooLarge
-from gateway.urls import check_public_url, decode_data_url, fetch_limited, open_public
-from tests.gateway.urls_server import LocalServer
+from gateway.urls import (
+    _read_limited,
+    _Watchdog,
+    check_public_url,
+    decode_data_url,
+    fetch_limited,
+    open_public,
+)
+from tests.gateway.urls_server import LocalServer, large_body, wait_until
 from tests.gateway.urls_tls import TestCA
 
 PARAM = "input_reference"
+TOO_LONG = f"Could not fetch '{PARAM}': the download took too long."
+NO_ANSWER = f"Could not fetch '{PARAM}': the server did not answer in time."
+UNVERIFIED = "the server's TLS certificate could not be verified"
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
 
@@ -77,6 +91,7 @@ def server() -> Iterator[LocalServer]:
 def fetch(url: str, **options: Any) -> tuple[bytes, str | None]:
     options.setdefault("allow_local", True)
     options.setdefault("max_bytes", 1024 * 1024)
+    options.setdefault("timeout", 5.0)
     return fetch_limited(url, param=PARAM, **options)
 
 
@@ -235,6 +250,9 @@ def test_asks_for_an_unencoded_body_and_says_who_asks(server: LocalServer) -> No
     headers, _ = fetch(server.url("/echo-headers"))
     assert b"User-Agent: sora-gateway" in headers
     assert b"Accept-Encoding: identity" in headers
+    # Nothing else is sent: no cookies, no credentials, no stray header an upstream could read.
+    names = sorted(line.split(b":", 1)[0] for line in headers.splitlines())
+    assert names == [b"Accept-Encoding", b"Host", b"User-Agent"]
 
 
 def test_connects_to_the_checked_address_and_keeps_the_host_name(server: LocalServer) -> None:
@@ -340,6 +358,7 @@ class TestHttps:
             ):
                 pass
             assert_error(refused, 400, "url_fetch_failed")
+            assert refused.value.message == f"Could not fetch '{PARAM}': {UNVERIFIED}."
         finally:
             running.stop()
 
@@ -350,6 +369,7 @@ class TestHttps:
             with pytest.raises(InvalidRequest, match="certificate") as refused:
                 fetch(running.url("/image", host="images.test"), resolver=resolver)
             assert_error(refused, 400, "url_fetch_failed")
+            assert refused.value.message == f"Could not fetch '{PARAM}': {UNVERIFIED}."
         finally:
             running.stop()
 
@@ -497,7 +517,7 @@ def test_a_redirect_without_location_fails(server: LocalServer) -> None:
 # --- fetch_limited: failures and limits -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [404, 403, 500, 503, 304])
+@pytest.mark.parametrize("status", [404, 403, 500, 503, 304, 300])
 def test_non_2xx_names_the_status_and_never_the_body(server: LocalServer, status: int) -> None:
     with pytest.raises(InvalidRequest) as failed:
         fetch(server.url(f"/status/{status}"))
@@ -510,14 +530,22 @@ def test_a_declared_oversized_body_is_refused_before_reading(server: LocalServer
     with pytest.raises(PayloadTooLarge) as refused:
         fetch(server.url("/declared-huge"), max_bytes=1000, too_large_code="image_too_large")
     assert_error(refused, 413, "image_too_large")
+    assert refused.value.message == f"'{PARAM}' is larger than 1000 bytes."
+    # The declaration alone is refused: the 64 KiB the server does send would fit this cap (and
+    # the rest it promises never comes, so reading on could only end in a timeout).
+    with pytest.raises(PayloadTooLarge) as declared:
+        fetch(server.url("/declared-huge"), max_bytes=100_000, timeout=0.5)
+    assert declared.value.message == f"'{PARAM}' is larger than 100000 bytes."
+    assert_error(declared, 413, "payload_too_large")  # the code when the caller names none
 
 
 def test_an_endless_body_is_cut_off_just_past_the_cap(server: LocalServer) -> None:
     started = time.monotonic()
     with pytest.raises(PayloadTooLarge) as refused:
-        fetch(server.url("/endless"), max_bytes=2 * 1024 * 1024)
+        fetch(server.url("/endless"), max_bytes=2 * 1024 * 1024, too_large_code="image_too_large")
     assert time.monotonic() - started < 2
-    assert_error(refused, 413, "payload_too_large")
+    assert_error(refused, 413, "image_too_large")
+    assert refused.value.message == f"'{PARAM}' is larger than 2097152 bytes."
     # We hung up: the server's endless write loop ends with a broken connection.
     assert server.endless_finished.wait(5)
 
@@ -541,6 +569,8 @@ def test_the_timeout_bounds_the_whole_download_not_each_read(server: LocalServer
         fetch(server.url("/trickle"), timeout=1.0)
     assert 0.9 < time.monotonic() - started < 3
     assert_error(failed, 400, "url_fetch_failed")
+    # The cut connection broke a body of announced length: the cause named is still the time.
+    assert failed.value.message == TOO_LONG
 
 
 def test_the_timeout_bounds_headers_that_never_end(server: LocalServer) -> None:
@@ -553,6 +583,16 @@ def test_the_timeout_bounds_headers_that_never_end(server: LocalServer) -> None:
     assert_error(failed, 400, "url_fetch_failed")
 
 
+def test_a_status_line_that_never_ends_is_no_answer_in_time(server: LocalServer) -> None:
+    """Cut by the watchdog before a status line was complete, the connection fails as a broken
+    response would; what the app is told is that the server did not answer in time."""
+    started = time.monotonic()
+    with pytest.raises(InvalidRequest) as failed:
+        fetch(server.url("/trickle-status"), timeout=0.3)
+    assert time.monotonic() - started < 2
+    assert failed.value.message == NO_ANSWER
+
+
 def test_connection_refused_and_truncated_bodies_fail_cleanly(server: LocalServer) -> None:
     closed = LocalServer()
     closed_url = closed.url("/image")
@@ -560,9 +600,13 @@ def test_connection_refused_and_truncated_bodies_fail_cleanly(server: LocalServe
     with pytest.raises(InvalidRequest, match="could not connect") as refused:
         fetch(closed_url)
     assert_error(refused, 400, "url_fetch_failed")
+    assert refused.value.message == f"Could not fetch '{PARAM}': could not connect to the server."
     with pytest.raises(InvalidRequest, match="while reading") as truncated:
         fetch(server.url("/truncated"))
     assert_error(truncated, 400, "url_fetch_failed")
+    assert truncated.value.message == (
+        f"Could not fetch '{PARAM}': the connection failed while reading the body."
+    )
 
 
 def test_a_compressed_body_is_refused_rather_than_expanded(server: LocalServer) -> None:
@@ -627,9 +671,11 @@ def test_data_urls_over_the_cap(encode: Callable[[bytes], str]) -> None:
         data(encode(b"\xab" * 1001), too_large_code="image_too_large")
     assert_error(refused, 413, "image_too_large")
     started = time.monotonic()
-    with pytest.raises(PayloadTooLarge):
-        data(encode(b"\xab" * 3_000_000), max_bytes=1024 * 1024)
+    with pytest.raises(PayloadTooLarge) as early:
+        data(encode(b"\xab" * 3_000_000), max_bytes=1024 * 1024, too_large_code="image_too_large")
     assert time.monotonic() - started < 2
+    assert_error(early, 413, "image_too_large")
+    assert early.value.message == f"'{PARAM}' is larger than 1048576 bytes."
 
 
 def test_a_nat64_address_is_judged_by_the_ipv4_address_in_its_last_32_bits() -> None:
@@ -645,6 +691,8 @@ def test_data_url_refusals_say_what_is_wrong() -> None:
         "datax:,abc": "'input_reference' is not a valid data URL.",
         "data:;base64,QUJDR": "'input_reference' has malformed base64 data.",
         "data:;base64,QUJD!": "'input_reference' has malformed base64 data.",
+        "data:;base64,QUJ!": "'input_reference' has malformed base64 data.",  # a whole group, not base64
+        "data:;base64,QU=J": "'input_reference' has malformed base64 data.",
     }
     for url, message in cases.items():
         with pytest.raises(InvalidRequest) as refused:
@@ -681,3 +729,244 @@ def test_a_data_url_over_the_cap_after_decoding_names_the_cap() -> None:
         data("data:;base64," + base64.b64encode(b"x" * 11).decode(), max_bytes=10)
     assert refused.value.message == "'input_reference' is larger than 10 bytes."
     assert_error(refused, 413, "payload_too_large")
+
+
+# --- what a refusal tells the app --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_local", "problem"),
+    [
+        ("https://images.example:99999/cat.png", False, "is not a valid URL"),
+        ("https://images.example:port/cat.png", False, "is not a valid URL"),
+        ("http://images.example/cat.png", False, "must be an https URL"),
+        ("ftp://127.0.0.1/x", True, "must be an https URL"),
+        ("https://user@images.example/cat.png", False, "must not contain credentials"),
+        ("https://user:secret@images.example/cat.png", False, "must not contain credentials"),
+        ("https:///cat.png", False, "must include a host"),
+        ("https://nowhere.example/x", False, "has a host name that does not resolve"),
+        ("https://empty.example/x", False, "has a host name that does not resolve"),
+    ],
+)
+def test_a_refused_url_says_what_is_wrong_with_it(url: str, allow_local: bool, problem: str) -> None:
+    """images.example resolves to a public address: each of these URLs is refused for what the
+    message says, not for anything found later."""
+    resolver = resolver_for({"images.example": [PUBLIC_V4], "empty.example": []})
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url(url, param="webhook_url", allow_local=allow_local, resolver=resolver)
+    assert_error(refused, 400, "invalid_url", "webhook_url")
+    assert refused.value.message == f"'webhook_url' {problem}."
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("0.1.2.3", "unspecified"),  # the rest of "this network", 0/8
+        ("::", "unspecified"),
+        ("10.1.2.3", "private"),
+        ("fec0::1", "site-local"),
+        ("4000::1", "reserved"),
+        ("100.64.0.1", "non-public"),  # carrier-grade NAT: not private, not global either
+        ("2002:a9fe:a9fe::1", "link-local"),  # 6to4: judged by its IPv4, 169.254.169.254
+    ],
+)
+def test_a_refused_address_is_named_by_its_kind(address: str, kind: str) -> None:
+    message = f"'{PARAM}' must not point to a {kind} address."
+    with pytest.raises(InvalidRequest) as literal:
+        check_public_url(literal_url(address), param=PARAM, allow_local=False, resolver=resolver_for({}))
+    assert literal.value.message == message
+    resolver = resolver_for({"images.example": [PUBLIC_V4, address]})
+    with pytest.raises(InvalidRequest) as resolved:
+        check_public_url("https://images.example/x", param=PARAM, allow_local=False, resolver=resolver)
+    assert resolved.value.message == message
+
+
+def test_a_link_local_answer_with_its_zone_is_refused_as_link_local() -> None:
+    resolver = resolver_for({"images.example": [PUBLIC_V4, "fe80::1%eth0"]})
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url("https://images.example/x", param=PARAM, allow_local=False, resolver=resolver)
+    assert refused.value.message == f"'{PARAM}' must not point to a link-local address."
+
+
+def test_local_development_judges_an_embedded_ipv4_by_the_local_rules_too() -> None:
+    """6to4 of 127.0.0.1: the embedded loopback is fine for local development, so what refuses
+    the address is the 6to4 range itself (2002::/16 is not global), not the loopback in it."""
+    with pytest.raises(InvalidRequest) as refused:
+        check_public_url(
+            "http://[2002:7f00:1::1]/x", param=PARAM, allow_local=True, resolver=resolver_for({})
+        )
+    assert refused.value.message == f"'{PARAM}' must not point to a private address."
+
+
+def test_the_resolver_is_asked_for_the_host_with_the_urls_own_port() -> None:
+    asked: list[tuple[str, int | None]] = []
+
+    def resolver(host: str, port: int | None) -> list[tuple[Any, ...]]:
+        asked.append((host, port))
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (PUBLIC_V4, port or 0))]
+
+    check_public_url("https://images.example:8443/x", param=PARAM, allow_local=False, resolver=resolver)
+    check_public_url("https://images.example/x", param=PARAM, allow_local=False, resolver=resolver)
+    assert asked == [("images.example", 8443), ("images.example", None)]
+
+
+# --- fetch_limited: limits and time, exactly -------------------------------------------------------
+
+
+def test_a_body_without_a_length_is_counted_exactly_at_the_cap(server: LocalServer) -> None:
+    """200 000 bytes arrive in several reads and no Content-Length says so in advance: they are
+    put together as sent, accepted at a cap of exactly that size and refused one byte below."""
+    size = 200_000
+    body, _ = fetch(server.url(f"/large/{size}"), max_bytes=size)
+    assert body == large_body(size)
+    with pytest.raises(PayloadTooLarge) as refused:
+        fetch(server.url(f"/large/{size}"), max_bytes=size - 1)
+    assert refused.value.message == f"'{PARAM}' is larger than {size - 1} bytes."
+
+
+@pytest.mark.parametrize("encoding", ["", "identity", " Identity "])
+def test_an_empty_or_identity_content_encoding_is_a_plain_body(server: LocalServer, encoding: str) -> None:
+    assert fetch(server.url(f"/encoded?as={quote(encoding)}"))[0] == b"plain body"
+
+
+def test_a_body_cut_off_by_the_timeout_is_not_taken_for_a_whole_one(server: LocalServer) -> None:
+    """Without a length, the cut connection looks like the body's end: it is still a timeout."""
+    with pytest.raises(InvalidRequest) as failed:
+        fetch(server.url("/trickle?unsized=1"), timeout=0.3)
+    assert failed.value.message == TOO_LONG
+
+
+def test_a_redirect_hop_after_the_time_is_up_sends_nothing(server: LocalServer) -> None:
+    """The first hop answered (a redirect); resolving the second outlasts the whole timeout. The
+    watchdog has fired by then: the new connection is shut as soon as it exists, so the server
+    never receives the second request, and the fetch is a download that took too long."""
+
+    def slow(host: str, port: int | None) -> list[tuple[Any, ...]]:
+        time.sleep(0.4)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    location = server.url("/image", host="slow.test")
+    with pytest.raises(InvalidRequest) as failed:
+        fetch(server.url(f"/to?location={quote(location, safe='')}"), timeout=0.1, resolver=slow)
+    assert failed.value.message == TOO_LONG
+    assert server.paths == [f"/to?location={quote(location, safe='')}"]
+
+
+@pytest.fixture
+def unaccepting() -> Iterator[int]:
+    """A loopback port whose accept queue is full: the kernel drops further SYNs, so a connect
+    there hangs as it would towards a host that swallows packets."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=1)
+    yield port
+    filler.close()
+    listener.close()
+
+
+def test_a_connection_that_is_never_accepted_times_out(unaccepting: int) -> None:
+    """The watchdog cannot help here (a socket is handed to it once connected): the connect
+    timeout alone, taken from what is left of the whole timeout, ends the attempt."""
+    url = f"http://127.0.0.1:{unaccepting}/image"
+    started = time.monotonic()
+    with (
+        pytest.raises(InvalidRequest) as failed,
+        open_public("GET", url, param=PARAM, allow_local=True, timeout=0.2),
+    ):
+        pass
+    assert failed.value.message == NO_ANSWER
+    with pytest.raises(InvalidRequest) as fetched:
+        fetch(url, timeout=0.2)
+    assert fetched.value.message == NO_ANSWER
+    assert time.monotonic() - started < 2
+
+
+class _Raw:
+    """The `raw` of a response whose body is already at hand, read as `_read_limited` reads it."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    def read1(self, amount: int, decode_content: bool | None = None) -> bytes:  # urllib3's signature
+        return self._chunks.pop(0) if self._chunks else b""
+
+
+def _response(*chunks: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response.raw = _Raw(list(chunks))
+    return response
+
+
+def test_a_body_still_arriving_after_the_deadline_is_refused_even_before_the_watchdog_cuts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watchdog's timer may fire late on a busy host; the reader checks the deadline itself
+    after every read. A clock frozen at 100.0 shows the boundary: at the deadline is still in time."""
+    monkeypatch.setattr(gateway.urls, "time", SimpleNamespace(monotonic=lambda: 100.0))
+    assert _read_limited(_response(b"ab", b"cd"), PARAM, 10, "payload_too_large", 100.0) == b"abcd"
+    with pytest.raises(InvalidRequest) as late:
+        _read_limited(_response(b"ab", b"cd"), PARAM, 10, "payload_too_large", 99.9)
+    assert_error(late, 400, "url_fetch_failed")
+    assert late.value.message == TOO_LONG
+
+
+# --- the watchdog ----------------------------------------------------------------------------------
+
+
+def test_the_watchdog_fires_after_its_time_even_a_short_or_negative_one() -> None:
+    for seconds in (0.05, -1.0):
+        with _Watchdog(seconds) as watchdog:
+            assert wait_until(lambda: watchdog.expired, timeout=0.6)
+
+
+def test_a_socket_handed_to_an_expired_watchdog_is_shut_at_once() -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer, _Watchdog(0.0) as watchdog:
+        assert wait_until(lambda: watchdog.expired, timeout=1)
+        watchdog.watch(ours)
+        peer.settimeout(1)
+        assert peer.recv(1) == b""  # the shutdown reached the other end: no read waits any more
+
+
+def test_a_socket_already_closed_does_not_keep_the_watchdog_from_shutting_the_others() -> None:
+    closed = socket.socket()
+    closed.close()
+    ours, peer = socket.socketpair()
+    with ours, peer, _Watchdog(0.1) as watchdog:
+        watchdog.watch(closed)
+        watchdog.watch(ours)
+        peer.settimeout(1)
+        assert peer.recv(1) == b""
+        watchdog.watch(closed)  # handed over after the time is up: shut, quietly
+
+
+def test_a_fetch_in_flight_does_not_keep_the_process_from_exiting(server: LocalServer) -> None:
+    """A worker process may end while a fetch waits on a silent server (its thread a daemon):
+    the watchdog's timer must not hold the process alive until that fetch's time is up. The
+    control in this process: the same silent server is a plain timeout here."""
+    with pytest.raises(InvalidRequest):
+        fetch(server.url("/sleep/30"), timeout=0.1)
+    script = f"""
+import threading, time
+from gateway.urls import fetch_limited
+
+def run():
+    fetch_limited({server.url("/sleep/30")!r}, param="p", allow_local=True, max_bytes=10, timeout=30)
+
+threading.Thread(target=run, daemon=True).start()
+time.sleep(0.3)
+"""
+    project = Path(gateway.urls.__file__).resolve().parent.parent
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", script], cwd=project, timeout=10, check=True)
+    assert time.monotonic() - started < 5

@@ -56,7 +56,7 @@ import base64
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import certifi
@@ -65,6 +65,7 @@ import requests
 from azure.core.credentials import TokenCredential
 from azure.storage.blob import BlobServiceClient
 
+import gateway.blobs
 from devhost.azurite import Azurite
 from gateway.blobs import CLOCK_SKEW, VideoAssets, blob_service
 from sorasim import SoraSimulator
@@ -260,6 +261,36 @@ def test_one_delegation_key_serves_many_urls_until_a_ttl_outlives_it(
     assert delegation_key_requests(https_azurite, ca) == requests_before + 2
     assert sas_time(query(third)["ske"]) >= sas_time(query(third)["se"]) > key_expiry
     for url in (first, second, third):
+        assert get(url, ca).content == PAYLOAD
+
+
+def test_a_delegation_key_lives_a_day_and_is_renewed_only_for_a_url_that_would_outlive_it(
+    https_azurite: Azurite, assets: VideoAssets, blob: str, ca: TestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the signer's clock held still, the boundary is exact: a URL expiring at the very
+    instant its key does reuses it; one microsecond later needs a new key. A key is asked for a
+    day (or the URL's ttl, if longer), from CLOCK_SKEW before now."""
+    frozen = datetime.now(UTC).replace(microsecond=0)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Clock:
+            assert tz is UTC
+            return cls.fromtimestamp(frozen.timestamp(), UTC)
+
+    monkeypatch.setattr(gateway.blobs, "datetime", Clock)
+    day = timedelta(days=1)
+    requests_before = delegation_key_requests(https_azurite, ca)
+
+    short = assets.read_url(blob, timedelta(minutes=10))
+    fields = query(short)
+    assert (sas_time(fields["skt"]), sas_time(fields["ske"])) == (frozen - CLOCK_SKEW, frozen + day)
+    as_long_as_the_key = assets.read_url(blob, day)
+    assert delegation_key_requests(https_azurite, ca) == requests_before + 1
+
+    one_microsecond_longer = assets.read_url(blob, day + timedelta(microseconds=1))
+    assert delegation_key_requests(https_azurite, ca) == requests_before + 2
+    for url in (short, as_long_as_the_key, one_microsecond_longer):
         assert get(url, ca).content == PAYLOAD
 
 

@@ -147,10 +147,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.owner.stopping.wait(float(rest))
         self._send(200, b"late")
 
-    def _route_trickle(self, _rest: str, _query: dict[str, str]) -> None:
-        """Promises a large body and sends one small piece every 50 ms, each well within any read timeout."""
+    def _route_trickle(self, _rest: str, query: dict[str, str]) -> None:
+        """Promises a large body and sends one small piece every 50 ms, each well within any read
+        timeout; with `unsized=1` the body has no length and ends when the connection does."""
         self.send_response(200)
-        self.send_header("Content-Length", "1000000")
+        if query.get("unsized"):
+            self.send_header("Connection", "close")
+        else:
+            self.send_header("Content-Length", "1000000")
         self.end_headers()
         self.owner.count_trickle(+1)
         try:
@@ -175,6 +179,16 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
+    def _route_trickle_status(self, _rest: str, _query: dict[str, str]) -> None:
+        """Sends one byte of a status line every 50 ms, forever: no line ever ends."""
+        try:
+            while not self.owner.stopping.wait(0.05):
+                self.wfile.write(b"H")
+                self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
+
     def _route_truncated(self, _rest: str, _query: dict[str, str]) -> None:
         self.send_response(200)
         self.send_header("Content-Length", "1000")
@@ -182,8 +196,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"z" * 10)
         self.close_connection = True
 
+    def _route_large(self, rest: str, _query: dict[str, str]) -> None:
+        """/large/N: N bytes of `large_body(N)`, no length announced, ended by closing the connection."""
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(large_body(int(rest)))
+        self.close_connection = True
+
+    def _route_encoded(self, _rest: str, query: dict[str, str]) -> None:
+        """A plain body labelled with the Content-Encoding named by `as` (possibly empty)."""
+        self._send(200, b"plain body", Content_Encoding=query.get("as", ""))
+
     def _route_gzip(self, _rest: str, _query: dict[str, str]) -> None:
         self._send(200, b"\x1f\x8b not really gzip", Content_Encoding="gzip")
+
+
+def large_body(size: int) -> bytes:
+    """`size` bytes that differ from chunk to chunk, so a body put together wrongly shows."""
+    counter = b"".join(i.to_bytes(4, "big") for i in range(size // 4 + 1))
+    return counter[:size]
 
 
 def wait_until(condition: Any, timeout: float = 5.0) -> bool:
