@@ -762,3 +762,77 @@ def test_a_delivered_webhook_is_not_sent_again() -> None:
     assert history.step() == []
     assert history.last is not None
     assert history.last.done
+
+
+# -- decisions pinned by mutation testing ------------------------------------------------------
+
+
+def test_a_create_that_finds_the_job_cancelled_ends_it_as_cancelled() -> None:
+    history = reserved()
+    history.episode(1).complete(
+        history.task(activity.CREATE_UPSTREAM_JOB), UpstreamStatus.job_cancelled(None).to_dict()
+    )
+    run_out(history, history.step())
+    assert_failed(history, "cancelled")
+
+
+def test_a_status_check_that_finds_the_job_cancelled_ends_it_as_cancelled() -> None:
+    history = polling()
+    history.episode(1).complete(
+        history.task(activity.CHECK_UPSTREAM_JOB), UpstreamStatus.job_cancelled(UPSTREAM_ID).to_dict()
+    )
+    asked = run_out(history, history.step())
+    assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]
+    assert_failed(history, "cancelled")
+
+
+def test_a_check_that_succeeds_after_failed_ones_makes_a_later_deadline_a_timeout() -> None:
+    """The upstream answered again: running out of time after that is the job being slow
+    (`timeout`), not the upstream being unreachable."""
+    history = polling()
+    assert describe(exhaust_retries(history, activity.CHECK_UPSTREAM_JOB)) == [TIMER]
+    history.fire(history.last_timer())
+    assert describe(history.step()) == [activity.CHECK_UPSTREAM_JOB]
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), running(20))
+    assert describe(history.step()) == [TIMER]
+    history.fire(history.last_timer(), late=600)  # past the 10-minute deadline
+    run_out(history, history.step())
+    assert_failed(history, "timeout")
+
+
+def test_throttled_to_exactly_the_routes_max_wait_still_waits() -> None:
+    history = reserved()
+    throttled = UpstreamStatus.throttled(None, 5, max_wait=5).to_dict()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
+    assert describe(history.step()) == [TIMER]  # 0 + 5 s is not past 5 s
+
+
+def test_moving_to_the_next_route_is_asked_for_this_job_with_storage_retries() -> None:
+    # Throttled past the route's max wait, and a create that failed for good: both moves.
+    history = reserved()
+    throttled = UpstreamStatus.throttled(None, 10, max_wait=5).to_dict()
+    history.episode(1).complete(history.task(activity.CREATE_UPSTREAM_JOB), throttled)
+    after_throttling = history.step()
+    failed_for_good = exhaust_retries(reserved(), activity.CREATE_UPSTREAM_JOB)
+    for leaves in (after_throttling, failed_for_good):
+        assert describe(leaves) == [activity.MOVE_TO_NEXT_ROUTE]
+        assert leaves[0].input == JOB.to_dict()
+        assert leaves[0].retry is not None
+        assert leaves[0].retry["maxNumberOfAttempts"] == 5
+
+
+def test_an_input_recorded_before_webhook_delays_existed_has_no_webhook() -> None:
+    """Orchestrations started by an older version carry inputs without the field."""
+    recorded = {key: value for key, value in RUN.to_dict().items() if key != "webhook_delays"}
+    assert JobRun.from_dict(recorded).webhook_delays == ()
+
+
+def test_each_checks_progress_sets_the_wait_before_the_next_check() -> None:
+    history = polling()
+    answered = running(60)
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), answered)
+    new = history.step()
+    assert describe(new) == [TIMER]
+    delay = RUN.poll.next_delay(UpstreamStatus.from_dict(answered).progress_track)
+    assert delay != RUN.poll.next_delay(UpstreamStatus.from_dict(running()).progress_track)  # it tells
+    assert new[0].fire_at == timestamp(history.now + timedelta(seconds=delay))
