@@ -87,17 +87,24 @@ def test_a_download_url_makes_storage_answer_an_attachment(video_assets: VideoAs
     assert "Content-Disposition" not in plain.headers
 
 
-def test_the_sas_starts_before_now_for_clock_skew_and_allows_http_only_for_a_local_emulator(
-    video_assets: VideoAssets,
-) -> None:
+def minted_five_minute_url(video_assets: VideoAssets) -> str:
+    """A 5-minute read URL, checked to start CLOCK_SKEW before now (another machine's clock may
+    run behind) and to end 5 minutes after, both in UTC."""
     minted_at = datetime.now(UTC)
     url = video_assets.read_url(upload(video_assets), timedelta(minutes=5))
     query = parse_qs(urlsplit(url).query)
     start = datetime.strptime(query["st"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     expiry = datetime.strptime(query["se"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    # Another machine's clock may run behind: the SAS is valid from 5 minutes ago.
     assert abs(start - (minted_at - CLOCK_SKEW)) < timedelta(seconds=5)
     assert abs(expiry - (minted_at + timedelta(minutes=5))) < timedelta(seconds=5)
+    return url
+
+
+def test_the_sas_starts_before_now_for_clock_skew_and_allows_http_only_for_a_local_emulator(
+    video_assets: VideoAssets,
+) -> None:
+    url = minted_five_minute_url(video_assets)
+    query = parse_qs(urlsplit(url).query)
     # Azurite here is plain http; against real Storage (https) only https is allowed.
     assert query["spr"] == ["https,http"]
 
@@ -118,11 +125,5 @@ def test_the_sas_times_are_utc_whatever_the_hosts_local_time_zone(
     video_assets: VideoAssets, local_time_far_from_utc: None
 ) -> None:
     assert time.localtime().tm_gmtoff == 5 * 3600 + 30 * 60
-    minted_at = datetime.now(UTC)
-    url = video_assets.read_url(upload(video_assets), timedelta(minutes=5))
-    query = parse_qs(urlsplit(url).query)
-    start = datetime.strptime(query["st"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    expiry = datetime.strptime(query["se"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    assert abs(start - (minted_at - CLOCK_SKEW)) < timedelta(seconds=5)
-    assert abs(expiry - (minted_at + timedelta(minutes=5))) < timedelta(seconds=5)
+    url = minted_five_minute_url(video_assets)
     assert requests.get(url, timeout=10).content == PAYLOAD
