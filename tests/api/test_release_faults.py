@@ -151,8 +151,9 @@ def test_storage_down_through_the_clean_up_leaves_a_job_the_maintenance_timer_fi
     )
     assert video["error"]["code"] == "timeout"
     assert video["error"]["message"] == failure_message("timeout")
-    assert client.usage(app.api_key)["used"] == NOTHING_USED  # it never reached the upstream
-    assert stack.stored_files(prefix) == []
+    # The record turns failed first; the refund and the file deletion follow it (Reconciler.settle).
+    wait_until(lambda: client.usage(app.api_key)["used"] == NOTHING_USED, timeout=30)  # never upstream
+    wait_until(lambda: stack.stored_files(prefix) == [], timeout=30)
     assert stack.upstream_jobs_for(app.id) == 0
 
 

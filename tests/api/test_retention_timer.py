@@ -66,7 +66,11 @@ def test_the_timer_deletes_an_expired_videos_blobs_and_its_record_says_expired(
 
     # The next timer run deletes every file of the video from Blob Storage ...
     wait_until(lambda: files_of(assets, app.id, video_id) == [], timeout=30)
-    assert "retention sweep: SweepReport(expired_assets=1" in stack.log_path.read_text(errors="replace")
+    # The sweep logs its report once it has finished (after the deletions seen above).
+    wait_until(
+        lambda: "retention sweep: SweepReport(expired_assets=1" in stack.log_path.read_text(errors="replace"),
+        timeout=30,
+    )
     # ... and forgets them in the record, which stays to say what happened.
     row = jobs.get_entity(app.id, video_id)
     assert (row["status"], row.get("video_blob"), row.get("thumbnail_blob")) == ("completed", None, None)
