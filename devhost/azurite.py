@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -18,10 +19,12 @@ log = logging.getLogger("devhost.azurite")
 STANDARD_PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
 START_ATTEMPTS = 3  # starts on newly chosen ports when another process took one meanwhile
 _PR_SET_PDEATHSIG = 1
+_TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
 
 
 def _die_with_parent() -> None:
-    """Linux: have the kernel stop Azurite if the stack dies without cleaning up."""
+    """Linux: have the kernel stop Azurite if the stack dies without cleaning up. The kernel
+    means the thread that started it: start Azurite from a thread that outlives it."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -32,6 +35,35 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _listens_on(pid: int, port: int) -> bool | None:
+    """Whether process `pid` itself holds the listening socket on `port` (Linux: read from
+    /proc); None where /proc cannot tell. Answering on the port is not enough: another process
+    that bound it first answers there too, until our Azurite notices and exits."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return None
+    sockets = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                sockets.add(target[len("socket:[") : -1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()  # sl, local address:port (hex), remote, state, ..., inode
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if fields[3] == _TCP_LISTEN and local_port == port and fields[9] in sockets:
+                    return True
+    return False
+
+
+def _serves(pid: int, port: int) -> bool:
+    owned = _listens_on(pid, port)
+    return _listening(port) if owned is None else owned
 
 
 class _PortTaken(Exception):
@@ -139,13 +171,13 @@ class Azurite:
         deadline = time.monotonic() + timeout
         try:
             for port in self.ports.values():
-                while not _listening(port):
+                # Its own socket: another process on a port it lost answers there too, until it
+                # notices and exits (then _check_running starts it again on other ports).
+                while not _serves(self._process.pid, port):
                     self._check_running()
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"Azurite not listening on {port} after {timeout}s")
                     time.sleep(0.05)
-            # Something else may have answered on a port Azurite failed to bind: it must still run.
-            self._check_running()
         except BaseException:
             self.stop()
             raise

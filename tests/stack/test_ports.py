@@ -9,6 +9,7 @@ from then on); Azurite binds its own, so a lost race is detected and Azurite sta
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from devhost import azurite as azurite_module
-from devhost.azurite import Azurite
+from devhost.azurite import Azurite, _listens_on
 from devhost.net import LOOPBACK
 from tests.conftest import PROJECT_DIR
 
@@ -72,3 +73,41 @@ def test_azurite_gives_up_after_its_attempts_and_says_why(
         emulator.start()
     assert "EADDRINUSE" in str(refused.value)
     assert emulator.pid is None  # nothing left running
+
+
+def test_two_azurites_started_at_once_on_the_same_preferred_ports_never_share_one(tmp_path: Path) -> None:
+    """What two test sessions on one machine did: both stacks prefer 10000-10002 and start
+    together. The loser's Azurite exits only a moment after the winner answers on the ports;
+    answering is not enough, each start must end with ports its own process listens on.
+
+    Each start runs on a thread of its own that lives until the end: Azurite is told to stop
+    when the thread that started it ends (PR_SET_PDEATHSIG follows the thread, not the process)."""
+    emulators = [Azurite(PROJECT_DIR, tmp_path / name, in_memory=True) for name in ("a", "b")]
+    started = threading.Barrier(3)
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def start(emulator: Azurite) -> None:
+        try:
+            emulator.start()
+        except BaseException as error:  # reported by the test, not lost in the thread
+            failures.append(error)
+        started.wait(timeout=120)
+        done.wait(timeout=300)
+        emulator.stop()
+
+    threads = [threading.Thread(target=start, args=(emulator,)) for emulator in emulators]
+    for thread in threads:
+        thread.start()
+    try:
+        started.wait(timeout=120)
+        assert failures == []
+        first, second = (set(emulator.ports.values()) for emulator in emulators)
+        assert not first & second
+        for emulator in emulators:
+            assert emulator.pid is not None
+            assert all(_listens_on(emulator.pid, port) for port in emulator.ports.values())
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=60)
