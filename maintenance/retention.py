@@ -106,19 +106,11 @@ async def reconcile(client: df.DurableOrchestrationClient, reconciler: Reconcile
     return settled
 
 
-async def orchestration_status(client: df.DurableOrchestrationClient, instance_id: str) -> str | None:
-    """The instance's runtime status (Running, Completed, ...), or None when there is no such instance.
-
-    A job's orchestration instance id is the job id (see api/videos.py).
-    """
-    runtime_status, _ = await orchestration_state(client, instance_id)
-    return runtime_status
-
-
 async def orchestration_state(
     client: df.DurableOrchestrationClient, instance_id: str
 ) -> tuple[str | None, Any]:
-    """The instance's runtime status (None: no such instance) and its output (None until it ended)."""
+    """The instance's runtime status (Running, Completed, ...; None: no such instance) and its
+    output (None until it ended). A job's orchestration instance id is the job id (api/videos.py)."""
     status = await client.get_status(instance_id)
     if not status or status.runtime_status is None:  # falsy: the management API answered 404
         return None, None

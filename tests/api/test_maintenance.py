@@ -34,7 +34,7 @@ from gateway.retention import (
     RetentionSweeper,
 )
 from gateway.tables import Tables
-from maintenance.retention import HISTORY_START, orchestration_status, purge_history, reconcile, run_sweep
+from maintenance.retention import HISTORY_START, orchestration_state, purge_history, reconcile, run_sweep
 from tests.conftest import RunningStack
 
 NOW = time.time()
@@ -224,14 +224,14 @@ def test_reconcile_and_purge_against_the_dev_host(
 
     async def scenario() -> tuple[str | None, str | None, int, int, str | None]:
         for _ in range(150):  # the record is final a moment before the orchestration is
-            done_status = await orchestration_status(client, done_id)
+            done_status, _ = await orchestration_state(client, done_id)
             if done_status == "Completed":
                 break
             await asyncio.sleep(0.2)
-        lost_status = await orchestration_status(client, lost.id)
+        lost_status, _ = await orchestration_state(client, lost.id)
         settled = await reconcile(client, Reconciler(jobs, quota, upstream, stack_assets), time.time())
         purged = await purge_history(client, time.time() + 1, created_after=started)
-        return done_status, lost_status, settled, purged, await orchestration_status(client, done_id)
+        return done_status, lost_status, settled, purged, (await orchestration_state(client, done_id))[0]
 
     done_status, lost_status, settled, purged, after_purge = asyncio.run(with_fresh_session(scenario()))
 
