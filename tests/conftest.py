@@ -326,9 +326,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 
 
 @contextlib.contextmanager
-def running_azurite(state_dir: Path) -> Iterator[Azurite]:
-    """An Azurite of its own (in memory), stopped on leaving."""
-    emulator = Azurite(PROJECT_DIR, state_dir, in_memory=True)
+def running_azurite(state_dir: Path, **options: Any) -> Iterator[Azurite]:
+    """An Azurite of its own (in memory), stopped on leaving; `options` as Azurite takes them
+    (tls, oauth, debug_log)."""
+    emulator = Azurite(PROJECT_DIR, state_dir, in_memory=True, **options)
     emulator.start()
     try:
         yield emulator

@@ -70,7 +70,7 @@ from devhost.azurite import Azurite
 from gateway.blobs import CLOCK_SKEW, VideoAssets, blob_service
 from sorasim import SoraSimulator
 from sorasim.tokens import PRINCIPAL_ID, TENANT_ID
-from tests.conftest import PROJECT_DIR
+from tests.conftest import running_azurite
 from tests.gateway.urls_tls import TestCA
 from tests.simulator.conftest import use_managed_identity_of
 
@@ -89,12 +89,8 @@ def https_azurite(tmp_path_factory: pytest.TempPathFactory, ca: TestCA) -> Itera
     """Azurite of its own on free loopback ports: HTTPS with the test CA's certificate, OAuth."""
     directory = tmp_path_factory.mktemp("azurite-oauth")
     tls = ca.server_files(directory, "127.0.0.1")
-    emulator = Azurite(PROJECT_DIR, directory, in_memory=True, tls=tls, oauth=True, debug_log=True)
-    emulator.start()
-    try:
+    with running_azurite(directory, tls=tls, oauth=True, debug_log=True) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture(scope="module")
