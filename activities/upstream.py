@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import azure.durable_functions as df
 
 from activities import names
 from gateway.clients import (
+    get_duration_store,
     get_job_store,
     get_provider,
     get_provider_health,
@@ -25,6 +27,7 @@ from gateway.clients import (
     get_upstream_pacer,
 )
 from gateway.creation import progress_fields
+from gateway.durations import JobKind
 from gateway.errors import (
     UpstreamAmbiguousError,
     UpstreamError,
@@ -44,7 +47,7 @@ from gateway.messages import (
     UpstreamStatus,
     rejection_code,
 )
-from gateway.polling import ProgressTrack
+from gateway.polling import PollPolicy, ProgressTrack, plan
 from gateway.reroute import has_alternatives, next_route, untouched
 from gateway.settings import DEFAULT_PROVIDER, get_settings
 
@@ -103,12 +106,37 @@ def create_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         get_provider_health().record(provider, "accepted", (time.monotonic() - started) * 1000)
     now = time.time()
     origin = float(video.created_at or now)
-    track = ProgressTrack(origin=origin).observe(now - origin, video.progress or 0)
-    recorded = creator.record(job, video, policy.next_check_at(track))
+    track = ProgressTrack(origin=origin).observe(now - origin, video.progress or 0, video.status)
+    step = _plan(job, track, policy)
+    recorded = creator.record(job, video, step.check_at, step.eta_at)
     if recorded.finished:
         # Cancelled while the create was under way: the orchestrator deletes what was made.
         return UpstreamStatus.job_cancelled(video.id).to_dict()
-    return UpstreamStatus.of(video, track).to_dict()
+    return UpstreamStatus.of(video, track, step.check_at).to_dict()
+
+
+@dataclass(frozen=True)
+class _Step:
+    check_at: float  # unix time of the next status check
+    eta_at: float | None  # unix time the job is expected to end
+
+
+def _kind(job: Job) -> JobKind:
+    """What the job's duration is learned under: the route it runs on and what it makes."""
+    return JobKind(
+        provider=job.provider or DEFAULT_PROVIDER,
+        model=job.provider_model or job.model,
+        size=job.size,
+        seconds=job.seconds,
+    )
+
+
+def _plan(job: Job, track: ProgressTrack, policy: PollPolicy) -> _Step:
+    """The next check and the ETA, from the track and what was learned of jobs like this one."""
+    step = plan(policy, track, get_duration_store().learned(_kind(job)))
+    seen_at = track.origin + track.last_check_at
+    eta_at = None if step.eta is None else round(track.origin + step.eta, 3)
+    return _Step(check_at=seen_at + step.delay, eta_at=eta_at)
 
 
 def _elsewhere(job: Job, error: UpstreamError, code: str) -> dict[str, Any]:
@@ -211,13 +239,29 @@ def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
             video.error_code,
             video.error_message,
         )
-    track = check.track.observe(time.time() - check.track.origin, video.progress or 0)
+    elapsed = time.time() - check.track.origin
+    track = check.track.observe(elapsed, video.progress or 0, video.status)
+    step = _plan(job, track, policy)
     updated = jobs.update_job(
-        ref.job.app_id, ref.job.job_id, next_check_at=policy.next_check_at(track), **progress_fields(video)
+        ref.job.app_id,
+        ref.job.job_id,
+        next_check_at=step.check_at,
+        estimated_completion_at=step.eta_at,
+        **progress_fields(video),
     )
+    if video.status == "completed":
+        # It ended between the check before and this one. Learned after the write, so a check
+        # that Durable retries for a failed write counts the job once.
+        _learn(job, check.track, ended=(check.track.last_check_at + elapsed) / 2)
     if updated.finished:
         return UpstreamStatus.job_cancelled(ref.upstream_id).to_dict()
-    return UpstreamStatus.of(video, track).to_dict()
+    return UpstreamStatus.of(video, track, step.check_at).to_dict()
+
+
+def _learn(job: Job, track: ProgressTrack, ended: float) -> None:
+    """Add a job that completed `ended` seconds after its upstream creation to the record of
+    jobs like it (with its queue wait when the checks saw its start closely)."""
+    get_duration_store().record(_kind(job), ended, began=track.timed_start(ended))
 
 
 @bp.function_name(names.DELETE_UPSTREAM_JOB)

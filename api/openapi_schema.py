@@ -127,6 +127,10 @@ def _video_rules() -> list[JsonObject]:
         },
         {"if": queued, "else": {"properties": {"queue_position": {"type": "null"}}}},
         {
+            "if": {"properties": {"status": {"enum": ["completed", "failed"]}}},
+            "then": {"properties": {"estimated_completion_at": {"type": "null"}}},
+        },
+        {
             "if": failed,
             "then": {"properties": {"error": {"type": "object"}}},
             "else": {"properties": {"error": {"type": "null"}}},
@@ -173,6 +177,15 @@ def _video() -> JsonObject:
                 integer(
                     "Extension: while `queued`, how many jobs start first: behind the gateway's pacing "
                     "of the upstream, or in the provider's own queue when it reports one (fal).",
+                    minimum=0,
+                )
+            ),
+            "estimated_completion_at": nullable(
+                integer(
+                    "Extension: Unix seconds at which the video is expected to be ready, learned from how "
+                    "long jobs of the same provider, model, size and duration took (and from progress, "
+                    "where the provider reports it); `null` when there is nothing to base it on yet "
+                    "and once the job has finished. Never earlier than the time of the answer.",
                     minimum=0,
                 )
             ),

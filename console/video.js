@@ -24,8 +24,13 @@ function pollDelay(headers) {
   return FALLBACK_POLL_MS;
 }
 
+// The gateway's estimate when it has one (learned from jobs like this one); else
 // elapsed since the job started (first seen in_progress, else created_at) * (100 - p) / p.
 function timeLeft(video) {
+  if (video.estimated_completion_at) {
+    const left = Math.max(1, Math.round(video.estimated_completion_at - Date.now() / 1000));
+    return `ready in about ${left} s (${localTime(video.estimated_completion_at)})`;
+  }
   if (!(video.progress > 0)) return "estimating…";
   const start = startedAt.get(video.id) ?? video.created_at * 1000;
   const elapsed = Math.max(0, Date.now() - start) / 1000;

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from gateway.apps import AppStore
 from gateway.blobs import VideoAssets, blob_service
 from gateway.creation import UpstreamCreator
+from gateway.durations import DurationStore
 from gateway.health import ProviderHealth
 from gateway.idempotency import IdempotencyStore
 from gateway.jobs import JobStore
@@ -173,6 +174,11 @@ def get_provider_health() -> ProviderHealth:
 
 
 @_ProcessSingleton
+def get_duration_store() -> DurationStore:
+    return DurationStore(get_tables())
+
+
+@_ProcessSingleton
 def get_upstream_creator() -> UpstreamCreator:
     return UpstreamCreator(get_job_store(), get_tables(), get_provider, get_video_assets())
 
@@ -200,6 +206,7 @@ def close_clients() -> None:
         get_submissions,
         get_webhook_sender,
         get_upstream_creator,
+        get_duration_store,
         get_upstream_pacer,
         get_provider_health,
         get_quota_store,

@@ -117,11 +117,22 @@ class UpstreamCreator:
             upstream_queue_position=None,
         )
 
-    def record(self, job: Job, video: ProviderVideo, next_check_at: float) -> Job:
+    def record(
+        self,
+        job: Job,
+        video: ProviderVideo,
+        next_check_at: float,
+        estimated_completion_at: float | None = None,
+    ) -> Job:
         """Write the upstream job onto the record; returns the record (finished, unchanged, when
         the job was cancelled meanwhile)."""
         return self._jobs.update_job(
-            job.app_id, job.id, upstream_id=video.id, next_check_at=next_check_at, **progress_fields(video)
+            job.app_id,
+            job.id,
+            upstream_id=video.id,
+            next_check_at=next_check_at,
+            estimated_completion_at=estimated_completion_at,
+            **progress_fields(video),
         )
 
     def _remix_source(self, job: Job) -> str | None:

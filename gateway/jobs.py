@@ -50,6 +50,8 @@ class Job:
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     next_check_at: float | None = None  # when the pipeline looks at the upstream job next
+    # When the job is expected to end (gateway.forecast's median), from its latest check.
+    estimated_completion_at: float | None = None
     webhook_url: str | None = None
     reference_blob: str | None = None  # the fitted input image, for image-to-video
     # The provider account and model that accepted the job: it finishes there whatever the

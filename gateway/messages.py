@@ -141,6 +141,9 @@ class UpstreamStatus:
     # With a throttled answer: how long the job may wait out throttling on this route before it
     # moves to its model's next route (None: no next route, or no limit).
     max_wait: float | None = None
+    # Unix time of the next status check the planner chose (gateway.polling.plan); None in
+    # histories recorded before it, where the orchestrator times the check from the track.
+    check_at: float | None = None
 
     @property
     def is_throttled(self) -> bool:
@@ -178,13 +181,14 @@ class UpstreamStatus:
         return cls(upstream_id=upstream_id, status="failed", error_code=CANCELLED, cancelled=True)
 
     @classmethod
-    def of(cls, video: ProviderVideo, track: ProgressTrack) -> UpstreamStatus:
+    def of(cls, video: ProviderVideo, track: ProgressTrack, check_at: float | None = None) -> UpstreamStatus:
         return cls(
             upstream_id=video.id,
             status=video.status,
             progress=video.progress or 0,
             error_code=None if video.error_code is None else failure_code(video.error_code),
             track=track.to_dict(),
+            check_at=check_at,
         )
 
     @property

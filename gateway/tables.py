@@ -28,6 +28,7 @@ APPS_TABLE = "apps"
 APP_KEYS_TABLE = "appkeys"
 JOBS_TABLE = "jobs"
 PROVIDER_HEALTH_TABLE = "providerhealth"  # gateway.health: one row per provider account
+DURATIONS_TABLE = "durations"  # gateway.durations: one row per kind of job
 
 log = logging.getLogger(__name__)
 

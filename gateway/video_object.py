@@ -95,6 +95,12 @@ def video_object(
         "thumbnail_url": thumbnail_url,
         "metadata": dict(job.metadata),
         "queue_position": queue_position if job.status == "queued" else None,
+        # The forecast's median (gateway.forecast) as of the latest check; only while it runs.
+        "estimated_completion_at": (
+            None
+            if job.finished or job.estimated_completion_at is None
+            else max(int(now), round(job.estimated_completion_at))
+        ),
         "estimated_cost": estimated_cost(pricing, job.model, job.size, job.seconds),
         "provider": job.provider or DEFAULT_PROVIDER,
         "options": dict(job.options),

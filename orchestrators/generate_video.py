@@ -47,7 +47,7 @@ from gateway.messages import (
     WebhookDelivery,
     failure_code,
 )
-from gateway.polling import PollPolicy
+from gateway.polling import PollPolicy, ProgressTrack
 from orchestrators import names
 
 bp = df.Blueprint()
@@ -232,8 +232,7 @@ class _JobFlow:
         assert upstream is not None
         track = status.progress_track
         while not status.finished:
-            delay = status.retry_after or self._run.poll.next_delay(track)
-            yield from self._wait_until(self._after(delay))
+            yield from self._wait_until(self._next_check(status, track))
             check = StatusCheck(upstream=upstream, track=track, poll=self._run.poll).to_dict()
             try:
                 result = yield from self._call(activity.CHECK_UPSTREAM_JOB, UPSTREAM_RETRY, check)
@@ -251,6 +250,19 @@ class _JobFlow:
             if status.track is not None:
                 track = status.progress_track
         return status
+
+    def _next_check(self, status: UpstreamStatus, track: ProgressTrack) -> datetime:
+        """When to check again: when a throttling upstream asks, else when the planner chose
+        (the activity's answer carries it). A time already past (the check after it failed) or
+        absent (histories from before the planner) is timed from the track, as before."""
+        if status.retry_after:
+            return self._after(status.retry_after)
+        now: datetime = self._context.current_utc_datetime
+        if status.check_at is not None:
+            planned = datetime.fromtimestamp(status.check_at, UTC)
+            if planned > now:
+                return planned
+        return self._after(self._run.poll.next_delay(track))
 
     def _store(self) -> Orchestration:
         upstream = self._upstream

@@ -196,6 +196,9 @@ def test_each_activity_on_the_way_is_given_the_job_and_what_it_needs_of_it() -> 
         "first_progress_at": 5.0,
         "previous": None,
         "latest": [5.0, 10],
+        "last_check_at": 5.0,
+        "last_queued_at": None,
+        "started_at": 5.0,
     }
     asked = [(leaf.name, leaf.input) for leaf in history.leaves if leaf.kind == CALL_ACTIVITY_WITH_RETRY]
     assert asked == [
@@ -835,4 +838,27 @@ def test_each_checks_progress_sets_the_wait_before_the_next_check() -> None:
     assert describe(new) == [TIMER]
     delay = RUN.poll.next_delay(UpstreamStatus.from_dict(answered).progress_track)
     assert delay != RUN.poll.next_delay(UpstreamStatus.from_dict(running()).progress_track)  # it tells
+    assert new[0].fire_at == timestamp(history.now + timedelta(seconds=delay))
+
+
+def test_the_next_check_waits_until_the_time_the_planner_chose() -> None:
+    """The check activity reads the learned durations and answers when to look again
+    (`check_at`); the orchestrator sleeps until exactly then, not by its own estimate."""
+    history = polling()
+    planned = history.now + timedelta(seconds=42.5)
+    answered = {**running(60), "check_at": planned.timestamp()}
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), answered)
+    new = history.step()
+    assert describe(new) == [TIMER]
+    assert new[0].fire_at == timestamp(planned)
+
+
+def test_a_planned_time_already_past_falls_back_to_the_tracks_estimate() -> None:
+    """A check that failed leaves the previous answer's `check_at` behind: waiting until a time
+    already past would check again at once, so the wait is timed from the track instead."""
+    history = polling()
+    answered = {**running(60), "check_at": (history.now - timedelta(seconds=1)).timestamp()}
+    history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), answered)
+    new = history.step()
+    delay = RUN.poll.next_delay(UpstreamStatus.from_dict(answered).progress_track)
     assert new[0].fire_at == timestamp(history.now + timedelta(seconds=delay))
