@@ -232,19 +232,27 @@ def copy_upstream_asset(
     off, or ends short of its announced length, is a transient upstream failure (the adapter
     raises UpstreamTransientError).
     """
+    return _whole_or_nothing(
+        assets, blob_name, lambda: _copy(provider, assets, upstream_id, variant, blob_name, content_type)
+    )
+
+
+def _copy(
+    provider: VideoProvider,
+    assets: VideoAssets,
+    upstream_id: str,
+    variant: str,
+    blob_name: str,
+    content_type: str,
+) -> int:
     source = provider.plain_asset(upstream_id, variant)
     if source is not None and source.size > 0:
         try:
-            return _whole_or_nothing(
-                assets, blob_name, lambda: assets.copy_from_url(blob_name, source, content_type=content_type)
-            )
+            return assets.copy_from_url(blob_name, source, content_type=content_type)
         except CopySourceUnreachable as error:
+            # Blocks it staged are never committed: the streamed copy commits its own list.
             log.info("storage cannot copy %s of %s itself (%s); streaming it", variant, upstream_id, error)
-    return _whole_or_nothing(
-        assets,
-        blob_name,
-        lambda: _stream_asset(provider, assets, upstream_id, variant, blob_name, content_type),
-    )
+    return _stream_asset(provider, assets, upstream_id, variant, blob_name, content_type)
 
 
 def _stream_asset(
