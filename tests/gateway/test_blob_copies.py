@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, cast
 
 import pytest
@@ -41,11 +43,12 @@ from azure.storage.blob import BlobClient, BlobServiceClient
 
 from devhost.azurite import Azurite
 from gateway import blobs
-from gateway.blobs import BLOCK_SIZE, VideoAssets, copy_upstream_asset
-from gateway.errors import UpstreamRejectedError, UpstreamTransientError
+from gateway.blobs import BLOCK_SIZE, VideoAssets, blob_service, copy_upstream_asset
+from gateway.errors import UpstreamError, UpstreamRejectedError, UpstreamTransientError
 from gateway.providers import azure_openai
 from gateway.providers.aimlapi import AimlApiProvider
 from gateway.providers.port import PlainAsset, ProviderAccount, VideoRequest
+from gateway.settings import AZURITE_ACCOUNT, AZURITE_KEY
 from sorasim import SimulatorConfig, SoraSimulator
 from sorasim.jobs import RETENTION_SECONDS
 from tests.pipeline.upstream_proxy import VIDEO_CONTENT, Rule, UpstreamProxy
@@ -241,6 +244,85 @@ def test_a_cdn_that_answers_404_is_the_upstreams_refusal_and_leaves_no_blob(
 
     assert (refused.value.status, refused.value.code) == (404, "video_unavailable")
     assert not video_assets.exists(VIDEO)
+
+
+class AzureAboutTheSource(ThreadingHTTPServer):
+    """Blob Storage answering Put Block From URL as Azure does when the source itself refused:
+    CannotVerifyCopySource, with the source's status in the error body (the REST spec's
+    StorageError: CopySourceStatusCode, CopySourceErrorCode, CopySourceErrorMessage). An injected
+    fault: Azurite never reaches a foreign source, so it never reports one (first test)."""
+
+    def __init__(self, storage_status: int, source_status: int) -> None:
+        answer = (
+            '<?xml version="1.0" encoding="utf-8"?><Error><Code>CannotVerifyCopySource</Code>'
+            f"<Message>The source answered {source_status}.</Message>"
+            f"<CopySourceStatusCode>{source_status}</CopySourceStatusCode>"
+            "<CopySourceErrorCode>SourceRefused</CopySourceErrorCode></Error>"
+        ).encode()
+        self.block_requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                if "comp=block" in self.path and self.headers.get("x-ms-copy-source"):
+                    server.block_requests += 1
+                    self._reply(storage_status, answer, "CannotVerifyCopySource")
+                else:  # the container
+                    self._reply(201, b"", None)
+
+            def do_DELETE(self) -> None:
+                self._reply(404, b"", "BlobNotFound")
+
+            def _reply(self, status: int, body: bytes, code: str | None) -> None:
+                self.send_response(status)
+                if code:
+                    self.send_header("x-ms-error-code", code)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.daemon_threads = True
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.server_address[1]}/{AZURITE_ACCOUNT}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("storage_status", "source_status", "expected"),
+    [
+        (404, 404, UpstreamRejectedError),
+        (403, 403, UpstreamRejectedError),
+        (409, 503, UpstreamTransientError),
+    ],
+)
+def test_what_the_source_answered_storage_decides_refusal_or_retry(
+    storage_status: int, source_status: int, expected: type[Exception]
+) -> None:
+    """The CDN refusing storage (404, 403) is the upstream's permanent refusal; failing for now
+    (5xx) is transient. Either way nothing is streamed instead: the source did answer."""
+    with AzureAboutTheSource(storage_status, source_status) as storage:
+        threading.Thread(target=storage.serve_forever, daemon=True).start()
+        try:
+            assets = VideoAssets(blob_service(storage.connection_string), "videos")
+            provider = LinkOnly(PlainAsset("http://127.0.0.1:9/video.mp4", 3 * MIB), b"")
+
+            with pytest.raises(expected) as failed:
+                copy_upstream_asset(provider, assets, "up-1", "video", VIDEO, "video/mp4")  # type: ignore[arg-type]
+        finally:
+            storage.shutdown()
+
+    assert isinstance(failed.value, UpstreamError)
+    assert failed.value.status == source_status
+    assert (provider.opened, storage.block_requests) == (0, 1)
 
 
 def test_a_streamed_copy_sends_blocks_in_parallel_and_keeps_their_order(
