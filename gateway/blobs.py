@@ -296,7 +296,11 @@ def _block_ids(count: int) -> list[str]:
     """Ids in the blob's order, all of one length (the service requires it), under a prefix of
     this copy's own, so blocks another attempt staged on the same blob never mix in."""
     prefix = uuid.uuid4().hex[:16]
-    return [base64.b64encode(f"{prefix}-{index:06d}".encode()).decode() for index in range(count)]
+    return [_block_id(prefix, index) for index in range(count)]
+
+
+def _block_id(prefix: str, index: int) -> str:
+    return base64.b64encode(f"{prefix}-{index:06d}".encode()).decode()
 
 
 def _commit(blob: BlobClient, block_ids: Sequence[str], content_type: str) -> None:
@@ -314,8 +318,9 @@ def _stage_stream(blob: BlobClient, stream: IO[bytes]) -> tuple[list[str], int]:
     """Stage the stream's blocks, UPLOAD_CONCURRENCY at once, while this thread reads the next
     ones; at most BLOCKS_IN_MEMORY blocks exist at a time. Returns the ids in order and the total.
 
-    Our own pipeline rather than the SDK's upload_blob: the SDK reads a block only when a worker
-    is free, so reading from upstream and sending to storage take turns; here they overlap."""
+    Our own pipeline rather than the SDK's upload_blob: the SDK reads the next block only after an
+    upload finished, so a freed worker waits for the upstream; here up to two blocks are read
+    ahead (BLOCKS_IN_MEMORY - UPLOAD_CONCURRENCY), and every block carries its MD5 (see stage)."""
     room = threading.BoundedSemaphore(BLOCKS_IN_MEMORY)
     block_ids: list[str] = []
     staged: list[Future[None]] = []
@@ -341,7 +346,7 @@ def _stage_stream(blob: BlobClient, stream: IO[bytes]) -> tuple[list[str], int]:
                 if not block or _first_failure(staged):
                     room.release()
                     break
-                block_id = base64.b64encode(f"{prefix}-{len(block_ids):06d}".encode()).decode()
+                block_id = _block_id(prefix, len(block_ids))
                 block_ids.append(block_id)
                 total += len(block)
                 staged.append(pool.submit(stage, block_id, block))
@@ -380,8 +385,9 @@ def _stage_from_url(blob: BlobClient, block_id: str, url: str, where: tuple[int,
     )
 
 
-# Where storage reports the source's own answer to a copy (x-ms-version 2021-??+): a header, and
-# the same in the error body.
+# Where storage reports what the source itself answered a copy: the REST spec's StorageError
+# carries CopySourceStatusCode (and CopySourceErrorCode, which the SDK's retry policy reads from
+# x-ms-copy-source-error-code); the status is read from the matching header, else from the body.
 _SOURCE_STATUS_HEADER = "x-ms-copy-source-status-code"
 _SOURCE_STATUS_IN_BODY = re.compile(r"<CopySourceStatusCode>\s*(\d{3})\s*<")
 

@@ -9,6 +9,9 @@ and the Python SDK's BlobClient):
   body (Content-Length 0). Every block id of a blob has the same length, at most 64 bytes before
   base64. SDK: `stage_block_from_url(block_id, source_url, source_offset, source_length)`. The blob
   exists only once Put Block List (`commit_block_list`) names its blocks, in order.
+- The source may be outside Azure, any object a plain GET can read (public, or a pre-signed
+  link), copied only into block blobs (the Java SDK's BlockBlobStageBlockFromUrlOptions; the
+  Azure Storage team's "Blob Storage Upload APIs" page).
 - Put Blob From URL (2020-04-08 and later; SDK `upload_blob_from_url`): one request, a source of
   up to 5000 MiB. Copy Blob From URL takes only Azure blobs up to 256 MiB: not for a CDN.
 - The gateway uses blocks for every size (gateway.blobs.copy_from_url): one path with no size
