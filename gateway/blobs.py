@@ -149,8 +149,13 @@ class VideoAssets:
                     pool.submit(_stage_from_url, blob, block_id, source.url, where)
                     for block_id, where in zip(block_ids[1:], ranges[1:], strict=True)
                 ]
-                for future in staged:
-                    future.result()
+                try:
+                    for future in staged:
+                        future.result()
+                except BaseException:
+                    for future in staged:  # the copy failed: the blocks not yet started never will
+                        future.cancel()
+                    raise
         _commit(blob, block_ids, content_type)
         size = int(blob.get_blob_properties(**TRANSFER_TIMEOUTS.call_options()).size)
         if size != source.size:
