@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
@@ -154,25 +156,59 @@ class VideosApi:
 
 
 async def stream_video(request: web.Request, padded: PaddedVideo) -> web.StreamResponse:
-    """Send the MP4 then its padding chunk by chunk, so any size streams in bounded memory."""
-    response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
-    response.content_length = padded.total_bytes
+    """Send the MP4 then its padding chunk by chunk, so any size streams in bounded memory. One
+    `Range: bytes=START-[END]` is honoured (206), as CDNs and storage do: the gateway asks for
+    one byte to learn a link's size, and Blob Storage reads a copy source in ranges."""
+    total = padded.total_bytes
+    wanted = _byte_range(request.headers.get("Range"), total)
+    if wanted == "unsatisfiable":
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
+    start, end = wanted or (0, total - 1)
+    response = web.StreamResponse(status=206 if wanted else 200, headers={"Content-Type": "video/mp4"})
+    if wanted:
+        response.headers["Content-Range"] = f"bytes {start}-{end}/{total}"
+    response.content_length = end - start + 1
     await response.prepare(request)
+    position = 0
+    async for piece in _body_pieces(padded):
+        # Only the part of each piece inside the range goes out; nothing after it is read.
+        if position + len(piece) > start:
+            await response.write(piece[max(0, start - position) : end + 1 - position])
+        position += len(piece)
+        if position > end:
+            break
+    await response.write_eof()
+    return response
+
+
+async def _body_pieces(padded: PaddedVideo) -> AsyncIterator[bytes | memoryview]:
+    """The padded body in order: the file, the free box's header, its zeros."""
     file = await asyncio.to_thread(padded.path.open, "rb")
     try:
         while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
-            await response.write(chunk)
+            yield chunk
     finally:
         file.close()
     if padded.free_box_header:
-        await response.write(padded.free_box_header)
+        yield padded.free_box_header
     remaining = padded.zero_bytes
     while remaining > 0:
         step = min(remaining, len(_ZEROS))
-        await response.write(_ZEROS[:step])
+        yield _ZEROS[:step]
         remaining -= step
-    await response.write_eof()
-    return response
+
+
+def _byte_range(header: str | None, total: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """(start, end) of a single `bytes=START-[END]` range, clipped to the body; None for no range
+    (or one of another form, served whole as a server may); "unsatisfiable" past the end."""
+    found = re.fullmatch(r"bytes=(\d+)-(\d*)", (header or "").strip())
+    if found is None:
+        return None
+    start = int(found[1])
+    end = min(int(found[2]), total - 1) if found[2] else total - 1
+    if start >= total or end < start:
+        return "unsatisfiable"
+    return start, end
 
 
 def _poll_interval_ms(job: Job) -> int:

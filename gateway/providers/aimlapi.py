@@ -60,8 +60,15 @@ from gateway.errors import (
     UpstreamTransientError,
 )
 from gateway.providers.keyed import KeyedProvider
-from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
-from gateway.providers.transport import keyless_download, never_sent, read_answer, retry_after
+from gateway.providers.port import (
+    Capabilities,
+    PlainAsset,
+    ProviderAccount,
+    ProviderVideo,
+    VideoProvider,
+    VideoRequest,
+)
+from gateway.providers.transport import keyless_asset, keyless_download, never_sent, read_answer, retry_after
 
 GENERATIONS_PATH = "/v2/video/generations"
 CAPABILITIES = Capabilities(image_input=True, remix=False, delete=False, find_recent=False, thumbnail=False)
@@ -114,13 +121,23 @@ class AimlApiProvider(KeyedProvider):
     @contextmanager
     def open_asset(self, video_id: str, variant: str = "video") -> Iterator[Iterator[bytes]]:
         """The finished MP4 from the provider's CDN, in chunks; only the "video" variant exists."""
-        if variant != "video":
-            raise ValueError(f"aimlapi serves no {variant!r} asset (see capabilities.thumbnail)")
-        url = self._video_url(video_id)
+        url = self._asset_url(video_id, variant)
         with keyless_download(
             self._session, url, self._timeout, what="video download", unavailable_code="video_unavailable"
         ) as stream:
             yield stream
+
+    def plain_asset(self, video_id: str, variant: str = "video") -> PlainAsset | None:
+        """The MP4's CDN link: it takes no key, so storage can fetch it itself."""
+        url = self._asset_url(video_id, variant)
+        return keyless_asset(
+            self._session, url, self._timeout, what="video download", unavailable_code="video_unavailable"
+        )
+
+    def _asset_url(self, video_id: str, variant: str) -> str:
+        if variant != "video":
+            raise ValueError(f"aimlapi serves no {variant!r} asset (see capabilities.thumbnail)")
+        return self._video_url(video_id)
 
     def delete(self, video_id: str) -> bool:
         raise NotImplementedError("aimlapi cannot delete or cancel generations (capabilities.delete)")

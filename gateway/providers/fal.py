@@ -69,9 +69,17 @@ from gateway.errors import (
 )
 from gateway.messages import CONTENT_POLICY_VIOLATION, UPSTREAM_ACCESS_DENIED, VIDEO_GENERATION_FAILED
 from gateway.providers.keyed import KeyedProvider
-from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
+from gateway.providers.port import (
+    Capabilities,
+    PlainAsset,
+    ProviderAccount,
+    ProviderVideo,
+    VideoProvider,
+    VideoRequest,
+)
 from gateway.providers.transport import (
     TRANSIENT_STATUSES,
+    keyless_asset,
     keyless_download,
     never_sent,
     read_answer,
@@ -182,13 +190,23 @@ class FalProvider(KeyedProvider):
     @contextmanager
     def open_asset(self, video_id: str, variant: str = "video") -> Iterator[Iterator[bytes]]:
         """The finished MP4 from fal's CDN, in chunks; only the "video" variant exists."""
-        if variant != "video":
-            raise UpstreamRejectedError(f"fal serves no {variant!r} asset", code="invalid_variant")
-        url = self._video_url(video_id)
+        url = self._asset_url(video_id, variant)
         with keyless_download(
             self._session, url, self._timeout, what="fal video download", unavailable_code="video_unavailable"
         ) as stream:
             yield stream
+
+    def plain_asset(self, video_id: str, variant: str = "video") -> PlainAsset | None:
+        """The MP4 on fal's CDN: it takes no key, so storage can fetch it itself."""
+        url = self._asset_url(video_id, variant)
+        return keyless_asset(
+            self._session, url, self._timeout, what="fal video download", unavailable_code="video_unavailable"
+        )
+
+    def _asset_url(self, video_id: str, variant: str) -> str:
+        if variant != "video":
+            raise UpstreamRejectedError(f"fal serves no {variant!r} asset", code="invalid_variant")
+        return self._video_url(video_id)
 
     def delete(self, video_id: str) -> bool:
         """Cancel the request: True when fal took the cancellation, False when the request is

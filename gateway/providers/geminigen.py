@@ -63,9 +63,17 @@ from gateway.errors import (
 )
 from gateway.messages import CONTENT_POLICY_VIOLATION, UPSTREAM_ACCESS_DENIED, VIDEO_GENERATION_FAILED
 from gateway.providers.keyed import KeyedProvider
-from gateway.providers.port import Capabilities, ProviderAccount, ProviderVideo, VideoProvider, VideoRequest
+from gateway.providers.port import (
+    Capabilities,
+    PlainAsset,
+    ProviderAccount,
+    ProviderVideo,
+    VideoProvider,
+    VideoRequest,
+)
 from gateway.providers.transport import (
     TRANSIENT_STATUSES,
+    keyless_asset,
     keyless_download,
     never_sent,
     read_answer,
@@ -118,6 +126,29 @@ class GeminiGenProvider(KeyedProvider):
 
     @contextmanager
     def open_asset(self, video_id: str, variant: str = "video") -> Iterator[Iterator[bytes]]:
+        url = self._asset_url(video_id, variant)
+        # The CDN gets no credential: x-api-key goes per request to the API only.
+        with keyless_download(
+            self._session,
+            url,
+            self._timeout,
+            what=f"GeminiGen {variant}",
+            unavailable_code="asset_unavailable",
+        ) as stream:
+            yield stream
+
+    def plain_asset(self, video_id: str, variant: str = "video") -> PlainAsset | None:
+        """The asset's CDN link (video or thumbnail): it takes no key, so storage can fetch it."""
+        url = self._asset_url(video_id, variant)
+        return keyless_asset(
+            self._session,
+            url,
+            self._timeout,
+            what=f"GeminiGen {variant}",
+            unavailable_code="asset_unavailable",
+        )
+
+    def _asset_url(self, video_id: str, variant: str) -> str:
         if variant not in ("video", "thumbnail"):
             raise UpstreamRejectedError(f"GeminiGen has no {variant!r} asset", code="invalid_variant")
         body = self._history(video_id)
@@ -133,15 +164,7 @@ class GeminiGenProvider(KeyedProvider):
             raise UpstreamRejectedError(
                 f"GeminiGen video {video_id} has no {variant} URL", code="asset_missing", status=404
             )
-        # The CDN gets no credential: x-api-key goes per request to the API only.
-        with keyless_download(
-            self._session,
-            url,
-            self._timeout,
-            what=f"GeminiGen {variant}",
-            unavailable_code="asset_unavailable",
-        ) as stream:
-            yield stream
+        return url
 
     def delete(self, video_id: str) -> bool:
         raise UpstreamRejectedError("GeminiGen cannot delete or cancel a job", code="unsupported_operation")

@@ -8,7 +8,7 @@ from collections.abc import Collection
 
 import requests
 
-from gateway.providers.port import Capabilities, ProviderAccount
+from gateway.providers.port import Capabilities, PlainAsset, ProviderAccount
 from gateway.providers.transport import pooled_session
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
@@ -44,6 +44,11 @@ class KeyedProvider:
     @property
     def capabilities(self) -> Capabilities:
         return self.CAPABILITIES
+
+    def plain_asset(self, video_id: str, variant: str = "video") -> PlainAsset | None:
+        """None: by default an asset is read with the account's key (see `open_asset`); adapters
+        whose provider hands out key-less CDN links say where."""
+        return None
 
     def close(self) -> None:
         self._session.close()

@@ -16,7 +16,7 @@ from typing import Any
 import requests
 
 from gateway.errors import UpstreamRejectedError, UpstreamThrottled, UpstreamTransientError
-from gateway.providers.port import Capabilities, ProviderVideo, VideoRequest
+from gateway.providers.port import Capabilities, PlainAsset, ProviderVideo, VideoRequest
 from gateway.providers.transport import TRANSIENT_STATUSES, chunks, pooled_session, retry_after
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,10 @@ class OpenAIVideosWire:
             yield chunks(response, f"{variant} of {video_id}")
         finally:
             response.close()
+
+    def plain_asset(self, video_id: str, variant: str = "video") -> PlainAsset | None:
+        """None: the content endpoint wants the account's key, so only `open_asset` can read it."""
+        return None
 
     def close(self) -> None:
         self._session.close()

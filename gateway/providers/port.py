@@ -35,6 +35,15 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class PlainAsset:
+    """A finished asset at a URL that anyone holding it can read, with no credential: what Blob
+    Storage can fetch by itself (gateway.blobs copies it server-side, no byte through the function)."""
+
+    url: str
+    size: int  # bytes, as the URL's server reported them (storage copies it in ranges)
+
+
+@dataclass(frozen=True)
 class ProviderAccount:
     """One configured provider account, from the PROVIDERS setting: which adapter (`kind`), where,
     and with which key. The key is a secret: never in repr, logs, job records or messages."""
@@ -115,6 +124,15 @@ class VideoProvider(Protocol):
 
     def open_asset(self, video_id: str, variant: str = "video") -> AbstractContextManager[Iterator[bytes]]:
         """The finished asset ("video" or "thumbnail") as a stream of chunks, closed on exit."""
+        ...
+
+    def plain_asset(self, video_id: str, variant: str = "video") -> PlainAsset | None:
+        """Where the finished asset can be read without any credential (a provider's CDN link),
+        or None when only `open_asset` can read it (the content needs the account's key).
+
+        A method, not a Capability: the answer is per asset (a link per job, found by asking the
+        provider), and None says "cannot" without a flag that would have to agree with it. Errors
+        as for `open_asset` (a link that answers 404 is the upstream's permanent refusal)."""
         ...
 
     def delete(self, video_id: str) -> bool:

@@ -19,6 +19,7 @@ from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
 from gateway.errors import UpstreamAmbiguousError, UpstreamRejectedError, UpstreamTransientError
+from gateway.providers.port import PlainAsset
 
 TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})  # 429 has its own class
 CHUNK_BYTES = 1024 * 1024
@@ -103,6 +104,27 @@ class _NoCredentials(AuthBase):
         return request
 
 
+def _keyless_get(
+    session: requests.Session, url: str, timeout: tuple[float, float], what: str, **headers: str
+) -> requests.Response:
+    """GET a CDN link with no credential (see keyless_download), the body left unread."""
+    try:
+        return session.get(url, stream=True, timeout=timeout, auth=_NoCredentials(), headers=headers)
+    except requests.RequestException as error:
+        raise UpstreamTransientError(f"{what}: {type(error).__name__}") from error
+
+
+def _refuse_error_answer(response: requests.Response, what: str, unavailable_code: str) -> None:
+    """429 and 5xx are transient; another error answer is the link's permanent refusal."""
+    status = response.status_code
+    if status == 429 or status in TRANSIENT_STATUSES or status >= 500:
+        raise UpstreamTransientError(f"{what}: {status}", status=status, retry_after=retry_after(response))
+    if status >= 400:
+        raise UpstreamRejectedError(
+            f"The {what} is not available ({status}).", code=unavailable_code, status=status
+        )
+
+
 @contextmanager
 def keyless_download(
     session: requests.Session,
@@ -115,20 +137,44 @@ def keyless_download(
     """Stream a provider's CDN link in chunks. The link works without a key and the key must never
     travel to it: adapters send their key per request, never on the session, and this strips any
     Authorization header besides. 429 and 5xx are transient; another error answer is permanent."""
+    response = _keyless_get(session, url, timeout, what)
     try:
-        response = session.get(url, stream=True, timeout=timeout, auth=_NoCredentials())
-    except requests.RequestException as error:
-        raise UpstreamTransientError(f"{what}: {type(error).__name__}") from error
-    try:
-        status = response.status_code
-        if status == 429 or status in TRANSIENT_STATUSES or status >= 500:
-            raise UpstreamTransientError(
-                f"{what}: {status}", status=status, retry_after=retry_after(response)
-            )
-        if status >= 400:
-            raise UpstreamRejectedError(
-                f"The {what} is not available ({status}).", code=unavailable_code, status=status
-            )
+        _refuse_error_answer(response, what, unavailable_code)
         yield chunks(response, what)
     finally:
         response.close()
+
+
+def keyless_asset(
+    session: requests.Session,
+    url: str,
+    timeout: tuple[float, float],
+    *,
+    what: str,
+    unavailable_code: str,
+) -> PlainAsset | None:
+    """A CDN link as a PlainAsset, for storage to copy by itself: its size from a one-byte ranged
+    GET, whose body is never read (a HEAD would do, but signed CDN links are often valid for GET
+    only). A server that ignores the range answers 200 with the whole length, and the connection
+    is dropped unread. None when the size cannot be learnt (the caller streams instead); error
+    answers as for keyless_download."""
+    response = _keyless_get(session, url, timeout, what, Range="bytes=0-0")
+    try:
+        _refuse_error_answer(response, what, unavailable_code)
+        size = _total_size(response)
+    finally:
+        response.close()
+    # After any redirect: storage is given the link that answered.
+    return None if size is None else PlainAsset(response.url or url, size)
+
+
+def _total_size(response: requests.Response) -> int | None:
+    """The whole body's length: after the slash of `Content-Range: bytes 0-0/TOTAL` (206), or the
+    Content-Length of a 200 that ignored the range; None when neither says (`*`, or absent)."""
+    if response.status_code == 206:
+        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+    elif response.status_code == 200:
+        total = response.headers.get("Content-Length", "")
+    else:
+        return None
+    return int(total) if total.isdigit() else None
