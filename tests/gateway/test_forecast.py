@@ -7,7 +7,7 @@ import pytest
 
 from gateway.durations import LearnedDurations
 from gateway.forecast import completion_levels, median
-from gateway.polling import COLD_FIRST_CHECK_SECONDS, COLD_SHARE, PollPolicy, ProgressTrack, plan
+from gateway.polling import COLD_FIRST_CHECK_SECONDS, COLD_SHARE, PollPolicy, ProgressTrack, _next_check, plan
 
 POLICY = PollPolicy(min_seconds=3.0, max_seconds=600.0)
 
@@ -71,8 +71,9 @@ def test_a_job_running_past_everything_on_record_backs_off() -> None:
 
 
 def test_a_queued_job_is_forecast_from_the_queue_wait_plus_the_render_time() -> None:
-    queued_long = learned(*((100.0 + wait, wait) for wait in (5.0, 10.0, 60.0, 65.0, 70.0)))
-    # Still queued at 30 s: it is one of the long waits (60-70 s), then renders 100 s.
+    queued_long = learned(*((100.0 + wait, wait) for wait in (5.0, 10.0, 15.0, 60.0, 70.0)))
+    # Still queued at 30 s: it is one of the long waits (60-70 s), then renders 100 s. (The
+    # totals alone would say about 115 s: most jobs like it were done by then.)
     eta = median(completion_levels(track((0, "queued", 0), (30, "queued", 0)), queued_long))
     assert eta == pytest.approx(165, abs=8)
 
@@ -121,3 +122,14 @@ def test_a_track_from_before_phases_reads_its_newest_check() -> None:
     assert restored.last_check_at == 30.0
     assert restored.started_at is None
     assert restored.last_queued_at is None
+
+
+def test_checks_are_spread_by_the_hazard_not_the_density() -> None:
+    """An end equally likely anywhere in the next 100 s: with checks per second sqrt(w x hazard)
+    (hazard 1/(100 - x) at x seconds from now), the first check is due where
+    2 sqrt(w) (10 - sqrt(100 - x)) reaches 1: with w = 0.04, at x = 43.75 s. Spread by the
+    density alone (1/100 everywhere) it would be due at 50 s, later, as if a check made late
+    cost as much as one made early, though only the jobs still running make it."""
+    now = 500.0
+    levels = [(level, now + 100 * level) for level in ((i + 0.5) / 48 for i in range(48))]
+    assert _next_check(levels, now, 0.04) == pytest.approx(43.75, abs=1.0)
