@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import requests
-from playwright.sync_api import Browser, Locator, Page, Response, expect
+from playwright.sync_api import Browser, Locator, Page, Response, Route, expect
 
 from devhost.config import load_values
 from gateway.jobs import JobStore
@@ -385,3 +386,36 @@ def test_without_its_script_the_page_never_submits_a_key(browser: Browser, stack
         assert not [line for line in sent if key in line]
     finally:
         context.close()
+
+
+def test_a_running_video_shows_when_it_will_be_ready(stack: RunningStack, console: ConsolePage) -> None:
+    """The Playground reads `estimated_completion_at`. The gateway's answer is replaced in the
+    browser (injected): a real job shows an estimate only for the few seconds the simulator's
+    jobs run (tests/e2e/test_learned_eta.py shows the gateway giving it), too short to read the
+    page reliably. Everything else is the real page against the real stack."""
+    app = own_app(stack, "eta")
+    console.keep_secret(app.api_key)
+    console.open()
+    console.sign_in_app(app.api_key)
+    created = stack.client.create_video(app.api_key, {"prompt": "a kite over the dunes"})
+    assert created.status_code == 202, created.text
+    video = dict(created.json())
+    ready_at = int(time.time()) + 95
+    running = {**video, "status": "in_progress", "progress": 30, "estimated_completion_at": ready_at}
+
+    def answer(route: Route) -> None:
+        route.fulfill(
+            status=200,
+            content_type="application/json",
+            headers={"Retry-After": "60", "openai-poll-after-ms": "60000"},
+            body=json.dumps(running),
+        )
+
+    console.page.route(f"{stack.api}/v1/videos/{video['id']}", answer)
+    console.page.evaluate("(id) => import('/api/console/video.js').then((m) => m.openVideo(id))", video["id"])
+    status = console.panel("Playground").get_by_role("region", name="Current video").get_by_role("status")
+    expect(status).to_contain_text(re.compile(r"ready in about (9[0-5]|8\d) s"))
+    expect(status).to_contain_text("in_progress · 30%")
+    console.page.unroute(f"{stack.api}/v1/videos/{video['id']}")
+    stack.client.wait_finished(app.api_key, video["id"])
+    console.finish("playground-eta")
