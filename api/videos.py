@@ -59,7 +59,7 @@ async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
         fields = await _read_fields(req, slow_work)
         intake = create_submission(fields, settings, req.headers.get(IDEMPOTENCY_HEADER))
         accepted = await _accept(app, limits, intake, settings, slow_work)
-    return await _started(client, accepted, intake.submission, settings)
+    return await _started(client, accepted, intake.submission, settings, app.plan)
 
 
 @bp.route(route="v1/videos/{video_id}/remix", methods=["POST"])
@@ -79,7 +79,7 @@ async def remix_video(req: func.HttpRequest, client: df.DurableOrchestrationClie
             )
         intake = remix_submission(fields, source, settings, req.headers.get(IDEMPOTENCY_HEADER))
         accepted = await _accept(app, limits, intake, settings, slow_work)
-    return await _started(client, accepted, intake.submission, settings)
+    return await _started(client, accepted, intake.submission, settings, app.plan)
 
 
 @bp.route(route="v1/videos/{video_id}", methods=["DELETE"])
@@ -111,12 +111,16 @@ async def delete_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
 
 
 async def _started(
-    client: df.DurableOrchestrationClient, accepted: Accepted, submission: Submission, settings: Settings
+    client: df.DurableOrchestrationClient,
+    accepted: Accepted,
+    submission: Submission,
+    settings: Settings,
+    plan: str,
 ) -> func.HttpResponse:
     """Start the job's orchestration (unless this is a replay) and answer 202."""
     job = accepted.job
     if not accepted.replayed:
-        await _start_generation(client, job, submission, settings)
+        await _start_generation(client, job, submission, settings, plan)
         log.info("app %s queued video %s (%s, %ss, %s)", job.app_id, job.id, job.model, job.seconds, job.size)
     headers = {
         "Location": f"/api/v1/videos/{job.id}",
@@ -130,13 +134,14 @@ async def _started(
 
 
 async def _start_generation(
-    client: df.DurableOrchestrationClient, job: Job, submission: Submission, settings: Settings
+    client: df.DurableOrchestrationClient, job: Job, submission: Submission, settings: Settings, plan: str
 ) -> None:
     run = JobRun(
         job=JobRef(app_id=job.app_id, job_id=job.id),
         poll=PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds),
         timeout_minutes=settings.job_timeout_minutes,
         webhook_delays=settings.webhook_retry_seconds if job.webhook_url else (),
+        charges=settings.budget(plan).charges,
     )
     try:
         await client.start_new(orchestrators.GENERATE_VIDEO, instance_id=job.id, client_input=run.to_dict())

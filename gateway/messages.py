@@ -40,7 +40,8 @@ NO_ROUTE_AVAILABLE = "no_route_available"
 ORCHESTRATION_FAILED = "orchestration_failed"
 ORCHESTRATION_LOST = "orchestration_lost"
 # Failures before the provider accepted the job that are no fault of the request: the app
-# gets its slot back (a refusal of the request itself, e.g. content policy, keeps it).
+# gets its slot and money back (a refusal of the request itself, e.g. content policy, is
+# charged as the plan's policy says: gateway.charges).
 REFUNDED_CREATE_FAILURES = frozenset(
     {UPSTREAM_ACCESS_DENIED, UPSTREAM_AMBIGUOUS, PROVIDER_UNAVAILABLE, NO_ROUTE_AVAILABLE}
 )
@@ -258,13 +259,22 @@ class JobFailure:
 
     job: JobRef
     code: str
+    # The charge policy's answer (gateway.charges): True, its reserved money becomes a charge;
+    # False, slot and money go back. None (histories from before budgets): charged unless the
+    # slot was already released.
+    charged: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.job.to_dict(), "code": self.code}
+        return {**self.job.to_dict(), "code": self.code, "charged": self.charged}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobFailure:
-        return cls(job=JobRef.from_dict(data), code=str(data["code"]))
+        charged = data.get("charged")
+        return cls(
+            job=JobRef.from_dict(data),
+            code=str(data["code"]),
+            charged=None if charged is None else bool(charged),
+        )
 
 
 @dataclass(frozen=True)

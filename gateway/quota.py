@@ -396,17 +396,18 @@ class QuotaStore:
             except _Conflict:  # _commit has forgotten the row; the next turn reads it again
                 continue
 
-    def settle(self, app_id: str, ticket: str, now: float, cost: int | None = None) -> bool:
+    def settle(self, app_id: str, ticket: str, now: float, cost: int | None = None) -> int | None:
         """Turn `ticket`'s open reservation into a charge of `cost` micro-units (None: the amount
-        reserved). False when there is nothing to settle: no ticket (released, or never
-        admitted) or one already settled, so a retried settlement charges once."""
+        reserved). Answers what the ticket was charged, now or by an earlier settlement (so a
+        retried settlement charges once), or None when it holds nothing: released, or never
+        admitted."""
         while True:
             try:
                 row = self._table.get_entity(app_id, ticket_row_key(ticket))
             except sdk.ResourceNotFoundError:
-                return False
+                return None
             if not row.get("open"):
-                return False
+                return _integer(row.get("cost"))  # settled before, or nothing was reserved
             state = self._read(app_id).live(now)
             amount = _integer(row.get("amount"))
             charge = amount if cost is None else cost
@@ -425,7 +426,7 @@ class QuotaStore:
                 self._commit(app_id, _replace_money(state, money), [update])
             except _Conflict:  # the state row or the ticket changed meanwhile: look again
                 continue
-            return True
+            return charge
 
     def usage(self, app_id: str, limits: Limits, now: float, budget: Budget | None = None) -> Usage:
         state = self._read(app_id).live(now)

@@ -200,6 +200,10 @@ class Reconciler:
         if failed.upstream_id is None:
             # The upstream never had the job, so it cost nothing: the app gets its slot back.
             refunded = self._quota.release(failed.app_id, failed.id, now)
+        else:
+            # Accepted upstream, then lost: charged, as the default policy charges a job that
+            # failed after acceptance (gateway.charges); its reservation must not stay open.
+            self._quota.settle(failed.app_id, failed.id, now)
         upstream_deleted = failed.upstream_id is not None and self._delete_upstream(failed)
         self._delete_files(failed)
         log.warning(

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from gateway.budgets import Budget, to_micros
-from gateway.quota import QUOTA_TABLE, STATE_ROW, Limits, QuotaStore, decode_money, ticket_row_key
+from gateway.quota import QUOTA_TABLE, STATE_ROW, Limits, QuotaStore, decode_money
 from gateway.tables import Tables
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
@@ -47,7 +47,9 @@ def test_an_overrun_is_refused_until_the_next_month_and_consumes_nothing(tables:
     quota = QuotaStore(tables)
     budget = Budget(month=to_micros(1.0))
     assert quota.admit("app", LIMITS, "a", T0, budget=budget, amount=to_micros(0.6)).admitted
-    assert quota.admit("app", LIMITS, "b", T0 + 1, budget=budget, amount=to_micros(0.4)).admitted  # exactly 1.0
+    assert quota.admit(
+        "app", LIMITS, "b", T0 + 1, budget=budget, amount=to_micros(0.4)
+    ).admitted  # exactly 1.0
 
     refused = quota.admit("app", LIMITS, "c", T0 + 2, budget=budget, amount=1)
 
@@ -80,10 +82,10 @@ def test_release_gives_the_money_back_once_and_settle_charges_once(tables: Table
 
     assert quota.release("app", "dropped", T0 + 1)
     assert not quota.release("app", "dropped", T0 + 2)
-    assert not quota.settle("app", "dropped", T0 + 2)  # released: nothing to charge
-    assert quota.settle("app", "kept", T0 + 3, cost=to_micros(1.5))  # the provider's actual cost
-    assert not quota.settle("app", "kept", T0 + 4)  # a retried settlement
-    assert not quota.settle("app", "kept", T0 + 4, cost=to_micros(9.0))
+    assert quota.settle("app", "dropped", T0 + 2) is None  # released: nothing to charge
+    assert quota.settle("app", "kept", T0 + 3, cost=to_micros(1.5)) == to_micros(1.5)  # its actual cost
+    assert quota.settle("app", "kept", T0 + 4) == to_micros(1.5)  # a retried settlement: the same
+    assert quota.settle("app", "kept", T0 + 4, cost=to_micros(9.0)) == to_micros(1.5)
 
     assert _money(tables) == (0, to_micros(1.5), 0, to_micros(1.5))
     assert QuotaStore(tables).usage("app", LIMITS, T0 + 5, budget).budget_remaining() == to_micros(3.5)
@@ -99,7 +101,7 @@ def test_settlement_of_a_previous_month_leaves_the_new_month_alone(tables: Table
     quota.admit("app", LIMITS, "february", FEB + 10, amount=to_micros(1.0))
     assert quota.settle("app", "january", FEB + 20)  # the ticket is settled, January's totals are gone
     assert _money(tables) == (to_micros(1.0), 0, to_micros(1.0), 0)
-    assert not quota.settle("app", "january", FEB + 21)
+    assert quota.settle("app", "january", FEB + 21) == to_micros(2.0)  # charged once, to January
 
 
 def test_unsettled_tickets_outlive_the_day_and_are_not_swept(tables: Tables) -> None:
@@ -117,7 +119,7 @@ def test_unsettled_tickets_outlive_the_day_and_are_not_swept(tables: Tables) -> 
     assert [row["ticket"] for row in table.query_entities("PartitionKey eq 'app' and RowKey ne 'usage'")] == [
         "long"
     ]
-    assert quota.settle("app", "long", later + 2)
+    assert quota.settle("app", "long", later + 2) == to_micros(1.0)
     assert _money(tables)[:2] == (0, to_micros(2.0))
 
 
@@ -127,7 +129,7 @@ def test_settlements_racing_admissions_lose_nothing(tables: Tables) -> None:
     seed = QuotaStore(tables)
     for i in range(30):
         assert seed.admit("app", LIMITS, f"old{i}", T0, budget=budget, amount=amount).admitted
-    rng = random.Random(7)
+    rng = random.Random(7)  # noqa: S311 - a fixed order of actions, not a secret
     actions: list[tuple[str, int]] = [("admit", i) for i in range(30)]
     actions += [("settle", i) for i in range(15)] + [("release", i) for i in range(15, 30)]
     rng.shuffle(actions)
