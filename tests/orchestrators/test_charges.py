@@ -24,7 +24,12 @@ from tests.orchestrators.test_generate_video import (
     run_out,
 )
 
-POLICIES = [ChargePolicy(), ChargePolicy(refused=False), ChargePolicy(failed=False), ChargePolicy(False, False)]
+POLICIES = [
+    ChargePolicy(),
+    ChargePolicy(refused=False),
+    ChargePolicy(failed=False),
+    ChargePolicy(False, False),
+]
 
 
 def test_the_default_policy() -> None:
