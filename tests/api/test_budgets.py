@@ -1,0 +1,105 @@
+"""Money budgets through the HTTP API, on a stack of their own: refusal, usage, settlement by outcome."""
+
+from __future__ import annotations
+
+import json
+import time
+from calendar import monthrange
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.conftest import RunningStack, stack_until_jobs_end
+
+# sora-2 (the catalog's first model) at 0.10 a second, 4 s by default: 0.40 a video.
+PRICE = 0.4
+BUDGETS = {
+    "pro": {"month": 1.0, "charge_failed": False},  # a job that fails after acceptance is not charged
+    "business": {"month": 10.0},  # the default policy: it is
+}
+
+
+@pytest.fixture(scope="module")
+def budget_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    with stack_until_jobs_end(
+        tmp_path_factory.mktemp("budgets"), PLAN_BUDGETS=json.dumps(BUDGETS)
+    ) as running:
+        yield running
+
+
+def _month_end() -> int:
+    now = datetime.now(UTC)
+    start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    return int(start.timestamp()) + monthrange(now.year, now.month)[1] * 86400
+
+
+def test_an_overrun_is_refused_and_money_comes_back_as_the_policy_says(budget_stack: RunningStack) -> None:
+    client = budget_stack.client
+    app = client.create_app("pro")
+    failing = client.create_video(app.api_key, {"prompt": "A storm at sea #sim:fail"})
+    completing = client.create_video(app.api_key)
+    assert (failing.status_code, completing.status_code) == (202, 202), completing.text
+    assert failing.headers["x-budget-remaining"] == "0.600000"
+    assert completing.headers["x-budget-remaining"] == "0.200000"
+    assert completing.json()["cost"] is None  # not settled yet
+
+    refused = client.create_video(app.api_key)
+
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert (error["type"], error["code"], error["window"]) == (
+        "insufficient_quota",
+        "budget_exceeded",
+        "month",
+    )
+    assert error["resets_at"] == pytest.approx(_month_end(), abs=2)
+    assert int(refused.headers["Retry-After"]) == pytest.approx(_month_end() - time.time(), abs=5)
+    assert refused.headers["x-budget-remaining"] == "0.200000"
+    usage = client.usage(app.api_key)
+    assert usage["used"]["hour"] == 2  # the refusal took no slot
+    month = usage["budget"]["month"]
+    assert (month["limit"], month["spent"], month["remaining"]) == (1.0, 0.0, pytest.approx(0.2))
+    assert month["reserved"] == pytest.approx(2 * PRICE)
+    assert usage["budget"]["currency"] == "USD"
+
+    failed = client.wait_finished(app.api_key, failing.json()["id"])
+    done = client.wait_finished(app.api_key, completing.json()["id"])
+
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "video_generation_failed")
+    assert failed["cost"] == {"amount": 0.0, "currency": "USD"}  # charge_failed false: released
+    assert done["status"] == "completed"
+    assert done["cost"] == {"amount": PRICE, "currency": "USD"}
+    usage = client.usage(app.api_key)
+    month = usage["budget"]["month"]
+    assert (month["spent"], month["reserved"]) == (pytest.approx(PRICE), 0.0)
+    assert month["remaining"] == pytest.approx(1.0 - PRICE)
+    assert usage["used"]["hour"] == 1  # slot and money went back together
+    assert client.create_video(app.api_key).status_code == 202  # what came back is spendable
+
+
+def test_a_cancelled_job_gets_its_money_back(budget_stack: RunningStack) -> None:
+    client = budget_stack.client
+    app = client.create_app("pro")
+    video = client.create_video(app.api_key).json()
+    assert client.delete_video(app.api_key, video["id"]).status_code == 200
+    # Cancelled before the provider finished it: released while queued; after acceptance too
+    # under this plan's policy (charge_failed false).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        month = client.usage(app.api_key)["budget"]["month"]
+        if month["reserved"] == 0:
+            break
+        time.sleep(0.3)
+    assert (month["reserved"], month["spent"], month["remaining"]) == (0.0, 0.0, 1.0)
+
+
+def test_the_default_policy_charges_a_job_that_failed_after_acceptance(budget_stack: RunningStack) -> None:
+    client = budget_stack.client
+    app = client.create_app("business")
+    created = client.create_video(app.api_key, {"prompt": "A storm at sea #sim:fail"})
+    assert created.headers["x-budget-remaining"] == "9.600000"
+    failed = client.wait_finished(app.api_key, created.json()["id"])
+    assert failed["cost"] == {"amount": PRICE, "currency": "USD"}
+    month = client.usage(app.api_key)["budget"]["month"]
+    assert (month["spent"], month["reserved"]) == (pytest.approx(PRICE), 0.0)
