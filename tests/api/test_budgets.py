@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+import requests
 
 from tests.conftest import RunningStack, stack_until_jobs_end
+from tests.contract.document import assert_matches_document
 
 # sora-2 (the catalog's first model) at 0.10 a second, 4 s by default: 0.40 a video.
 PRICE = 0.4
@@ -47,7 +49,7 @@ def test_an_overrun_is_refused_and_money_comes_back_as_the_policy_says(budget_st
     refused = client.create_video(app.api_key)
 
     assert refused.status_code == 429
-    error = refused.json()["error"]
+    error = assert_matches_document("POST", "/v1/videos", refused)["error"]  # and docs/api.md's table
     assert (error["type"], error["code"], error["window"]) == (
         "insufficient_quota",
         "budget_exceeded",
@@ -56,7 +58,10 @@ def test_an_overrun_is_refused_and_money_comes_back_as_the_policy_says(budget_st
     assert error["resets_at"] == pytest.approx(_month_end(), abs=2)
     assert int(refused.headers["Retry-After"]) == pytest.approx(_month_end() - time.time(), abs=5)
     assert refused.headers["x-budget-remaining"] == "0.200000"
-    usage = client.usage(app.api_key)
+    answer = requests.get(
+        f"{client.api}/v1/usage", headers={"Authorization": f"Bearer {app.api_key}"}, timeout=30
+    )
+    usage = assert_matches_document("GET", "/v1/usage", answer)
     assert usage["used"]["hour"] == 2  # the refusal took no slot
     month = usage["budget"]["month"]
     assert (month["limit"], month["spent"], month["remaining"]) == (1.0, 0.0, pytest.approx(0.2))
@@ -70,6 +75,7 @@ def test_an_overrun_is_refused_and_money_comes_back_as_the_policy_says(budget_st
     assert failed["cost"] == {"amount": 0.0, "currency": "USD"}  # charge_failed false: released
     assert done["status"] == "completed"
     assert done["cost"] == {"amount": PRICE, "currency": "USD"}
+    assert_matches_document("GET", "/v1/videos/{video_id}", client.get_video(app.api_key, done["id"]))
     usage = client.usage(app.api_key)
     month = usage["budget"]["month"]
     assert (month["spent"], month["reserved"]) == (pytest.approx(PRICE), 0.0)
