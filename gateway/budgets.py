@@ -77,6 +77,7 @@ class Totals:
     start: str = ""  # the window's key (window_key); "" before the first admission
     reserved: int = 0
     spent: int = 0
+    announced: bool = False  # its threshold crossing was announced (budget.threshold): once a window
 
     @property
     def committed(self) -> int:
@@ -113,12 +114,18 @@ class Money:
         for window in BUDGET_WINDOWS:
             current = self.of(window)
             if current.start and current.start == keys.get(window):
-                current = Totals(current.start, current.reserved - amount, current.spent + cost)
+                current = replace(current, reserved=current.reserved - amount, spent=current.spent + cost)
             totals[window] = current
         return Money(day=totals["day"], month=totals["month"])
 
     def keys(self) -> dict[str, str]:
         return {window: self.of(window).start for window in BUDGET_WINDOWS}
+
+    def announce(self, windows: list[str]) -> Money:
+        """These totals with `windows` marked announced."""
+        day = replace(self.day, announced=True) if "day" in windows else self.day
+        month = replace(self.month, announced=True) if "month" in windows else self.month
+        return Money(day=day, month=month)
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,9 @@ def remaining(money: Money, budget: Budget | None, window: str) -> int | None:
 
 
 def crossed(before: Money, after: Money, budget: Budget | None) -> list[str]:
-    """The windows whose committed total crossed the budget's threshold between two states."""
+    """The windows whose committed total reached the budget's threshold between two states and
+    whose crossing was not announced yet in that window (a release that takes it back under
+    and a later admission that crosses again announce nothing more)."""
     if budget is None or budget.threshold is None:
         return []
     windows = []
@@ -166,8 +175,11 @@ def crossed(before: Money, after: Money, budget: Budget | None) -> list[str]:
         if limit is None:
             continue
         mark = limit * budget.threshold
-        was = before.of(window).committed if before.of(window).start == after.of(window).start else 0
-        if was < mark <= after.of(window).committed:
+        then, now = before.of(window), after.of(window)
+        same = then.start == now.start
+        if same and then.announced:
+            continue
+        if (then.committed if same else 0) < mark <= now.committed:
             windows.append(window)
     return windows
 

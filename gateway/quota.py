@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway import azure_sdk as sdk
-from gateway.budgets import BUDGET_WINDOWS, Budget, Money, Totals, overrun, remaining
+from gateway.budgets import BUDGET_WINDOWS, Budget, Money, Totals, crossed, overrun, remaining
 from gateway.tables import Tables
 
 if TYPE_CHECKING:
@@ -87,6 +87,7 @@ class Usage:
     resets_at: dict[str, int | None]  # when one more slot frees, per window
     money: Money = field(default_factory=Money)  # the budget windows' totals, as of the snapshot
     budget: Budget | None = None
+    crossed: tuple[str, ...] = ()  # the budget windows whose threshold this admission crossed
 
     def remaining(self, window: str) -> int:
         return max(self.limits.of(window) - self.used[window], 0)
@@ -253,6 +254,8 @@ def encode_state(app_id: str, state: QuotaState) -> dict[str, Any]:
             entity[f"b{window}"] = totals.start
             entity[f"b{window}_reserved"] = _int64(totals.reserved)
             entity[f"b{window}_spent"] = _int64(totals.spent)
+            if totals.announced:
+                entity[f"b{window}_announced"] = True
     return entity
 
 
@@ -272,6 +275,7 @@ def decode_money(entity: Mapping[str, Any]) -> Money:
             start=str(entity.get(f"b{window}") or ""),
             reserved=_integer(entity.get(f"b{window}_reserved")),
             spent=_integer(entity.get(f"b{window}_spent")),
+            announced=bool(entity.get(f"b{window}_announced")),
         )
         for window in BUDGET_WINDOWS
     }
@@ -374,7 +378,9 @@ class QuotaStore:
                     return Admission(admitted=True, usage=admission.usage)
                 return admission
             try:
-                self._write_admission(app_id, live, ticket, now, amount, replace_ticket=replace_ticket)
+                self._write_admission(
+                    app_id, live, ticket, now, amount, admission.usage.money, replace_ticket=replace_ticket
+                )
             except _Conflict:
                 state, fresh = None, True
                 continue
@@ -465,10 +471,18 @@ class QuotaStore:
         return True
 
     def _write_admission(
-        self, app_id: str, state: QuotaState, ticket: str, now: float, amount: int, *, replace_ticket: bool
+        self,
+        app_id: str,
+        state: QuotaState,
+        ticket: str,
+        now: float,
+        amount: int,
+        money: Money,
+        *,
+        replace_ticket: bool,
     ) -> None:
+        """Write the admission: its slot, and `money` (the totals with `amount` reserved)."""
         at = to_ms(now)
-        money = state.money.reserve(amount, now)
         ticket_row = {
             "PartitionKey": app_id,
             "RowKey": ticket_row_key(ticket),
@@ -643,6 +657,10 @@ def _with_money(
             over.retry_after,
             budget=True,
         )
+    reserved = money.reserve(amount, now)
+    # Decided on the state the write is conditional on: exactly one admission crosses, once a window.
+    windows = crossed(money.at(now), reserved, budget)
     return Admission(
-        True, Usage(usage.limits, usage.used, usage.resets_at, money.reserve(amount, now), budget)
+        True,
+        Usage(usage.limits, usage.used, usage.resets_at, reserved.announce(windows), budget, tuple(windows)),
     )

@@ -153,3 +153,29 @@ def test_settlements_racing_admissions_lose_nothing(tables: Tables) -> None:
     # 30 new reservations open, 15 old settled at 1.0 each, 15 old released.
     assert _money(tables) == (30 * amount, 15 * to_micros(1.0), 30 * amount, 15 * to_micros(1.0))
     assert QuotaStore(tables).usage("app", LIMITS, T0 + 2).used["hour"] == 30 + 15
+
+
+def test_exactly_one_of_racing_admissions_crosses_the_threshold_once_a_month(tables: Tables) -> None:
+    budget = Budget(month=to_micros(10.0), threshold=0.5)
+    stores = [QuotaStore(tables) for _ in range(4)]
+    start = threading.Barrier(12)
+
+    def create(i: int) -> tuple[str, ...]:
+        start.wait()
+        return (
+            stores[i % 4]
+            .admit("app", LIMITS, f"job{i}", T0, budget=budget, amount=to_micros(1.0))
+            .usage.crossed
+        )
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        crossings = list(pool.map(create, range(12)))
+
+    assert sorted(crossings) == [()] * 11 + [("month",)]  # 10 admitted: the fifth crossed 5.0
+    quota = QuotaStore(tables)
+    for i in range(10):
+        quota.release("app", f"job{i}", T0 + 1)  # back under the mark ...
+    again = quota.admit("app", LIMITS, "again", T0 + 2, budget=budget, amount=to_micros(6.0))
+    assert again.usage.crossed == ()  # ... and over it again: announced once a window
+    march = quota.admit("app", LIMITS, "next", FEB + 1, budget=budget, amount=to_micros(6.0))
+    assert march.usage.crossed == ("month",)
