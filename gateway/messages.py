@@ -353,6 +353,43 @@ class WebhookDelivery:
         return cls(job=JobRef.from_dict(data), event_id=str(data["event_id"]))
 
 
+@dataclass(frozen=True)
+class BudgetCrossing:
+    """An app's budget window crossed its threshold: where to announce it (the webhook URL of the
+    create that crossed it), and the waits between delivery attempts."""
+
+    app_id: str
+    window: str  # "day" or "month"
+    start: str  # the window's key: "2026-11" or "2026-11-27"
+    url: str
+    delays: tuple[float, ...] = ()
+
+    @property
+    def event_id(self) -> str:
+        # The same across attempts (and for a second announcement of the same window, which the
+        # quota never makes), so a receiver deduplicates on it.
+        return f"evt_budget_{self.app_id}_{self.window}_{self.start}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app_id": self.app_id,
+            "window": self.window,
+            "start": self.start,
+            "url": self.url,
+            "delays": list(self.delays),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BudgetCrossing:
+        return cls(
+            app_id=str(data["app_id"]),
+            window=str(data["window"]),
+            start=str(data["start"]),
+            url=str(data["url"]),
+            delays=tuple(float(delay) for delay in data.get("delays", ())),
+        )
+
+
 def _known_fields(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:
     """`data` without the keys `cls` does not have: an activity result recorded in the history
     of an in-flight orchestration by older code may carry fields this code dropped."""

@@ -11,14 +11,16 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
+from gateway.webhooks import sign
 from tests.conftest import RunningStack, stack_until_jobs_end
 from tests.contract.document import assert_matches_document
+from tests.contract.support import webhook_receiver
 
 # sora-2 (the catalog's first model) at 0.10 a second, 4 s by default: 0.40 a video.
 PRICE = 0.4
 BUDGETS = {
     "pro": {"month": 1.0, "charge_failed": False},  # a job that fails after acceptance is not charged
-    "business": {"month": 10.0},  # the default policy: it is
+    "business": {"month": 10.0, "threshold": 0.05},  # the default policy: it is; announced at 0.50
 }
 
 
@@ -109,3 +111,33 @@ def test_the_default_policy_charges_a_job_that_failed_after_acceptance(budget_st
     assert failed["cost"] == {"amount": PRICE, "currency": "USD"}
     month = client.usage(app.api_key)["budget"]["month"]
     assert (month["spent"], month["reserved"]) == (pytest.approx(PRICE), 0.0)
+
+
+def test_crossing_the_threshold_is_announced_once_to_the_crossing_creates_webhook(
+    budget_stack: RunningStack,
+) -> None:
+    client = budget_stack.client
+    app = client.create_app("business")
+    with webhook_receiver() as receiver:
+        body = {"prompt": "A quiet harbour", "webhook_url": receiver.url}
+        ids = [client.create_video(app.api_key, body).json()["id"] for _ in range(3)]  # 0.40, 0.80, 1.20
+        deliveries = receiver.wait_for(4)  # three videos' events and one budget event
+        time.sleep(2)  # and nothing more arrives
+        deliveries = list(receiver.deliveries)
+
+    events = [(delivery, json.loads(delivery.body)) for delivery in deliveries]
+    announced = [(delivery, event) for delivery, event in events if event["type"] == "budget.threshold"]
+    assert len(announced) == 1, [event["type"] for _, event in events]
+    delivery, event = announced[0]
+    data = event["data"]
+    assert (data["app_id"], data["window"], data["threshold"], data["limit"]) == (app.id, "month", 0.05, 10.0)
+    assert data["start"] == datetime.now(UTC).strftime("%Y-%m")
+    assert data["spent"] + data["reserved"] >= 0.8
+    headers = {name.lower(): value for name, value in delivery.headers.items()}
+    assert headers["webhook-id"] == event["id"] == f"evt_budget_{app.id}_month_{data['start']}"
+    expected = sign(
+        app.webhook_secret, headers["webhook-id"], int(headers["webhook-timestamp"]), delivery.body.decode()
+    )
+    assert headers["webhook-signature"] == expected
+    for video_id in ids:
+        client.wait_finished(app.api_key, video_id)
