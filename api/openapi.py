@@ -610,6 +610,7 @@ def openapi_document(catalog: Mapping[str, CatalogModel]) -> JsonObject:
         "webhooks": {
             "video.completed": _webhook("video.completed", "VideoCompletedEvent"),
             "video.failed": _webhook("video.failed", "VideoFailedEvent"),
+            "budget.threshold": _webhook("budget.threshold", "BudgetThresholdEvent"),
         },
         "components": components(),
     }

@@ -301,6 +301,35 @@ def _event(event_type: str, status: str) -> JsonObject:
     )
 
 
+def _budget_event() -> JsonObject:
+    """`budget.threshold`: sent once per budget window, to the webhook URL of the create that
+    took the window's committed money past the plan's threshold."""
+    amount = {"type": "number", "minimum": 0}
+    data = obj(
+        {
+            "object": const("budget.threshold"),
+            "app_id": string(pattern=ID_PATTERN),
+            "window": string(enum=BUDGET_WINDOWS),
+            "start": string("The window: `YYYY-MM-DD` (day) or `YYYY-MM` (month), UTC."),
+            "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "currency": const("USD"),
+            "limit": amount,
+            "spent": amount,
+            "reserved": amount,
+            "remaining": amount,
+            "resets_at": integer("Unix seconds at which the window ends.", minimum=0),
+        }
+    )
+    return obj(
+        {
+            "id": string("`evt_budget_<app>_<window>_<start>`; also sent as `webhook-id`."),
+            "type": const("budget.threshold"),
+            "created_at": integer("Unix seconds.", minimum=0),
+            "data": data,
+        }
+    )
+
+
 def _app_fields() -> JsonObject:
     return {
         "id": string(pattern=ID_PATTERN),
@@ -443,6 +472,7 @@ def component_schemas() -> JsonObject:
         "RateLimitError": _error_body(with_window=True),
         "VideoCompletedEvent": _event("video.completed", "completed"),
         "VideoFailedEvent": _event("video.failed", "failed"),
+        "BudgetThresholdEvent": _budget_event(),
     }
 
 

@@ -13,7 +13,7 @@ import requests
 
 from gateway.webhooks import sign
 from tests.conftest import RunningStack, stack_until_jobs_end
-from tests.contract.document import assert_matches_document
+from tests.contract.document import assert_matches_document, pointer, schema_errors
 from tests.contract.support import webhook_receiver
 
 # sora-2 (the catalog's first model) at 0.10 a second, 4 s by default: 0.40 a video.
@@ -129,6 +129,7 @@ def test_crossing_the_threshold_is_announced_once_to_the_crossing_creates_webhoo
     announced = [(delivery, event) for delivery, event in events if event["type"] == "budget.threshold"]
     assert len(announced) == 1, [event["type"] for _, event in events]
     delivery, event = announced[0]
+    assert schema_errors(pointer("components", "schemas", "BudgetThresholdEvent"), event) == []
     data = event["data"]
     assert (data["app_id"], data["window"], data["threshold"], data["limit"]) == (app.id, "month", 0.05, 10.0)
     assert data["start"] == datetime.now(UTC).strftime("%Y-%m")
