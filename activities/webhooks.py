@@ -48,7 +48,7 @@ def deliver_budget_event(payload: ActivityInput) -> bool:
     app = get_app_store().get_app(crossing.app_id)
     if app is None:
         return True  # deleted meanwhile: nobody to tell
-    budget = get_settings().budget(app.plan)
+    budget = get_settings().budget(app.plan, app.budget)
     now = time.time()
     # The window's totals as they are now (a count limit is not needed to read money).
     usage = get_quota_store().usage(app.id, Limits(hour=0, day=0), now, budget)

@@ -60,7 +60,7 @@ async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
         fields = await _read_fields(req, slow_work)
         intake = create_submission(fields, settings, req.headers.get(IDEMPOTENCY_HEADER))
         accepted = await _accept(app, limits, intake, settings, slow_work)
-    return await _started(client, accepted, intake.submission, settings, app.plan)
+    return await _started(client, accepted, intake.submission, settings, app)
 
 
 @bp.route(route="v1/videos/{video_id}/remix", methods=["POST"])
@@ -80,7 +80,7 @@ async def remix_video(req: func.HttpRequest, client: df.DurableOrchestrationClie
             )
         intake = remix_submission(fields, source, settings, req.headers.get(IDEMPOTENCY_HEADER))
         accepted = await _accept(app, limits, intake, settings, slow_work)
-    return await _started(client, accepted, intake.submission, settings, app.plan)
+    return await _started(client, accepted, intake.submission, settings, app)
 
 
 @bp.route(route="v1/videos/{video_id}", methods=["DELETE"])
@@ -116,12 +116,12 @@ async def _started(
     accepted: Accepted,
     submission: Submission,
     settings: Settings,
-    plan: str,
+    app: App,
 ) -> func.HttpResponse:
     """Start the job's orchestration (unless this is a replay) and answer 202."""
     job = accepted.job
     if not accepted.replayed:
-        await _start_generation(client, job, submission, settings, plan)
+        await _start_generation(client, job, submission, settings, app)
         await _announce_crossings(client, accepted, settings)
         log.info("app %s queued video %s (%s, %ss, %s)", job.app_id, job.id, job.model, job.seconds, job.size)
     headers = {
@@ -136,14 +136,14 @@ async def _started(
 
 
 async def _start_generation(
-    client: df.DurableOrchestrationClient, job: Job, submission: Submission, settings: Settings, plan: str
+    client: df.DurableOrchestrationClient, job: Job, submission: Submission, settings: Settings, app: App
 ) -> None:
     run = JobRun(
         job=JobRef(app_id=job.app_id, job_id=job.id),
         poll=PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds),
         timeout_minutes=settings.job_timeout_minutes,
         webhook_delays=settings.webhook_retry_seconds if job.webhook_url else (),
-        charges=settings.budget(plan).charges,
+        charges=settings.budget(app.plan, app.budget).charges,
     )
     try:
         await client.start_new(orchestrators.GENERATE_VIDEO, instance_id=job.id, client_input=run.to_dict())

@@ -11,6 +11,7 @@ admitted in the same conditional transaction as the count.
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -200,3 +201,47 @@ def usage_document(money: Money, budget: Budget | None, now: float) -> dict[str,
             "resets_at": window_end(window, now),
         }
     return {"currency": CURRENCY, **windows}
+
+
+BUDGET_FIELDS = ("day", "month", "threshold", "charge_refused", "charge_failed")
+
+
+class BudgetSpecError(ValueError):
+    """Budget fields that cannot work; the message says which and why."""
+
+
+def parse_budget(spec: Any) -> Budget:
+    """A budget from its fields: {"month": amount, "day": amount, "threshold": share,
+    "charge_refused": bool, "charge_failed": bool}, every one optional; amounts in the catalog's
+    currency, kept in micro-units. The one reader of PLAN_BUDGETS and of an app's own budget."""
+    if not isinstance(spec, dict):
+        raise BudgetSpecError(f"a budget must be a JSON object of {', '.join(BUDGET_FIELDS)}")
+    unknown = sorted(set(spec) - set(BUDGET_FIELDS))
+    if unknown:
+        raise BudgetSpecError(f"unknown budget fields {unknown}; known: {', '.join(BUDGET_FIELDS)}")
+    limits = {window: _amount(window, spec.get(window)) for window in BUDGET_WINDOWS}
+    threshold = spec.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1
+    ):
+        raise BudgetSpecError(f"threshold must be a share above 0 and at most 1, got {threshold!r}")
+    flags = {}
+    for name in ("charge_refused", "charge_failed"):
+        flag = spec.get(name, True)
+        if not isinstance(flag, bool):
+            raise BudgetSpecError(f"{name} must be true or false, got {flag!r}")
+        flags[name] = flag
+    return Budget(
+        day=limits["day"],
+        month=limits["month"],
+        threshold=None if threshold is None else float(threshold),
+        charges=ChargePolicy(refused=flags["charge_refused"], failed=flags["charge_failed"]),
+    )
+
+
+def _amount(window: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise BudgetSpecError(f"{window} must be an amount of at least 0, got {value!r}")
+    return to_micros(float(value))

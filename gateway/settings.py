@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.apps import PLANS
-from gateway.budgets import Budget, ChargePolicy, to_micros
+from gateway.budgets import Budget, BudgetSpecError, parse_budget
 from gateway.catalog import BUILT_IN_MODELS, CatalogModel, amount, built_in_catalog, listed, parse_catalog
 from gateway.catalog import SECONDS as _SECONDS
 from gateway.catalog import SIZE as _SIZE
@@ -137,8 +137,12 @@ class Settings:
     # default charge policy (gateway.charges).
     plan_budgets: Mapping[str, Budget] = field(default_factory=dict)
 
-    def budget(self, plan: str) -> Budget:
-        """The plan's budget and charge policy (no limits and the default policy when not set)."""
+    def budget(self, plan: str, override: str | None = None) -> Budget:
+        """The budget and charge policy of an app on `plan`: its own `override` (JSON budget
+        fields, set through the management API) when it has one, else its plan's (no limits and
+        the default policy when neither is set)."""
+        if override:
+            return parse_budget(json.loads(override))
         return self.plan_budgets.get(plan) or Budget()
 
     # Views of the catalog, by public model id.
@@ -622,54 +626,19 @@ def _plan_limits(env: _Env) -> dict[str, dict[str, int] | None]:
     return limits
 
 
-_BUDGET_FIELDS = ("day", "month", "threshold", "charge_refused", "charge_failed")
-
-
 def _plan_budgets(env: _Env) -> dict[str, Budget]:
-    """PLAN_BUDGETS: plan -> {"month": amount, "day": amount, "threshold": share,
-    "charge_refused": bool, "charge_failed": bool}, every field optional; amounts in the
-    catalog's currency, kept in micro-units."""
+    """PLAN_BUDGETS: plan -> budget fields (gateway.budgets.parse_budget), every field optional."""
     key = "PLAN_BUDGETS"
     table = _object(key, env.json(key, {}), "plan -> budget object")
     budgets: dict[str, Budget] = {}
     for plan, raw in table.items():
         if plan not in PLANS:
             raise SettingsError(f"setting {key} names plan {plan!r}; the plans are {', '.join(PLANS)}")
-        spec = _object(key, raw, f"budget fields for plan {plan!r}")
-        unknown = sorted(set(spec) - set(_BUDGET_FIELDS))
-        if unknown:
-            raise SettingsError(
-                f"setting {key}: plan {plan!r} has unknown fields {unknown}; known: {', '.join(_BUDGET_FIELDS)}"
-            )
-        limits = {window: _money(key, f"{plan} {window}", spec.get(window)) for window in ("day", "month")}
-        threshold = spec.get("threshold")
-        if threshold is not None and (
-            isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1
-        ):
-            raise SettingsError(
-                f"setting {key}: {plan} threshold must be a share above 0 and at most 1, got {threshold!r}"
-            )
-        flags = {}
-        for name in ("charge_refused", "charge_failed"):
-            flag = spec.get(name, True)
-            if not isinstance(flag, bool):
-                raise SettingsError(f"setting {key}: {plan} {name} must be true or false, got {flag!r}")
-            flags[name] = flag
-        budgets[plan] = Budget(
-            day=limits["day"],
-            month=limits["month"],
-            threshold=None if threshold is None else float(threshold),
-            charges=ChargePolicy(refused=flags["charge_refused"], failed=flags["charge_failed"]),
-        )
+        try:
+            budgets[plan] = parse_budget(raw)
+        except BudgetSpecError as error:
+            raise SettingsError(f"setting {key}: plan {plan!r}: {error}") from error
     return budgets
-
-
-def _money(key: str, what: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-        raise SettingsError(f"setting {key}: {what} must be an amount of at least 0, got {value!r}")
-    return to_micros(float(value))
 
 
 def _object(key: str, value: Any, form: str) -> dict[str, Any]:

@@ -203,7 +203,7 @@ class Submissions:
         )
 
     def _admit(self, app: App, limits: Limits, submission: Submission, job_id: str, now: float) -> Usage:
-        budget = self._settings.budget(app.plan)
+        budget = self._settings.budget(app.plan, app.budget)
         amount = self.estimate(submission)
         admission = self._quota.admit(
             app.id, limits, job_id, now, budget=budget if budget.limited else None, amount=amount
@@ -252,7 +252,9 @@ class Submissions:
             )
         job = self._jobs.get_job(app.id, held.job_id)
         if job is not None:
-            usage = self._quota.usage(app.id, limits, time.time(), self._settings.budget(app.plan))
+            usage = self._quota.usage(
+                app.id, limits, time.time(), self._settings.budget(app.plan, app.budget)
+            )
             return Accepted(job=job, usage=usage, replayed=True)
         if held.recorded:
             # Its job existed and was deleted: answering the deleted video's id, as OpenAI's API

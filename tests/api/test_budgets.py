@@ -142,3 +142,28 @@ def test_crossing_the_threshold_is_announced_once_to_the_crossing_creates_webhoo
     assert headers["webhook-signature"] == expected
     for video_id in ids:
         client.wait_finished(app.api_key, video_id)
+
+
+def test_an_apps_own_budget_overrides_its_plans_until_cleared(budget_stack: RunningStack) -> None:
+    client = budget_stack.client
+    app = client.create_app("pro")  # the plan's budget: 1.00 a month
+    path = f"/apps/{app.id}"
+    bad = client.manage("PATCH", path, json={"budget": {"month": -1}})
+    assert bad.status_code == 400
+    assert assert_matches_document("PATCH", "/v1/manage/apps/{app_id}", bad)["error"]["param"] == "budget"
+    assert client.manage("PATCH", path, json={"budget": {"month": 0.5}}).status_code == 200
+
+    first = client.create_video(app.api_key)
+    second = client.create_video(app.api_key)
+
+    assert (first.status_code, first.headers["x-budget-remaining"]) == (202, "0.100000")
+    assert (second.status_code, second.json()["error"]["code"]) == (429, "budget_exceeded")
+    assert client.usage(app.api_key)["budget"]["month"]["limit"] == 0.5
+    read = client.manage("GET", f"{path}/usage")
+    assert read.json()["budget"]["month"]["limit"] == 0.5  # the operators see the budget in force
+
+    assert client.manage("PATCH", path, json={"budget": None}).status_code == 200
+    third = client.create_video(app.api_key)
+    assert (third.status_code, third.headers["x-budget-remaining"]) == (202, "0.200000")
+    for video in (first, third):
+        client.wait_finished(app.api_key, video.json()["id"])
