@@ -26,6 +26,7 @@ from gateway.messages import (
     failure_message,
     rejection_code,
 )
+from gateway.pricing import settled_cost
 from gateway.providers.port import VideoProvider
 from gateway.retention import JOB_ASSETS, THUMBNAIL_ASSET, VIDEO_ASSET
 from gateway.settings import get_settings
@@ -93,7 +94,7 @@ def store_video_assets(payload: ActivityInput) -> dict[str, Any]:
         return StoreOutcome.cancelled().to_dict()
     # Completed: its reservation becomes its cost (after the record says so, never before: a
     # job cancelled meanwhile is settled by the charge policy instead).
-    _settle(ref.job.app_id, ref.job.job_id)
+    _settle(stored)
     # Blob names only: a URL is signed by whoever sends one (the API, a webhook), never kept.
     return StoreOutcome.stored(
         StoredAssets(video_blob=video_blob, thumbnail_blob=stored_thumbnail, video_bytes=written)
@@ -175,10 +176,12 @@ def fail_job(payload: ActivityInput) -> None:
         jobs.forget_assets(ref.app_id, ref.job_id)
 
 
-def _settle(app_id: str, job_id: str) -> None:
-    """Settle the completed job's reservation as its cost and record that cost on the job."""
-    cost = get_quota_store().settle(app_id, job_id, time.time())
-    get_job_store().update_job(app_id, job_id, allow_finished=True, cost=from_micros(cost or 0))
+def _settle(job: Job) -> None:
+    """Settle the completed job's reservation as its cost and record that cost on the job: the
+    catalog's price for the duration the provider reported, where it reported one, else the
+    amount reserved (the catalog's price for the duration asked for)."""
+    cost = get_quota_store().settle(job.app_id, job.id, time.time(), settled_cost(get_settings(), job))
+    get_job_store().update_job(job.app_id, job.id, allow_finished=True, cost=from_micros(cost or 0))
 
 
 @bp.function_name(names.RELEASE_QUOTA_SLOT)

@@ -63,6 +63,8 @@ class Job:
     options: dict[str, str | bool] = field(default_factory=dict)
     # What the job was charged once settled (the catalog's currency; 0 when its money went back).
     cost: float | None = None
+    # The duration the provider reported for the finished video, where it reports one.
+    reported_seconds: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass
 
 from gateway.apps import App
 from gateway.blobs import VideoAssets, asset_blob_name
-from gateway.budgets import from_micros, to_micros
+from gateway.budgets import from_micros
 from gateway.errors import BudgetExceeded, Conflict, Forbidden, NotFound, RateLimited
 from gateway.idempotency import Claim, IdempotencyStore
 from gateway.images import ReferenceImage
 from gateway.jobs import Job, JobStore, new_job_id
+from gateway.pricing import cost_micros, price_per_second
 from gateway.quota import Limits, QuotaStore, Usage
 from gateway.settings import Settings
 from gateway.validation import VideoSpec
@@ -232,11 +233,10 @@ class Submissions:
         """The job's estimated cost (micro-units) from the catalog's price on the route it will
         take; 0 when the catalog states no price for it (it then fits any budget)."""
         spec = submission.spec
-        model = self._settings.catalog.get(spec.model)
-        route = model.route(submission.provider, submission.provider_model) if model is not None else None
-        prices = route.prices if route is not None else self._settings.pricing.get(spec.model, {})
-        per_second = prices.get(spec.size)
-        return 0 if per_second is None else to_micros(per_second * int(spec.seconds))
+        price = price_per_second(
+            self._settings, spec.model, submission.provider, submission.provider_model, spec.size
+        )
+        return cost_micros(price, spec.seconds)
 
     def _replay(
         self, app: App, limits: Limits, held: Claim, candidate: Claim, submission: Submission

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -20,6 +21,8 @@ from gateway.budgets import (
     window_key,
 )
 from gateway.errors import SettingsError
+from gateway.jobs import Job
+from gateway.pricing import cost_micros, price_per_second, settled_cost
 from gateway.settings import Settings
 
 MINIMAL = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AIMLAPI_API_KEY": "aiml-key"}
@@ -142,3 +145,35 @@ def test_plan_budgets_are_read_in_micro_units_with_the_default_policy() -> None:
 def test_a_bad_plan_budget_stops_the_app_naming_the_setting(value: str) -> None:
     with pytest.raises(SettingsError, match="PLAN_BUDGETS"):
         Settings.from_env({**MINIMAL, "PLAN_BUDGETS": value})
+
+
+def test_a_completed_job_is_charged_for_the_duration_its_provider_reported() -> None:
+    catalog = [
+        {
+            "id": "veo-3.1",
+            "sizes": ["1280x720"],
+            "seconds": [4, 8],
+            "routes": [
+                {"provider": "aimlapi", "provider_model": "google/veo-3.1-t2v", "price_per_second": 0.4},
+                {"provider": "aimlapi", "provider_model": "fal-ai/veo3.1", "price_per_second": 0.25},
+            ],
+        }
+    ]
+    settings = Settings.from_env({**MINIMAL, "MODEL_CATALOG": json.dumps(catalog)})
+    job = Job(
+        id="video_1",
+        app_id="app_1",
+        model="veo-3.1",
+        prompt="p",
+        seconds="4",
+        size="1280x720",
+        created_at=0,
+        provider="aimlapi",
+        provider_model="fal-ai/veo3.1",
+    )
+    assert settled_cost(settings, job) is None  # nothing reported: the amount reserved
+    assert settled_cost(settings, replace(job, reported_seconds="8")) == to_micros(2.0)  # the route's price
+    assert settled_cost(settings, replace(job, reported_seconds="8", size="720x1280")) is None  # not priced
+    assert cost_micros(
+        price_per_second(settings, "veo-3.1", "aimlapi", "google/veo-3.1-t2v", "1280x720"), "4"
+    ) == (to_micros(1.6))
