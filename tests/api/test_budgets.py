@@ -6,6 +6,7 @@ import json
 import time
 from calendar import monthrange
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -167,3 +168,23 @@ def test_an_apps_own_budget_overrides_its_plans_until_cleared(budget_stack: Runn
     assert (third.status_code, third.headers["x-budget-remaining"]) == (202, "0.200000")
     for video in (first, third):
         client.wait_finished(app.api_key, video.json()["id"])
+
+
+def test_racing_creates_admit_exactly_the_ones_that_fit_the_budget(budget_stack: RunningStack) -> None:
+    client = budget_stack.client
+    app = client.create_app("pro")  # 1.00 a month at 0.40 a video: two fit
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        responses = list(pool.map(lambda _: client.create_video(app.api_key), range(10)))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [202] * 2 + [429] * 8
+    assert {response.json()["error"]["code"] for response in responses if response.status_code == 429} == {
+        "budget_exceeded"
+    }
+    usage = client.usage(app.api_key)
+    assert usage["used"]["hour"] == 2
+    assert usage["budget"]["month"]["reserved"] + usage["budget"]["month"]["spent"] == pytest.approx(0.8)
+    for response in responses:
+        if response.status_code == 202:
+            client.wait_finished(app.api_key, response.json()["id"])
