@@ -8,7 +8,7 @@ from activities import upstream as upstream_activities
 from activities import webhooks as webhook_activities
 from api import console, cors, health, manage, models, openapi, usage, video_queries, videos
 from maintenance import retention
-from orchestrators import generate_video
+from orchestrators import budget_threshold, generate_video
 
 # The gateway authenticates callers itself (app keys), so routes need no function keys.
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
@@ -24,6 +24,7 @@ for blueprint in (
     videos.bp,
     video_queries.bp,
     generate_video.bp,
+    budget_threshold.bp,
     upstream_activities.bp,
     job_activities.bp,
     webhook_activities.bp,

@@ -11,6 +11,7 @@ import azure.durable_functions as df
 
 from activities import names
 from gateway.blobs import VideoAssets, asset_blob_name, copy_upstream_asset
+from gateway.budgets import from_micros
 from gateway.clients import get_job_store, get_provider, get_quota_store, get_video_assets
 from gateway.errors import UpstreamRejectedError, UpstreamThrottled
 from gateway.jobs import Job
@@ -25,6 +26,7 @@ from gateway.messages import (
     failure_message,
     rejection_code,
 )
+from gateway.pricing import settled_cost
 from gateway.providers.port import VideoProvider
 from gateway.retention import JOB_ASSETS, THUMBNAIL_ASSET, VIDEO_ASSET
 from gateway.settings import get_settings
@@ -90,6 +92,9 @@ def store_video_assets(payload: ActivityInput) -> dict[str, Any]:
         # Cancelled or deleted while copying: the record will never point at these blobs.
         _discard(assets, video_blob, stored_thumbnail)
         return StoreOutcome.cancelled().to_dict()
+    # Completed: its reservation becomes its cost (after the record says so, never before: a
+    # job cancelled meanwhile is settled by the charge policy instead).
+    _settle(stored)
     # Blob names only: a URL is signed by whoever sends one (the API, a webhook), never kept.
     return StoreOutcome.stored(
         StoredAssets(video_blob=video_blob, thumbnail_blob=stored_thumbnail, video_bytes=written)
@@ -143,6 +148,13 @@ def fail_job(payload: ActivityInput) -> None:
     ref = failure.job
     jobs = get_job_store()
     job = jobs.get_job(ref.app_id, ref.job_id)
+    if job is not None and job.status == "completed":
+        return  # it completed first: its files are the video's, its cost settled by the store
+    # The money as the charge policy said: released (slot and reservation, idempotent: the
+    # orchestration released them already) or settled as a charge.
+    if failure.charged is False:
+        get_quota_store().release(ref.app_id, ref.job_id, time.time())
+    cost = from_micros(get_quota_store().settle(ref.app_id, ref.job_id, time.time()) or 0)
     if job is not None:
         code = failure_code(failure.code)  # the one mapping: a code, and its sentence
         job = jobs.update_job(
@@ -152,13 +164,24 @@ def fail_job(payload: ActivityInput) -> None:
             error_code=code,
             error_message=failure_message(code),
             completed_at=int(time.time()),
+            cost=cost,
         )
+        if job.status == "failed" and job.cost != cost:  # final already (a DELETE's cancel mark)
+            job = jobs.update_job(ref.app_id, ref.job_id, allow_finished=True, cost=cost)
     if job is not None and job.status == "completed":
         return  # it completed first: its files are the video's
     own = [asset_blob_name(ref.app_id, ref.job_id, asset) for asset in JOB_ASSETS]
     recorded = [] if job is None else [job.video_blob, job.thumbnail_blob, job.reference_blob]
     if _discard(get_video_assets(), *own, *recorded) and job is not None and any(recorded):
         jobs.forget_assets(ref.app_id, ref.job_id)
+
+
+def _settle(job: Job) -> None:
+    """Settle the completed job's reservation as its cost and record that cost on the job: the
+    catalog's price for the duration the provider reported, where it reported one, else the
+    amount reserved (the catalog's price for the duration asked for)."""
+    cost = get_quota_store().settle(job.app_id, job.id, time.time(), settled_cost(get_settings(), job))
+    get_job_store().update_job(job.app_id, job.id, allow_finished=True, cost=from_micros(cost or 0))
 
 
 @bp.function_name(names.RELEASE_QUOTA_SLOT)

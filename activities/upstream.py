@@ -48,6 +48,7 @@ from gateway.messages import (
     rejection_code,
 )
 from gateway.polling import PollPolicy, ProgressTrack, plan
+from gateway.providers.port import ProviderVideo
 from gateway.reroute import has_alternatives, next_route, untouched
 from gateway.settings import DEFAULT_PROVIDER, get_settings
 
@@ -248,6 +249,7 @@ def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         next_check_at=step.check_at,
         estimated_completion_at=step.eta_at,
         **progress_fields(video),
+        **_reported(video),
     )
     if video.status == "completed":
         # It ended between the check before and this one. Learned after the write, so a check
@@ -256,6 +258,12 @@ def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
     if updated.finished:
         return UpstreamStatus.job_cancelled(ref.upstream_id).to_dict()
     return UpstreamStatus.of(video, track, step.check_at).to_dict()
+
+
+def _reported(video: ProviderVideo) -> dict[str, Any]:
+    """What the provider says it made, once it says it is done: the cost is settled on it
+    (activities/jobs.py)."""
+    return {"reported_seconds": video.seconds} if video.status == "completed" and video.seconds else {}
 
 
 def _learn(job: Job, track: ProgressTrack, ended: float) -> None:

@@ -3,6 +3,7 @@ an app's usage and the recent failures across apps."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from api.auth import require_admin
 from api.http import api_errors, json_body, json_response
 from api.usage import usage_response
 from gateway.apps import PLANS, App, AppInfo
+from gateway.budgets import BudgetSpecError, parse_budget
 from gateway.clients import get_app_store, get_job_store
 from gateway.errors import InvalidRequest, NotFound
 from gateway.jobs import Job
@@ -88,9 +90,16 @@ def get_app(req: func.HttpRequest) -> func.HttpResponse:
 def update_app(req: func.HttpRequest) -> func.HttpResponse:
     require_admin(req)
     app_id = req.route_params["app_id"]
-    plan = _plan(json_body(req))
+    body = json_body(req)
+    # A plan, the app's own budget (an object of budget fields; null: its plan's again), or both.
+    plan = _plan(body) if "plan" in body or "budget" not in body else None
+    budget = _budget(body["budget"]) if "budget" in body else None
     _existing(app_id)
-    updated = get_app_store().set_plan(app_id, plan)
+    updated: App | None = None
+    if plan is not None:
+        updated = get_app_store().set_plan(app_id, plan)
+    if "budget" in body and (plan is None or updated is not None):
+        updated = get_app_store().set_budget(app_id, budget)
     if updated is None:
         raise NotFound(f"No app found with id '{app_id}'.", code="app_not_found", param="app_id")
     return json_response(_public(updated))
@@ -112,7 +121,7 @@ def get_app_usage(req: func.HttpRequest) -> func.HttpResponse:
     """The app's plan and quota, exactly as the app itself reads them at GET /v1/usage."""
     require_admin(req)
     app = _existing(req.route_params["app_id"])
-    return usage_response(app.id, app.plan)
+    return usage_response(app)
 
 
 @bp.route(route="v1/manage/failures", methods=["GET"])
@@ -166,6 +175,17 @@ def _plan(body: dict[str, Any]) -> str:
     if plan not in PLANS:
         raise InvalidRequest(f"Invalid 'plan': {plan!r}. Expected one of: {', '.join(PLANS)}.", param="plan")
     return str(plan)
+
+
+def _budget(value: Any) -> str | None:
+    """An app's own budget as stored (checked JSON), or None to give it its plan's again."""
+    if value is None:
+        return None
+    try:
+        parse_budget(value)
+    except BudgetSpecError as error:
+        raise InvalidRequest(f"Invalid 'budget': {error}.", param="budget") from error
+    return json.dumps(value, sort_keys=True)
 
 
 def _limit(raw: str | None, *, default: int = DEFAULT_PAGE) -> int:

@@ -430,7 +430,7 @@ def _management_paths() -> JsonObject:
             ),
             "patch": _operation(
                 "updateApp",
-                "Change an app's plan; it applies from the next request",
+                "Change an app's plan or its own budget; it applies from the next request",
                 "management",
                 ADMIN_KEY,
                 {
@@ -438,7 +438,24 @@ def _management_paths() -> JsonObject:
                     **errors("400", "401", "404", "413", "503"),
                 },
                 description=note,
-                requestBody={"required": True, "content": _json(obj({"plan": plan}, closed=False))},
+                requestBody={
+                    "required": True,
+                    "content": _json(
+                        obj(
+                            {
+                                "plan": plan,
+                                "budget": {
+                                    "description": "The app's own budget, replacing its plan's: the fields of "
+                                    "a `PLAN_BUDGETS` entry (`month`, `day`, `threshold`, `charge_refused`, "
+                                    "`charge_failed`); null: its plan's again. Without `budget`, `plan` is required.",
+                                    "anyOf": [{"type": "object"}, {"type": "null"}],
+                                },
+                            },
+                            optional=("plan", "budget"),
+                            closed=False,
+                        )
+                    ),
+                },
             ),
         },
         "/v1/manage/apps/{app_id}/usage": {
@@ -610,6 +627,7 @@ def openapi_document(catalog: Mapping[str, CatalogModel]) -> JsonObject:
         "webhooks": {
             "video.completed": _webhook("video.completed", "VideoCompletedEvent"),
             "video.failed": _webhook("video.failed", "VideoFailedEvent"),
+            "budget.threshold": _webhook("budget.threshold", "BudgetThresholdEvent"),
         },
         "components": components(),
     }

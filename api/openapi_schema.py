@@ -13,6 +13,7 @@ JsonObject = dict[str, Any]
 
 PLANS = ["free", "pro", "business"]
 WINDOWS = ["hour", "day"]
+BUDGET_WINDOWS = ["day", "month"]
 VIDEO_STATUSES = ["queued", "in_progress", "completed", "failed"]
 MAX_PROMPT_CHARS = 4000
 MAX_METADATA_ITEMS = 16
@@ -190,6 +191,11 @@ def _video() -> JsonObject:
                 )
             ),
             "estimated_cost": nullable(schema_ref("EstimatedCost")),
+            "cost": {
+                "description": "Extension: what the video was charged once it ended (the catalog's price; 0 "
+                "when its money went back under the plan's charge policy); `null` until then.",
+                **nullable(schema_ref("EstimatedCost")),
+            },
             "provider": string(
                 "Extension: the provider account making the video; a job stays with the provider that accepted it."
             ),
@@ -250,10 +256,38 @@ def _error_body(*, with_window: bool) -> JsonObject:
         "type": string(examples=["invalid_request_error", "authentication_error", "rate_limit_error"]),
         "param": nullable(string()),
         "code": string(examples=["invalid_value", "invalid_api_key", "video_not_found"]),
-        "window": string("Only on 429 `rate_limit_exceeded`: the exhausted quota window.", enum=WINDOWS),
+        "window": string(
+            "Only on 429 `rate_limit_exceeded` (hour, day) and `budget_exceeded` (day, month): the exhausted window.",
+            enum=[*WINDOWS, "month"],
+        ),
+        "resets_at": integer(
+            "Only on 429 `budget_exceeded`: Unix seconds at which the budget window ends (UTC).", minimum=0
+        ),
     }
-    inner = obj(fields, optional=("window",))
+    inner = obj(fields, optional=("window", "resets_at"))
     return obj({"error": inner}, description="The OpenAI error body.")
+
+
+def _budget() -> JsonObject:
+    """The `budget` block of GET /v1/usage: money per calendar window (UTC)."""
+    amount = {"type": "number", "minimum": 0}
+    window = obj(
+        {
+            "start": string("The window: `YYYY-MM-DD` (day) or `YYYY-MM` (month), UTC."),
+            "limit": {"description": "The plan's budget for the window; null: no limit.", **nullable(amount)},
+            "spent": {"description": "Charged by videos that ended (settled).", **amount},
+            "reserved": {"description": "Estimated cost of videos admitted and not yet settled.", **amount},
+            "remaining": {
+                "description": "limit - spent - reserved, at least 0; null: no limit.",
+                **nullable(amount),
+            },
+            "resets_at": integer("Unix seconds at which the window ends.", minimum=0),
+        }
+    )
+    return obj(
+        {"currency": const("USD"), **dict.fromkeys(BUDGET_WINDOWS, window)},
+        description="Extension: the app's money, per calendar window (UTC).",
+    )
 
 
 def _event(event_type: str, status: str) -> JsonObject:
@@ -263,6 +297,35 @@ def _event(event_type: str, status: str) -> JsonObject:
             "type": const(event_type),
             "created_at": integer("Unix seconds.", minimum=0),
             "data": {"allOf": [schema_ref("Video"), {"properties": {"status": {"const": status}}}]},
+        }
+    )
+
+
+def _budget_event() -> JsonObject:
+    """`budget.threshold`: sent once per budget window, to the webhook URL of the create that
+    took the window's committed money past the plan's threshold."""
+    amount = {"type": "number", "minimum": 0}
+    data = obj(
+        {
+            "object": const("budget.threshold"),
+            "app_id": string(pattern=ID_PATTERN),
+            "window": string(enum=BUDGET_WINDOWS),
+            "start": string("The window: `YYYY-MM-DD` (day) or `YYYY-MM` (month), UTC."),
+            "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "currency": const("USD"),
+            "limit": amount,
+            "spent": amount,
+            "reserved": amount,
+            "remaining": amount,
+            "resets_at": integer("Unix seconds at which the window ends.", minimum=0),
+        }
+    )
+    return obj(
+        {
+            "id": string("`evt_budget_<app>_<window>_<start>`; also sent as `webhook-id`."),
+            "type": const("budget.threshold"),
+            "created_at": integer("Unix seconds.", minimum=0),
+            "data": data,
         }
     )
 
@@ -345,6 +408,7 @@ def component_schemas() -> JsonObject:
                 "resets_at": per_window(
                     nullable(integer("Unix seconds at which one more slot frees.", minimum=0))
                 ),
+                "budget": _budget(),
             }
         ),
         "App": obj(_app_fields(), optional=("object",)),
@@ -408,6 +472,7 @@ def component_schemas() -> JsonObject:
         "RateLimitError": _error_body(with_window=True),
         "VideoCompletedEvent": _event("video.completed", "completed"),
         "VideoFailedEvent": _event("video.failed", "failed"),
+        "BudgetThresholdEvent": _budget_event(),
     }
 
 
@@ -423,12 +488,18 @@ HEADERS: dict[str, tuple[str, JsonObject]] = {
     "x-ratelimit-remaining-hour": ("Videos left in the rolling hour.", integer(minimum=0)),
     "x-ratelimit-limit-day": ("The app's videos per rolling day.", integer(minimum=0)),
     "x-ratelimit-remaining-day": ("Videos left in the rolling day.", integer(minimum=0)),
+    "x-budget-remaining": (
+        "What the app's tightest budget window has left, in the catalog's currency with six decimals, "
+        "after this request's reservation; `unlimited` when its plan has no budget.",
+        string(pattern="^(unlimited|[0-9]+\\.[0-9]{6})$"),
+    ),
 }
 RATE_LIMIT_HEADERS = (
     "x-ratelimit-limit-hour",
     "x-ratelimit-remaining-hour",
     "x-ratelimit-limit-day",
     "x-ratelimit-remaining-day",
+    "x-budget-remaining",
 )
 
 
@@ -497,7 +568,9 @@ ERRORS: dict[str, tuple[str, str]] = {
     ),
     "429": (
         "RateLimited",
-        "Over the app's quota: `rate_limit_exceeded` (with `window` and the rate-limit headers); or more "
+        "Over the app's quota: `rate_limit_exceeded` (with `window` and the rate-limit headers); over its "
+        "money budget: `budget_exceeded` (type `insufficient_quota`, with `window`, `resets_at` and "
+        "`Retry-After` until the window ends); or more "
         "requests with images, webhooks or large bodies of this app in progress at once: "
         "`too_many_concurrent_requests`.",
     ),

@@ -9,6 +9,8 @@ import azure.functions as func
 
 from api.auth import authenticate_app
 from api.http import api_errors, json_response
+from gateway.apps import App
+from gateway.budgets import Money, usage_document
 from gateway.clients import get_quota_store
 from gateway.quota import WINDOWS, Limits
 from gateway.settings import get_settings
@@ -19,12 +21,12 @@ bp = df.Blueprint()
 @bp.route(route="v1/usage", methods=["GET"])
 @api_errors
 def get_usage(req: func.HttpRequest) -> func.HttpResponse:
-    app = authenticate_app(req)
-    return usage_response(app.id, app.plan)
+    return usage_response(authenticate_app(req))
 
 
-def usage_response(app_id: str, plan: str) -> func.HttpResponse:
+def usage_response(app: App) -> func.HttpResponse:
     """The plan's limits and the app's use of them, with the x-ratelimit-* headers."""
+    app_id, plan = app.id, app.plan
     limits = Limits.for_plan(get_settings().plan_limits, plan)
     if limits is None:
         zero = dict.fromkeys(WINDOWS, 0)
@@ -36,9 +38,13 @@ def usage_response(app_id: str, plan: str) -> func.HttpResponse:
                 "used": zero,
                 "remaining": zero,
                 "resets_at": dict.fromkeys(WINDOWS),
+                "budget": usage_document(Money(), None, time.time()),
             }
         )
-    usage = get_quota_store().usage(app_id, limits, time.time())
+    settings = get_settings()
+    budget = settings.budget(plan, app.budget)
+    now = time.time()
+    usage = get_quota_store().usage(app_id, limits, now, budget if budget.limited else None)
     return json_response(
         {
             "plan": plan,
@@ -47,6 +53,9 @@ def usage_response(app_id: str, plan: str) -> func.HttpResponse:
             "used": usage.used,
             "remaining": {window: usage.remaining(window) for window in WINDOWS},
             "resets_at": usage.resets_at,
+            # Money per calendar window (UTC): spent (settled), reserved (admitted, not yet
+            # settled) and what is left of the plan's budget (null: no limit).
+            "budget": usage_document(usage.money, usage.budget, now),
         },
         headers=usage.headers(),
     )

@@ -30,13 +30,14 @@ from gateway.clients import get_job_store, get_submissions, get_video_assets
 from gateway.errors import Conflict, ServiceUnavailable
 from gateway.images import ReferenceImage
 from gateway.jobs import Job
-from gateway.messages import CANCELLED, JobRef, failure_message
+from gateway.messages import CANCELLED, BudgetCrossing, JobRef, failure_message
 from gateway.polling import PollPolicy
 from gateway.quota import Limits
 from gateway.settings import Settings, get_settings
 from gateway.submissions import Accepted, Submission, plan_limits
 from gateway.video_object import render_video as render
 from gateway.workpools import HEAVY, OUTBOUND, SLOW_WORK, RequestSlot, run_in
+from orchestrators import budget_threshold
 from orchestrators import names as orchestrators
 from orchestrators.generate_video import JobRun
 
@@ -59,7 +60,7 @@ async def create_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
         fields = await _read_fields(req, slow_work)
         intake = create_submission(fields, settings, req.headers.get(IDEMPOTENCY_HEADER))
         accepted = await _accept(app, limits, intake, settings, slow_work)
-    return await _started(client, accepted, intake.submission, settings)
+    return await _started(client, accepted, intake.submission, settings, app)
 
 
 @bp.route(route="v1/videos/{video_id}/remix", methods=["POST"])
@@ -79,7 +80,7 @@ async def remix_video(req: func.HttpRequest, client: df.DurableOrchestrationClie
             )
         intake = remix_submission(fields, source, settings, req.headers.get(IDEMPOTENCY_HEADER))
         accepted = await _accept(app, limits, intake, settings, slow_work)
-    return await _started(client, accepted, intake.submission, settings)
+    return await _started(client, accepted, intake.submission, settings, app)
 
 
 @bp.route(route="v1/videos/{video_id}", methods=["DELETE"])
@@ -111,12 +112,17 @@ async def delete_video(req: func.HttpRequest, client: df.DurableOrchestrationCli
 
 
 async def _started(
-    client: df.DurableOrchestrationClient, accepted: Accepted, submission: Submission, settings: Settings
+    client: df.DurableOrchestrationClient,
+    accepted: Accepted,
+    submission: Submission,
+    settings: Settings,
+    app: App,
 ) -> func.HttpResponse:
     """Start the job's orchestration (unless this is a replay) and answer 202."""
     job = accepted.job
     if not accepted.replayed:
-        await _start_generation(client, job, submission, settings)
+        await _start_generation(client, job, submission, settings, app)
+        await _announce_crossings(client, accepted, settings)
         log.info("app %s queued video %s (%s, %ss, %s)", job.app_id, job.id, job.model, job.seconds, job.size)
     headers = {
         "Location": f"/api/v1/videos/{job.id}",
@@ -130,13 +136,14 @@ async def _started(
 
 
 async def _start_generation(
-    client: df.DurableOrchestrationClient, job: Job, submission: Submission, settings: Settings
+    client: df.DurableOrchestrationClient, job: Job, submission: Submission, settings: Settings, app: App
 ) -> None:
     run = JobRun(
         job=JobRef(app_id=job.app_id, job_id=job.id),
         poll=PollPolicy(settings.poll_min_seconds, settings.poll_max_seconds),
         timeout_minutes=settings.job_timeout_minutes,
         webhook_delays=settings.webhook_retry_seconds if job.webhook_url else (),
+        charges=settings.budget(app.plan, app.budget).charges,
     )
     try:
         await client.start_new(orchestrators.GENERATE_VIDEO, instance_id=job.id, client_input=run.to_dict())
@@ -145,6 +152,35 @@ async def _start_generation(
         log.exception("could not start the orchestration for %s", job.id)
         await asyncio.to_thread(_withdraw, job, submission)
         raise ServiceUnavailable("The video could not be queued; try again shortly.") from error
+
+
+async def _announce_crossings(
+    client: df.DurableOrchestrationClient, accepted: Accepted, settings: Settings
+) -> None:
+    """Announce the budget windows this create took past their threshold (budget.threshold), to
+    its webhook URL. Never fails the create: the video is accepted whatever happens here."""
+    job, usage = accepted.job, accepted.usage
+    for window in usage.crossed:
+        if not job.webhook_url:
+            log.info(
+                "app %s crossed its %s budget threshold; the create gave no webhook URL", job.app_id, window
+            )
+            continue
+        crossing = BudgetCrossing(
+            app_id=job.app_id,
+            window=window,
+            start=usage.money.of(window).start,
+            url=job.webhook_url,
+            delays=settings.webhook_retry_seconds,
+        )
+        try:
+            await client.start_new(
+                orchestrators.ANNOUNCE_BUDGET_THRESHOLD,
+                instance_id=budget_threshold.instance_id(crossing),
+                client_input=crossing.to_dict(),
+            )
+        except Exception:
+            log.exception("could not start the budget announcement of app %s (%s)", job.app_id, window)
 
 
 async def _read_fields(req: func.HttpRequest, slow_work: RequestSlot) -> RequestFields:

@@ -190,6 +190,21 @@ def show_usage(body: dict[str, Any], args: argparse.Namespace) -> int:
     for window in ("hour", "day"):
         limits, used, left = (body.get(k) or {} for k in ("limits", "used", "remaining"))
         print(f"{window:<5} used {used.get(window)} of {limits.get(window)}, {left.get(window)} left")
+    budget = body.get("budget") or {}
+    for window in ("day", "month"):
+        totals = budget.get(window)
+        if not totals:
+            continue
+        currency = budget.get("currency", "")
+        limit = (
+            "no budget"
+            if totals["limit"] is None
+            else f"{totals['remaining']:.2f} left of {totals['limit']:.2f}"
+        )
+        print(
+            f"spend {window} {totals['start']}: {totals['spent']:.2f} {currency} spent, "
+            f"{totals['reserved']:.2f} reserved, {limit}"
+        )
     return 0
 
 

@@ -115,7 +115,19 @@ export function renderUsage(container, usage) {
     // Each window frees its oldest slot at its resets_at; the earliest is the next one.
     lines.push(resets.length ? `Next slot frees at ${localTime(Math.min(...resets))}` : "No slot in use");
   }
+  lines.push(...spendLines(usage.budget));
   container.replaceChildren(...lines.map((line) => el("p", { textContent: line })));
+}
+
+/** The money lines of a usage body's `budget` block: per UTC window, spent, reserved and what is left. */
+function spendLines(budget) {
+  if (!budget) return [];
+  const money = (amount) => `${amount.toFixed(2)} ${budget.currency}`;
+  return ["day", "month"].map((window) => {
+    const totals = budget[window];
+    const left = totals.limit === null ? "no budget" : `${money(totals.remaining)} left of ${money(totals.limit)}`;
+    return `Spend, ${window} ${totals.start}: ${money(totals.spent)} spent, ${money(totals.reserved)} reserved; ${left}`;
+  });
 }
 
 /**

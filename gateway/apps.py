@@ -43,6 +43,9 @@ class App:
     created_at: int
     key_hash: str
     webhook_secret: str
+    # The app's own budget fields as JSON (gateway.budgets.parse_budget), replacing its plan's;
+    # None: its plan's budget.
+    budget: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,20 +183,35 @@ class AppStore:
 
     def set_plan(self, app_id: str, plan: str) -> App | None:
         """Change the app's plan; its key row follows before this returns."""
+        return self._set(app_id, plan=plan)
+
+    def set_budget(self, app_id: str, budget: str | None) -> App | None:
+        """Give the app its own budget (JSON budget fields) or, with None, its plan's again; its
+        key row follows before this returns, so the very next request is held to it."""
+        return self._set(app_id, budget=budget)
+
+    def _set(self, app_id: str, **changes: str | None) -> App | None:
         while True:
             try:
                 entity = self._apps.get_entity(_APP_PARTITION, app_id)
             except sdk.ResourceNotFoundError:
                 return None
-            entity["plan"] = plan
+            for name, value in changes.items():
+                if value is None:
+                    entity.pop(name, None)
+                else:
+                    entity[name] = value
             version = _version(entity) + 1
             entity["version"] = version
             try:
-                self._apps.update_entity(
-                    entity, etag=entity.metadata["etag"], match_condition=sdk.MatchConditions.IfNotModified
+                self._apps.update_entity(  # replaced whole: a budget set back to None is removed
+                    entity,
+                    mode=sdk.UpdateMode.REPLACE,
+                    etag=entity.metadata["etag"],
+                    match_condition=sdk.MatchConditions.IfNotModified,
                 )
             except (sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
-                continue  # a rotation or another plan change came first: apply ours on top of it
+                continue  # a rotation or another change came first: apply ours on top of it
             app = _app_from_entity(entity)
             self._sync_key_row(app, version)
             return app
@@ -319,6 +337,7 @@ def _app_entity(app: App) -> dict[str, object]:
         "created_at": app.created_at,
         "key_hash": app.key_hash,
         "webhook_secret": app.webhook_secret,
+        **({"budget": app.budget} if app.budget else {}),
     }
 
 
@@ -333,6 +352,7 @@ def _key_entity(app: App, *, version: int) -> dict[str, object]:
         "created_at": app.created_at,
         "webhook_secret": app.webhook_secret,
         "app_version": version,
+        **({"budget": app.budget} if app.budget else {}),
     }
 
 
@@ -344,6 +364,7 @@ def _app_from_key_row(row: Mapping[str, object]) -> App:
         created_at=int(row["created_at"]),  # type: ignore[call-overload]
         key_hash=str(row["RowKey"]),
         webhook_secret=str(row["webhook_secret"]),
+        budget=str(row["budget"]) if row.get("budget") else None,
     )
 
 
@@ -360,6 +381,7 @@ def _app_from_entity(entity: Mapping[str, object]) -> App:
         created_at=int(entity["created_at"]),  # type: ignore[call-overload]
         key_hash=str(entity["key_hash"]),
         webhook_secret=str(entity["webhook_secret"]),
+        budget=str(entity["budget"]) if entity.get("budget") else None,
     )
 
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from azure.core.exceptions import ResourceNotFoundError as ResourceNotFoundError
     from azure.core.exceptions import ServiceRequestError as ServiceRequestError
     from azure.core.exceptions import ServiceResponseError as ServiceResponseError
+    from azure.data.tables import EdmType as EdmType
+    from azure.data.tables import EntityProperty as EntityProperty
     from azure.data.tables import TableTransactionError as TableTransactionError
     from azure.data.tables import UpdateMode as UpdateMode
 
@@ -32,6 +34,8 @@ _HOMES = {
     "ServiceRequestError": "azure.core.exceptions",
     "ServiceResponseError": "azure.core.exceptions",
     "TableTransactionError": "azure.data.tables",
+    "EdmType": "azure.data.tables",
+    "EntityProperty": "azure.data.tables",
     "UpdateMode": "azure.data.tables",
 }
 

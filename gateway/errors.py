@@ -80,6 +80,15 @@ class RateLimited(ApiError):
     code = "rate_limit_exceeded"
 
 
+class BudgetExceeded(RateLimited):
+    """The app's money budget for a window cannot take this job's estimated cost. 429 with the
+    type OpenAI's API gives an exhausted quota (`insufficient_quota`), so clients that already
+    back off on 429 and read Retry-After need nothing new (see docs/api.md)."""
+
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
 class ServiceUnavailable(ApiError):
     status = 503
     type = "server_error"

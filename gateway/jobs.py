@@ -61,6 +61,10 @@ class Job:
     upstream_queue_position: int | None = None  # the provider's own queue, when it reports one
     # Per-request options (gateway.video_options), sent to whichever route makes the job.
     options: dict[str, str | bool] = field(default_factory=dict)
+    # What the job was charged once settled (the catalog's currency; 0 when its money went back).
+    cost: float | None = None
+    # The duration the provider reported for the finished video, where it reports one.
+    reported_seconds: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -40,7 +40,8 @@ NO_ROUTE_AVAILABLE = "no_route_available"
 ORCHESTRATION_FAILED = "orchestration_failed"
 ORCHESTRATION_LOST = "orchestration_lost"
 # Failures before the provider accepted the job that are no fault of the request: the app
-# gets its slot back (a refusal of the request itself, e.g. content policy, keeps it).
+# gets its slot and money back (a refusal of the request itself, e.g. content policy, is
+# charged as the plan's policy says: gateway.charges).
 REFUNDED_CREATE_FAILURES = frozenset(
     {UPSTREAM_ACCESS_DENIED, UPSTREAM_AMBIGUOUS, PROVIDER_UNAVAILABLE, NO_ROUTE_AVAILABLE}
 )
@@ -258,13 +259,22 @@ class JobFailure:
 
     job: JobRef
     code: str
+    # The charge policy's answer (gateway.charges): True, its reserved money becomes a charge;
+    # False, slot and money go back. None (histories from before budgets): charged unless the
+    # slot was already released.
+    charged: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.job.to_dict(), "code": self.code}
+        return {**self.job.to_dict(), "code": self.code, "charged": self.charged}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobFailure:
-        return cls(job=JobRef.from_dict(data), code=str(data["code"]))
+        charged = data.get("charged")
+        return cls(
+            job=JobRef.from_dict(data),
+            code=str(data["code"]),
+            charged=None if charged is None else bool(charged),
+        )
 
 
 @dataclass(frozen=True)
@@ -341,6 +351,43 @@ class WebhookDelivery:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WebhookDelivery:
         return cls(job=JobRef.from_dict(data), event_id=str(data["event_id"]))
+
+
+@dataclass(frozen=True)
+class BudgetCrossing:
+    """An app's budget window crossed its threshold: where to announce it (the webhook URL of the
+    create that crossed it), and the waits between delivery attempts."""
+
+    app_id: str
+    window: str  # "day" or "month"
+    start: str  # the window's key: "2026-11" or "2026-11-27"
+    url: str
+    delays: tuple[float, ...] = ()
+
+    @property
+    def event_id(self) -> str:
+        # The same across attempts (and for a second announcement of the same window, which the
+        # quota never makes), so a receiver deduplicates on it.
+        return f"evt_budget_{self.app_id}_{self.window}_{self.start}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app_id": self.app_id,
+            "window": self.window,
+            "start": self.start,
+            "url": self.url,
+            "delays": list(self.delays),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BudgetCrossing:
+        return cls(
+            app_id=str(data["app_id"]),
+            window=str(data["window"]),
+            start=str(data["start"]),
+            url=str(data["url"]),
+            delays=tuple(float(delay) for delay in data.get("delays", ())),
+        )
 
 
 def _known_fields(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,14 @@ the ticket row inserted. Two concurrent admissions cannot both see the last free
 simultaneous requests with R slots left admit exactly min(N, R). The last state seen is kept
 per app in process, so a steady stream of admissions writes without reading first; a stale
 ETag fails the write (412) and the admission reads, decides and writes again.
+
+Money rides in the same rows (gateway.budgets): the state row carries each calendar window's
+reserved and spent totals (integers, micro-units), the ticket row the amount it reserved and
+whether it is still open. Admitting reserves in the same transaction that takes the slot, so the
+budget holds exactly as the count does; releasing (slot and money back) and settling (the
+reservation becomes a charge) are again one conditional transaction over the state row and the
+ticket row, and only an open ticket changes the totals, so a retried or repeated settlement
+cannot count twice.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway import azure_sdk as sdk
+from gateway.budgets import BUDGET_WINDOWS, Budget, Money, Totals, crossed, overrun, remaining
 from gateway.tables import Tables
 
 if TYPE_CHECKING:
@@ -76,16 +85,28 @@ class Usage:
     limits: Limits
     used: dict[str, int]
     resets_at: dict[str, int | None]  # when one more slot frees, per window
+    money: Money = field(default_factory=Money)  # the budget windows' totals, as of the snapshot
+    budget: Budget | None = None
+    crossed: tuple[str, ...] = ()  # the budget windows whose threshold this admission crossed
 
     def remaining(self, window: str) -> int:
         return max(self.limits.of(window) - self.used[window], 0)
 
+    def budget_remaining(self) -> int | None:
+        """What the tightest budget window has left (micro-units); None: no budget."""
+        left = [remaining(self.money, self.budget, window) for window in BUDGET_WINDOWS]
+        known = [value for value in left if value is not None]
+        return min(known) if known else None
+
     def headers(self) -> dict[str, str]:
+        left = self.budget_remaining()
         return {
             "x-ratelimit-limit-hour": str(self.limits.hour),
             "x-ratelimit-remaining-hour": str(self.remaining("hour")),
             "x-ratelimit-limit-day": str(self.limits.day),
             "x-ratelimit-remaining-day": str(self.remaining("day")),
+            # In the currency's units, exact to the micro-unit; "unlimited" without a budget.
+            "x-budget-remaining": "unlimited" if left is None else f"{left / 1_000_000:.6f}",
         }
 
 
@@ -95,6 +116,7 @@ class Admission:
     usage: Usage
     window: str | None = None  # the exhausted window when refused
     retry_after: int | None = None
+    budget: bool = False  # refused by the money budget (then `window` is "day" or "month")
 
 
 # --- Pure decisions -------------------------------------------------------------------------
@@ -188,6 +210,7 @@ class QuotaState:
     legacy: dict[str, int] = field(default_factory=dict)
     unswept: int = 0  # expired admissions whose ticket rows are not deleted yet
     etag: str | None = None  # None: no row yet
+    money: Money = field(default_factory=Money)  # the budget windows' totals as last written
 
     def live(self, now: float) -> QuotaState:
         """This state without the admissions older than a day (they count as unswept)."""
@@ -200,6 +223,7 @@ class QuotaState:
             legacy={ticket: at for ticket, at in self.legacy.items() if at > cutoff},
             unswept=self.unswept + first,
             etag=self.etag,
+            money=self.money,
         )
 
 
@@ -224,7 +248,38 @@ def encode_state(app_id: str, state: QuotaState) -> dict[str, Any]:
         entity[f"t{index // _CHUNK_BYTES:02d}"] = packed[index : index + _CHUNK_BYTES]
     if state.legacy:
         entity["legacy"] = json.dumps(sorted(state.legacy.items(), key=lambda item: item[1]))
+    for window in BUDGET_WINDOWS:
+        totals = state.money.of(window)
+        if totals.start:
+            entity[f"b{window}"] = totals.start
+            entity[f"b{window}_reserved"] = _int64(totals.reserved)
+            entity[f"b{window}_spent"] = _int64(totals.spent)
+            if totals.announced:
+                entity[f"b{window}_announced"] = True
     return entity
+
+
+def _int64(value: int) -> Any:
+    # Micro-units pass 2**31 at about 2,147 units of currency: always stored as Edm.Int64.
+    return sdk.EntityProperty(value, sdk.EdmType.INT64)
+
+
+def _integer(value: Any) -> int:
+    """An Int64 as read (the SDK hands it over as an EntityProperty) or an Int32."""
+    return int(getattr(value, "value", value) or 0)
+
+
+def decode_money(entity: Mapping[str, Any]) -> Money:
+    totals = {
+        window: Totals(
+            start=str(entity.get(f"b{window}") or ""),
+            reserved=_integer(entity.get(f"b{window}_reserved")),
+            spent=_integer(entity.get(f"b{window}_spent")),
+            announced=bool(entity.get(f"b{window}_announced")),
+        )
+        for window in BUDGET_WINDOWS
+    }
+    return Money(day=totals["day"], month=totals["month"])
 
 
 def decode_state(entity: Mapping[str, Any], etag: str | None) -> QuotaState:
@@ -244,7 +299,13 @@ def decode_state(entity: Mapping[str, Any], etag: str | None) -> QuotaState:
         offsets.byteswap()
     times = array.array("q", (base + offset for offset in offsets))
     legacy = {str(ticket): int(at) for ticket, at in json.loads(entity.get("legacy") or "[]")}
-    return QuotaState(times=times, legacy=legacy, unswept=int(entity.get("unswept") or 0), etag=etag)
+    return QuotaState(
+        times=times,
+        legacy=legacy,
+        unswept=int(entity.get("unswept") or 0),
+        etag=etag,
+        money=decode_money(entity),
+    )
 
 
 def _is_chunk(name: str) -> bool:
@@ -279,8 +340,19 @@ class QuotaStore:
         self._seen: OrderedDict[str, QuotaState] = OrderedDict()
         self._seen_lock = threading.Lock()
 
-    def admit(self, app_id: str, limits: Limits, ticket: str, now: float) -> Admission:
-        """Take one slot for `ticket` (a job id) if both windows allow it (see `decide`).
+    def admit(
+        self,
+        app_id: str,
+        limits: Limits,
+        ticket: str,
+        now: float,
+        *,
+        budget: Budget | None = None,
+        amount: int = 0,
+    ) -> Admission:
+        """Take one slot for `ticket` (a job id) if both windows allow it (see `decide`), and
+        reserve `amount` (micro-units) if the budget's windows have room for it (see
+        `gateway.budgets.overrun`), in one transaction.
 
         Taking the same ticket twice takes one slot: a retried request is not counted again.
         """
@@ -297,7 +369,7 @@ class QuotaStore:
                     state, fresh = None, True
                     continue
                 return Admission(admitted=True, usage=usage_at(live.times, limits, now))
-            admission = decide_at(live.times, limits, now)
+            admission = _with_money(decide_at(live.times, limits, now), live.money, budget, amount, now)
             if not admission.admitted:
                 if not fresh:  # a refusal is only as good as the state it saw: confirm it
                     state, fresh = None, True
@@ -306,7 +378,9 @@ class QuotaStore:
                     return Admission(admitted=True, usage=admission.usage)
                 return admission
             try:
-                self._write_admission(app_id, live, ticket, now, replace_ticket=replace_ticket)
+                self._write_admission(
+                    app_id, live, ticket, now, amount, admission.usage.money, replace_ticket=replace_ticket
+                )
             except _Conflict:
                 state, fresh = None, True
                 continue
@@ -318,7 +392,8 @@ class QuotaStore:
             return admission
 
     def release(self, app_id: str, ticket: str, now: float) -> bool:
-        """Give back the slot taken for `ticket`; False when it held none (idempotent)."""
+        """Give back the slot taken for `ticket` and its open reservation; False when it held
+        neither (idempotent)."""
         while True:
             # Always fresh: "this ticket's slot is not in the row" must not come from a stale copy.
             state = self._read(app_id).live(now)
@@ -327,8 +402,42 @@ class QuotaStore:
             except _Conflict:  # _commit has forgotten the row; the next turn reads it again
                 continue
 
-    def usage(self, app_id: str, limits: Limits, now: float) -> Usage:
-        return usage_at(self._read(app_id).live(now).times, within_capacity(limits), now)
+    def settle(self, app_id: str, ticket: str, now: float, cost: int | None = None) -> int | None:
+        """Turn `ticket`'s open reservation into a charge of `cost` micro-units (None: the amount
+        reserved). Answers what the ticket was charged, now or by an earlier settlement (so a
+        retried settlement charges once), or None when it holds nothing: released, or never
+        admitted."""
+        while True:
+            try:
+                row = self._table.get_entity(app_id, ticket_row_key(ticket))
+            except sdk.ResourceNotFoundError:
+                return None
+            if not row.get("open"):
+                return _integer(row.get("cost"))  # settled before, or nothing was reserved
+            state = self._read(app_id).live(now)
+            amount = _integer(row.get("amount"))
+            charge = amount if cost is None else cost
+            settled = {**row, "open": False, "cost": _int64(charge)}
+            update = (
+                "update",
+                settled,
+                {
+                    "mode": sdk.UpdateMode.REPLACE,
+                    "etag": row.metadata["etag"],
+                    "match_condition": sdk.MatchConditions.IfNotModified,
+                },
+            )
+            money = state.money.settle(_ticket_keys(row), amount, charge)
+            try:
+                self._commit(app_id, _replace_money(state, money), [update])
+            except _Conflict:  # the state row or the ticket changed meanwhile: look again
+                continue
+            return charge
+
+    def usage(self, app_id: str, limits: Limits, now: float, budget: Budget | None = None) -> Usage:
+        state = self._read(app_id).live(now)
+        usage = usage_at(state.times, within_capacity(limits), now)
+        return Usage(usage.limits, usage.used, usage.resets_at, state.money.at(now), budget)
 
     def _release_once(self, app_id: str, state: QuotaState, ticket: str) -> bool:
         if ticket in state.legacy:
@@ -346,25 +455,43 @@ class QuotaStore:
             row,
             {"etag": row.metadata["etag"], "match_condition": sdk.MatchConditions.IfNotModified},
         )
-        if not _contains(state.times, at):
+        amount = _integer(row.get("amount")) if row.get("open") else 0
+        holds_slot = _contains(state.times, at)
+        if not holds_slot and not amount:
             # Its slot already left the day (`state` is live: it holds no time older than a day),
             # or it is no longer in the row (the row was reset): nothing to give back.
             self._table.delete_entity(
                 row, etag=row.metadata["etag"], match_condition=sdk.MatchConditions.IfNotModified
             )
             return False
-        self._commit(app_id, _without(state, at, state.legacy), [delete])
+        released = _without(state, at, state.legacy) if holds_slot else state
+        money = released.money.settle(_ticket_keys(row), amount, 0)
+        # A ticket changed meanwhile (settled, released) fails it all as a conflict: looked at again.
+        self._commit(app_id, _replace_money(released, money), [delete])
         return True
 
     def _write_admission(
-        self, app_id: str, state: QuotaState, ticket: str, now: float, *, replace_ticket: bool
+        self,
+        app_id: str,
+        state: QuotaState,
+        ticket: str,
+        now: float,
+        amount: int,
+        money: Money,
+        *,
+        replace_ticket: bool,
     ) -> None:
+        """Write the admission: its slot, and `money` (the totals with `amount` reserved)."""
         at = to_ms(now)
         ticket_row = {
             "PartitionKey": app_id,
             "RowKey": ticket_row_key(ticket),
             "ticket": ticket,
             "at": at / 1000,
+            # What it reserved, in which windows, and whether that is still unsettled.
+            "amount": _int64(amount),
+            **{f"b{window}": money.of(window).start for window in BUDGET_WINDOWS},
+            "open": amount > 0,  # nothing reserved: nothing to settle
         }
         due = state.unswept >= SWEEP_BATCH
         admitted = QuotaState(
@@ -372,6 +499,7 @@ class QuotaStore:
             legacy=state.legacy,
             unswept=0 if due else state.unswept,
             etag=state.etag,
+            money=money,
         )
         operation = (
             ("upsert", ticket_row, {"mode": sdk.UpdateMode.REPLACE})
@@ -405,7 +533,9 @@ class QuotaStore:
             if error.status_code in (404, 409, 412):
                 raise _Conflict from error
             raise
-        self._remember(app_id, QuotaState(state.times, state.legacy, state.unswept, str(results[0]["etag"])))
+        self._remember(
+            app_id, QuotaState(state.times, state.legacy, state.unswept, str(results[0]["etag"]), state.money)
+        )
 
     def _holds_ticket(self, app_id: str, ticket: str, now: float) -> bool:
         """Whether `ticket` holds a live slot (one extra read, only when it matters)."""
@@ -426,10 +556,13 @@ class QuotaStore:
                 "end": _TICKET_END,
                 "cutoff": now - WINDOWS["day"],
             },
-            select=["PartitionKey", "RowKey"],
+            select=["PartitionKey", "RowKey", "open"],
             results_per_page=SWEEP_BATCH,
         )
-        expired = [row for _, row in zip(range(SWEEP_BATCH), rows, strict=False)]
+        # A ticket whose money is unsettled stays until its job settles or releases it.
+        expired = [
+            row for _, row in zip(range(SWEEP_BATCH), (r for r in rows if not r.get("open")), strict=False)
+        ]
         if not expired:
             return
         # A row changed meanwhile: the next sweep looks again.
@@ -488,4 +621,46 @@ def _without(state: QuotaState, at: int, legacy: dict[str, int]) -> QuotaState:
     """`state` with one admission taken at `at` given back."""
     times = array.array("q", state.times)
     del times[bisect.bisect_left(times, at)]
-    return QuotaState(times=times, legacy=legacy, unswept=state.unswept, etag=state.etag)
+    return QuotaState(times=times, legacy=legacy, unswept=state.unswept, etag=state.etag, money=state.money)
+
+
+def _replace_money(state: QuotaState, money: Money) -> QuotaState:
+    return QuotaState(state.times, state.legacy, state.unswept, state.etag, money)
+
+
+def _ticket_keys(row: Mapping[str, Any]) -> dict[str, str]:
+    """The budget windows a ticket reserved in (none for tickets written before budgets)."""
+    return {window: str(row.get(f"b{window}") or "") for window in BUDGET_WINDOWS}
+
+
+def _with_money(
+    admission: Admission, money: Money, budget: Budget | None, amount: int, now: float
+) -> Admission:
+    """`admission` (the count's decision) with the money's: refused when `amount` would overrun
+    a budget window; the usage carries the totals (with `amount` reserved when admitted)."""
+    usage = admission.usage
+    if not admission.admitted:
+        return Admission(
+            False,
+            Usage(usage.limits, usage.used, usage.resets_at, money.at(now), budget),
+            admission.window,
+            admission.retry_after,
+        )
+    over = overrun(money, budget, amount, now)
+    if over is not None:
+        # The count would have admitted it: the usage shows the slots without this one.
+        used = {window: count - 1 for window, count in usage.used.items()}
+        return Admission(
+            False,
+            Usage(usage.limits, used, usage.resets_at, money.at(now), budget),
+            over.window,
+            over.retry_after,
+            budget=True,
+        )
+    reserved = money.reserve(amount, now)
+    # Decided on the state the write is conditional on: exactly one admission crosses, once a window.
+    windows = crossed(money.at(now), reserved, budget)
+    return Admission(
+        True,
+        Usage(usage.limits, usage.used, usage.resets_at, reserved.announce(windows), budget, tuple(windows)),
+    )

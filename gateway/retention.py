@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.blobs import VideoAssets, asset_blob_name
+from gateway.budgets import from_micros
 from gateway.jobs import Job, JobStore
 from gateway.messages import ORCHESTRATION_FAILED as ORCHESTRATION_FAILED  # the sweep's codes,
 from gateway.messages import ORCHESTRATION_LOST as ORCHESTRATION_LOST  # named with the rest of it
@@ -197,9 +198,15 @@ class Reconciler:
         if (failed.error_code, failed.completed_at) != (settlement.code, int(now)):
             return None  # update_job leaves finished jobs alone: it finished on its own
         refunded = False
+        cost = 0
         if failed.upstream_id is None:
             # The upstream never had the job, so it cost nothing: the app gets its slot back.
             refunded = self._quota.release(failed.app_id, failed.id, now)
+        else:
+            # Accepted upstream, then lost: charged, as the default policy charges a job that
+            # failed after acceptance (gateway.charges); its reservation must not stay open.
+            cost = self._quota.settle(failed.app_id, failed.id, now) or 0
+        failed = self._jobs.update_job(failed.app_id, failed.id, allow_finished=True, cost=from_micros(cost))
         upstream_deleted = failed.upstream_id is not None and self._delete_upstream(failed)
         self._delete_files(failed)
         log.warning(

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.apps import PLANS
+from gateway.budgets import Budget, BudgetSpecError, parse_budget
 from gateway.catalog import BUILT_IN_MODELS, CatalogModel, amount, built_in_catalog, listed, parse_catalog
 from gateway.catalog import SECONDS as _SECONDS
 from gateway.catalog import SIZE as _SIZE
@@ -132,6 +133,17 @@ class Settings:
     # Provider health (gateway.health): failures in a row that cool an account down, and for how long.
     provider_failures_to_cool_down: int = field(default=3)
     provider_cool_down_seconds: float = field(default=60.0)
+    # Money budgets per plan (PLAN_BUDGETS); a plan not named has none (unlimited), and the
+    # default charge policy (gateway.charges).
+    plan_budgets: Mapping[str, Budget] = field(default_factory=dict)
+
+    def budget(self, plan: str, override: str | None = None) -> Budget:
+        """The budget and charge policy of an app on `plan`: its own `override` (JSON budget
+        fields, set through the management API) when it has one, else its plan's (no limits and
+        the default policy when neither is set)."""
+        if override:
+            return parse_budget(json.loads(override))
+        return self.plan_budgets.get(plan) or Budget()
 
     # Views of the catalog, by public model id.
     @property
@@ -194,6 +206,7 @@ class Settings:
             cors_allowed_origins=_cors_origins(env),
             provider_failures_to_cool_down=env.integer("PROVIDER_FAILURES_TO_COOL_DOWN", 3, minimum=1),
             provider_cool_down_seconds=env.positive("PROVIDER_COOL_DOWN_SECONDS", 60.0),
+            plan_budgets=_plan_budgets(env),
         )
 
 
@@ -611,6 +624,21 @@ def _plan_limits(env: _Env) -> dict[str, dict[str, int] | None]:
             )
         limits[plan] = windows_of_plan
     return limits
+
+
+def _plan_budgets(env: _Env) -> dict[str, Budget]:
+    """PLAN_BUDGETS: plan -> budget fields (gateway.budgets.parse_budget), every field optional."""
+    key = "PLAN_BUDGETS"
+    table = _object(key, env.json(key, {}), "plan -> budget object")
+    budgets: dict[str, Budget] = {}
+    for plan, raw in table.items():
+        if plan not in PLANS:
+            raise SettingsError(f"setting {key} names plan {plan!r}; the plans are {', '.join(PLANS)}")
+        try:
+            budgets[plan] = parse_budget(raw)
+        except BudgetSpecError as error:
+            raise SettingsError(f"setting {key}: plan {plan!r}: {error}") from error
+    return budgets
 
 
 def _object(key: str, value: Any, form: str) -> dict[str, Any]:

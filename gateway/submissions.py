@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass
 
 from gateway.apps import App
 from gateway.blobs import VideoAssets, asset_blob_name
-from gateway.errors import Conflict, Forbidden, NotFound, RateLimited
+from gateway.budgets import from_micros
+from gateway.errors import BudgetExceeded, Conflict, Forbidden, NotFound, RateLimited
 from gateway.idempotency import Claim, IdempotencyStore
 from gateway.images import ReferenceImage
 from gateway.jobs import Job, JobStore, new_job_id
+from gateway.pricing import cost_micros, price_per_second
 from gateway.quota import Limits, QuotaStore, Usage
 from gateway.settings import Settings
 from gateway.validation import VideoSpec
@@ -125,7 +127,7 @@ class Submissions:
                 if replayed is not None:
                     return replayed
         try:
-            usage = self._admit(app, limits, job_id, now)
+            usage = self._admit(app, limits, submission, job_id, now)
         except Exception:
             if key is not None:
                 self._idempotency.release(app.id, key, job_id)
@@ -201,17 +203,40 @@ class Submissions:
             options=spec.options,
         )
 
-    def _admit(self, app: App, limits: Limits, job_id: str, now: float) -> Usage:
-        admission = self._quota.admit(app.id, limits, job_id, now)
+    def _admit(self, app: App, limits: Limits, submission: Submission, job_id: str, now: float) -> Usage:
+        budget = self._settings.budget(app.plan, app.budget)
+        amount = self.estimate(submission)
+        admission = self._quota.admit(
+            app.id, limits, job_id, now, budget=budget if budget.limited else None, amount=amount
+        )
         if admission.admitted:
             return admission.usage
         window = admission.window or "hour"
+        if admission.budget:
+            limit = budget.limit(window) or 0
+            resets_at = int(now) + (admission.retry_after or 0)
+            raise BudgetExceeded(
+                f"Budget reached: this video's estimated cost ({from_micros(amount):.2f}) does not fit in "
+                f"the {from_micros(limit):.2f} budget per {window} for this app. "
+                f"Try again after the {window} ends, in {admission.retry_after} seconds.",
+                headers={"Retry-After": str(admission.retry_after), **admission.usage.headers()},
+                extra={"window": window, "resets_at": resets_at},
+            )
         raise RateLimited(
             f"Rate limit reached: {limits.of(window)} videos per {window} for this app. "
             f"Try again in {admission.retry_after} seconds.",
             headers={"Retry-After": str(admission.retry_after), **admission.usage.headers()},
             extra={"window": window},
         )
+
+    def estimate(self, submission: Submission) -> int:
+        """The job's estimated cost (micro-units) from the catalog's price on the route it will
+        take; 0 when the catalog states no price for it (it then fits any budget)."""
+        spec = submission.spec
+        price = price_per_second(
+            self._settings, spec.model, submission.provider, submission.provider_model, spec.size
+        )
+        return cost_micros(price, spec.seconds)
 
     def _replay(
         self, app: App, limits: Limits, held: Claim, candidate: Claim, submission: Submission
@@ -227,7 +252,10 @@ class Submissions:
             )
         job = self._jobs.get_job(app.id, held.job_id)
         if job is not None:
-            return Accepted(job=job, usage=self._quota.usage(app.id, limits, time.time()), replayed=True)
+            usage = self._quota.usage(
+                app.id, limits, time.time(), self._settings.budget(app.plan, app.budget)
+            )
+            return Accepted(job=job, usage=usage, replayed=True)
         if held.recorded:
             # Its job existed and was deleted: answering the deleted video's id, as OpenAI's API
             # answers any request about a deleted video, rather than making it again unasked.

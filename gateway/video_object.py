@@ -102,6 +102,8 @@ def video_object(
             else max(int(now), round(job.estimated_completion_at))
         ),
         "estimated_cost": estimated_cost(pricing, job.model, job.size, job.seconds),
+        # What the job was charged once it ended (0 when its money went back); null until then.
+        "cost": None if job.cost is None else {"amount": round(job.cost, 6), "currency": "USD"},
         "provider": job.provider or DEFAULT_PROVIDER,
         "options": dict(job.options),
     }

@@ -18,13 +18,15 @@ even the record cannot be written, the output still says `failed` (with `recorde
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
 from activities import names as activity
+from gateway.budgets import ChargePolicy
+from gateway.charges import FAILED, NOT_ACCEPTED, REFUSED, charged
 from gateway.messages import (
     CANCELLED,
     INTERNAL_ERROR,
@@ -68,6 +70,8 @@ class JobRun:
     poll: PollPolicy
     timeout_minutes: float
     webhook_delays: tuple[float, ...] = ()  # waits between webhook attempts; empty: no webhook
+    # The app's plan's charge policy when the job was accepted (histories from before: the default).
+    charges: ChargePolicy = field(default_factory=ChargePolicy)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,7 @@ class JobRun:
             "poll": self.poll.to_dict(),
             "timeout_minutes": self.timeout_minutes,
             "webhook_delays": list(self.webhook_delays),
+            "charges": {"refused": self.charges.refused, "failed": self.charges.failed},
         }
 
     @classmethod
@@ -84,6 +89,7 @@ class JobRun:
             poll=PollPolicy.from_dict(data["poll"]),
             timeout_minutes=float(data["timeout_minutes"]),
             webhook_delays=tuple(float(delay) for delay in data.get("webhook_delays", ())),
+            charges=ChargePolicy(**{name: bool(value) for name, value in data.get("charges", {}).items()}),
         )
 
 
@@ -112,13 +118,14 @@ class JobOutcome:
 
 
 class _Stop(Exception):
-    """Ends the job early with a failure code. `refund` None: give the slot back exactly when
-    the upstream never accepted the job (a cancel included: nothing was spent)."""
+    """Ends the job early with a failure code. `outcome` (gateway.charges) None: NOT_ACCEPTED
+    when the upstream never accepted the job (a cancel or timeout while queued included: nothing
+    was spent), else FAILED."""
 
-    def __init__(self, code: str, *, refund: bool | None = None) -> None:
+    def __init__(self, code: str, *, outcome: str | None = None) -> None:
         super().__init__(code)
         self.code = code
-        self.refund = refund
+        self.outcome = outcome
 
 
 @bp.function_name(names.GENERATE_VIDEO)
@@ -185,7 +192,7 @@ class _JobFlow:
                 if move["moved"]:
                     continue
                 if move["exhausted"]:
-                    raise _Stop(NO_ROUTE_AVAILABLE, refund=True) from stop
+                    raise _Stop(NO_ROUTE_AVAILABLE, outcome=NOT_ACCEPTED) from stop
                 raise
             if not status.rerouted:
                 return status
@@ -220,11 +227,12 @@ class _JobFlow:
             if status.rerouted:
                 return status
             if self._upstream is None:
-                # Refused. The slot goes back only when the refusal was about the gateway's own
-                # access, or the provider's answer was lost and the create is not retried
-                # (upstream_ambiguous); a refusal of the request itself (content policy, ...) keeps it.
+                # Refused. When the refusal was about the gateway's own access, or the provider's
+                # answer was lost and the create is not retried (upstream_ambiguous), it was never
+                # accepted; a refusal of the request itself (content policy, ...) is REFUSED, charged
+                # as the plan's policy says.
                 code = status.error_code or UPSTREAM_ERROR
-                raise _Stop(code, refund=code in REFUNDED_CREATE_FAILURES)
+                raise _Stop(code, outcome=NOT_ACCEPTED if code in REFUNDED_CREATE_FAILURES else REFUSED)
             return status
 
     def _poll_until_finished(self, status: UpstreamStatus) -> Orchestration:
@@ -323,17 +331,19 @@ class _JobFlow:
 
     def _fail(self, stop: _Stop) -> Orchestration:
         job = self._job
-        refund = stop.refund
-        if refund is None:
+        outcome = stop.outcome
+        if outcome is None:
             # Nothing reached a provider: a cancel too gives the slot back (nothing was spent).
-            refund = self._upstream is None
-        if refund:  # before the record turns final, so a reader of both never sees it counted
+            outcome = NOT_ACCEPTED if self._upstream is None else FAILED
+        # One answer for slot and money alike (gateway.charges): they never disagree.
+        charge = charged(outcome, self._run.charges)
+        if not charge:  # before the record turns final, so a reader of both never sees it counted
             yield from self._attempt(activity.RELEASE_QUOTA_SLOT, STORAGE_RETRY, job.to_dict())
         # A code the app may see: an upstream's text in its place (a history recorded before
         # codes were checked where they are read) is upstream_error, in the record and the output.
         code = failure_code(stop.code)
         recorded = yield from self._attempt(
-            activity.FAIL_JOB, STORAGE_RETRY, JobFailure(job=job, code=code).to_dict()
+            activity.FAIL_JOB, STORAGE_RETRY, JobFailure(job=job, code=code, charged=charge).to_dict()
         )
         if self._upstream is not None:
             yield from self._attempt(activity.DELETE_UPSTREAM_JOB, UPSTREAM_RETRY, self._upstream.to_dict())

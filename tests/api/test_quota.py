@@ -39,6 +39,7 @@ def test_sixth_create_in_an_hour_is_429_with_exact_retry_after(stack: RunningSta
     assert all(name in refused.headers for name in RATE_HEADERS)
     assert refused.headers["x-ratelimit-limit-day"] == "20"
     assert refused.headers["x-ratelimit-remaining-day"] == "15"
+    assert refused.headers["x-budget-remaining"] == "unlimited"  # no PLAN_BUDGETS: no money limit
 
 
 def test_twenty_concurrent_creates_with_five_slots_admit_exactly_five(stack: RunningStack) -> None:

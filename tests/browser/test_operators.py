@@ -111,6 +111,8 @@ def test_an_operator_creates_an_app_changes_its_plan_and_rotates_its_key(
     app_id = next(app["id"] for app in listed if app["name"] == name)
     expect(details).to_contain_text(app_id)
     expect(details).to_contain_text("pro")
+    # Its spend per UTC window (no PLAN_BUDGETS in this stack: recorded, no budget).
+    expect(details).to_contain_text("0.00 USD spent, 0.00 USD reserved; no budget")
 
     details.get_by_label("New plan").select_option("business")
     details.get_by_role("button", name="Change plan").click()

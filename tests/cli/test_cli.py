@@ -279,7 +279,9 @@ def test_list_usage_and_models_print_the_apis_json(stack: RunningStack, app: App
     people = run_cli(stack, "models", key=app.api_key)
     assert people.code == 0
     assert all(model_id in people.stdout for model_id in ids)
-    assert "pro" in run_cli(stack, "usage", key=app.api_key).stdout
+    shown = run_cli(stack, "usage", key=app.api_key).stdout
+    assert "pro" in shown
+    assert "0.00 USD spent, 0.00 reserved, no budget" in shown  # spend per UTC day and month
 
 
 def test_apps_create_rotate_and_plan_with_the_admin_key(stack: RunningStack) -> None:

@@ -443,7 +443,8 @@ def test_the_row_counts_expired_admissions_and_sweeps_at_exactly_sweep_batch(tab
     assert QuotaStore(tables).admit("app", limits, "sweeps", now=T0 + 86_400 + 200).admitted
 
     row = table.get_entity("app", STATE_ROW)
-    assert set(row) == {"PartitionKey", "RowKey", "format", "unswept", "t00"}
+    money = {f"b{window}{part}" for window in ("day", "month") for part in ("", "_reserved", "_spent")}
+    assert set(row) == {"PartitionKey", "RowKey", "format", "unswept", "t00", *money}
     assert (row["format"], row["unswept"]) == (2, 0)
     assert set(_ticket_rows(tables)) == {"new", "sweeps"}  # the 100 expired ones, in one sweep
 

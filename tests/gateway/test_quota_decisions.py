@@ -123,6 +123,7 @@ def test_remaining_is_never_negative_and_the_headers_carry_both_windows() -> Non
         "x-ratelimit-remaining-hour": "0",
         "x-ratelimit-limit-day": "5",
         "x-ratelimit-remaining-day": "2",
+        "x-budget-remaining": "unlimited",
     }
 
 

@@ -261,7 +261,7 @@ def test_settling_a_job_the_upstream_never_had_refunds_its_slot(
     jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
     job = unfinished_job(jobs, status="queued")
     limits = Limits(hour=5, day=20)
-    assert quota.admit(job.app_id, limits, job.id, NOW - 60).admitted
+    assert quota.admit(job.app_id, limits, job.id, NOW - 60, amount=400_000).admitted
 
     settled = Reconciler(jobs, quota, upstream, video_assets).settle(job, Settlement(ORCHESTRATION_LOST), NOW)
 
@@ -273,6 +273,8 @@ def test_settling_a_job_the_upstream_never_had_refunds_its_slot(
     assert stored.error_message == failure_message(ORCHESTRATION_LOST)
     assert stored.completed_at == int(NOW)
     assert quota.usage(job.app_id, limits, NOW).used == {"hour": 0, "day": 0}
+    money = quota.usage(job.app_id, limits, NOW).money.month
+    assert (money.reserved, money.spent, stored.cost) == (0, 0, 0.0)  # its money back with the slot
     assert upstream.deleted == []
 
 
@@ -282,7 +284,7 @@ def test_settling_a_job_with_an_upstream_job_deletes_it_and_keeps_the_slot(
     jobs, quota, upstream = JobStore(tables), QuotaStore(tables), RecordingUpstream()
     job = unfinished_job(jobs, upstream_id="up_1")
     limits = Limits(hour=5, day=20)
-    quota.admit(job.app_id, limits, job.id, NOW - 60)
+    quota.admit(job.app_id, limits, job.id, NOW - 60, amount=400_000)
 
     settled = Reconciler(jobs, quota, upstream, video_assets).settle(
         job, Settlement(ORCHESTRATION_FAILED), NOW
@@ -292,6 +294,10 @@ def test_settling_a_job_with_an_upstream_job_deletes_it_and_keeps_the_slot(
     assert (settled.refunded, settled.upstream_deleted) == (False, True)
     assert upstream.deleted == ["up_1"]
     assert quota.usage(job.app_id, limits, NOW).used == {"hour": 1, "day": 1}  # the upstream had it
+    money = quota.usage(job.app_id, limits, NOW).money.month
+    stored = jobs.get_job(job.app_id, job.id)
+    assert stored is not None
+    assert (money.reserved, money.spent, stored.cost) == (0, 400_000, 0.4)  # charged: not left open
 
 
 def test_the_upstream_id_recorded_after_listing_counts(tables: Tables, video_assets: VideoAssets) -> None:

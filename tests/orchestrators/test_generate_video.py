@@ -284,7 +284,7 @@ def test_cancel_before_the_first_wait_stops_before_anything_reaches_the_upstream
     asked = run_out(history, history.step())
     # No create; the slot goes back (nothing reached a provider), then the record is made final.
     assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
-    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "cancelled"}]
+    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "cancelled", "charged": False}]
     assert_failed(history, "cancelled")
 
 
@@ -401,7 +401,7 @@ def test_a_permanent_status_answer_fails_the_job_at_once(http_status: int, code:
     history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), refused.to_dict())
     asked = run_out(history, history.step())
     assert describe(asked) == [activity.FAIL_JOB, activity.DELETE_UPSTREAM_JOB]  # no more timers
-    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": code}]
+    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": code, "charged": True}]
     assert_failed(history, code)
 
 
@@ -432,7 +432,7 @@ def test_an_old_result_with_upstream_text_for_a_code_fails_as_upstream_error() -
     old_check = {**finished_upstream("failed"), "error_code": "GET /videos/up_1: 500 boom"}
     history.episode(1).complete(history.task(activity.CHECK_UPSTREAM_JOB), old_check)
     new = history.step()
-    assert inputs_of(new, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "upstream_error"}]
+    assert inputs_of(new, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "upstream_error", "charged": True}]
     run_out(history, new)
     assert_failed(history, "upstream_error")
 
@@ -541,7 +541,7 @@ def test_the_deadline_before_the_jobs_turn_is_a_timeout_that_gives_the_slot_back
     asked = run_out(history, history.step())
     assert describe(asked) == [activity.RELEASE_QUOTA_SLOT, activity.FAIL_JOB]
     assert inputs_of(asked, activity.RELEASE_QUOTA_SLOT) == [JOB.to_dict()]
-    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "timeout"}]
+    assert inputs_of(asked, activity.FAIL_JOB) == [{**JOB.to_dict(), "code": "timeout", "charged": False}]
     assert_failed(history, "timeout")
 
 
