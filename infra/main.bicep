@@ -152,6 +152,9 @@ param storedProviderKeys array = []
 // Plans, jobs, retention
 // ---------------------------------------------------------------------------------------------
 
+@description('Money budgets and charge policy per plan, e.g. {"pro": {"month": 100, "threshold": 0.8}}; {} means no budget (PLAN_BUDGETS).')
+param planBudgets object = {}
+
 @description('Limits per plan, rolling windows; null disables video for that plan (PLAN_LIMITS).')
 param planLimits object = {
   free: null
@@ -757,6 +760,7 @@ var gatewaySettings = {
   POLL_MAX_SECONDS: pollMaxSeconds
   MAX_PROMPT_CHARS: string(maxPromptChars)
   PLAN_LIMITS: string(planLimits)
+  PLAN_BUDGETS: string(planBudgets)
   UPSTREAM_CREATES_PER_MINUTE: string(upstreamCreatesPerMinute)
   WEBHOOK_RETRY_SECONDS: webhookRetrySeconds
   PROVIDER_FAILURES_TO_COOL_DOWN: string(providerFailuresToCoolDown)

@@ -20,7 +20,8 @@ from tests.contract.support import webhook_receiver
 # sora-2 (the catalog's first model) at 0.10 a second, 4 s by default: 0.40 a video.
 PRICE = 0.4
 BUDGETS = {
-    "pro": {"month": 1.0, "charge_failed": False},  # a job that fails after acceptance is not charged
+    # Neither a job that fails after acceptance nor one the content filter refuses is charged.
+    "pro": {"month": 1.0, "charge_failed": False, "charge_refused": False},
     "business": {"month": 10.0, "threshold": 0.05},  # the default policy: it is; announced at 0.50
 }
 
@@ -101,6 +102,25 @@ def test_a_cancelled_job_gets_its_money_back(budget_stack: RunningStack) -> None
             break
         time.sleep(0.3)
     assert (month["reserved"], month["spent"], month["remaining"]) == (0.0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize(("plan", "charged"), [("pro", False), ("business", True)])
+def test_a_job_the_content_filter_refuses_is_charged_as_its_plan_says(
+    budget_stack: RunningStack, plan: str, charged: bool
+) -> None:
+    """The simulator refuses a `#sim:blocked` prompt at create: the provider never accepted the
+    job, for a reason of the request's own (`charge_refused`, default true)."""
+    client = budget_stack.client
+    app = client.create_app(plan)
+    created = client.create_video(app.api_key, {"prompt": "forbidden #sim:blocked"})
+    assert created.status_code == 202, created.text
+    failed = client.wait_finished(app.api_key, created.json()["id"])
+    assert failed["error"]["code"] == "content_policy_violation"
+    assert failed["cost"] == {"amount": PRICE if charged else 0.0, "currency": "USD"}
+    usage = client.usage(app.api_key)
+    month = usage["budget"]["month"]
+    assert (month["spent"], month["reserved"]) == (pytest.approx(PRICE if charged else 0.0), 0.0)
+    assert usage["used"]["hour"] == (1 if charged else 0)  # the slot follows the money
 
 
 def test_the_default_policy_charges_a_job_that_failed_after_acceptance(budget_stack: RunningStack) -> None:
