@@ -9,7 +9,6 @@ window: a second start for the same window is refused by the task hub rather tha
 from __future__ import annotations
 
 from collections.abc import Generator
-from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -17,6 +16,7 @@ import azure.durable_functions as df
 from activities import names as activity
 from gateway.messages import BudgetCrossing
 from orchestrators import names
+from orchestrators.delivery import deliver_with_retries
 
 bp = df.Blueprint()
 
@@ -29,12 +29,8 @@ def instance_id(crossing: BudgetCrossing) -> str:
 @bp.orchestration_trigger(context_name="context")
 def announce_budget_threshold(context: df.DurableOrchestrationContext) -> Generator[Any, Any, bool]:
     crossing = BudgetCrossing.from_dict(context.get_input())
-    for attempt in range(len(crossing.delays) + 1):
-        try:
-            delivered = yield context.call_activity(activity.DELIVER_BUDGET_EVENT, crossing.to_dict())
-        except Exception:
-            delivered = False  # our own failure (storage) counts as a failed attempt too
-        if delivered or attempt == len(crossing.delays):
-            return bool(delivered)
-        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=crossing.delays[attempt]))
-    return False
+    return (
+        yield from deliver_with_retries(
+            context, activity.DELIVER_BUDGET_EVENT, crossing.to_dict(), crossing.delays
+        )
+    )

@@ -51,6 +51,7 @@ from gateway.messages import (
 )
 from gateway.polling import PollPolicy, ProgressTrack
 from orchestrators import names
+from orchestrators.delivery import deliver_with_retries
 
 bp = df.Blueprint()
 
@@ -361,14 +362,7 @@ class _JobFlow:
 def _notify(context: df.DurableOrchestrationContext, run: JobRun) -> Orchestration:
     """Deliver the job's webhook event, retrying on durable timers with growing delays."""
     delivery = WebhookDelivery(job=run.job, event_id=f"evt_{run.job.job_id}")
-    for attempt in range(len(run.webhook_delays) + 1):
-        try:
-            delivered = yield context.call_activity(activity.DELIVER_WEBHOOK, delivery.to_dict())
-        except Exception:
-            delivered = False  # our own failure (storage) counts as a failed attempt too
-        if delivered or attempt == len(run.webhook_delays):
-            return
-        yield context.create_timer(_after(context, run.webhook_delays[attempt]))
+    yield from deliver_with_retries(context, activity.DELIVER_WEBHOOK, delivery.to_dict(), run.webhook_delays)
 
 
 def _after(context: df.DurableOrchestrationContext, seconds: float) -> datetime:
