@@ -15,7 +15,7 @@ import random
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -237,27 +237,20 @@ def copy_upstream_asset(
     off, or ends short of its announced length, is a transient upstream failure (the adapter
     raises UpstreamTransientError).
     """
-    return _whole_or_nothing(
-        assets, blob_name, lambda: _copy(provider, assets, upstream_id, variant, blob_name, content_type)
-    )
-
-
-def _copy(
-    provider: VideoProvider,
-    assets: VideoAssets,
-    upstream_id: str,
-    variant: str,
-    blob_name: str,
-    content_type: str,
-) -> int:
-    source = provider.plain_asset(upstream_id, variant)
-    if source is not None and source.size > 0:
-        try:
-            return assets.copy_from_url(blob_name, source, content_type=content_type)
-        except CopySourceUnreachable as error:
-            # Blocks it staged are never committed: the streamed copy commits its own list.
-            log.info("storage cannot copy %s of %s itself (%s); streaming it", variant, upstream_id, error)
-    return _stream_asset(provider, assets, upstream_id, variant, blob_name, content_type)
+    try:
+        source = provider.plain_asset(upstream_id, variant)
+        if source is not None and source.size > 0:
+            try:
+                return assets.copy_from_url(blob_name, source, content_type=content_type)
+            except CopySourceUnreachable as error:
+                # Blocks it staged are never committed: the streamed copy commits its own list.
+                log.info(
+                    "storage cannot copy %s of %s itself (%s); streaming it", variant, upstream_id, error
+                )
+        return _stream_asset(provider, assets, upstream_id, variant, blob_name, content_type)
+    except BaseException:
+        _delete_partial(assets, blob_name)
+        raise
 
 
 def _stream_asset(
@@ -275,14 +268,6 @@ def _stream_asset(
     if not written:
         raise UpstreamTransientError(f"{variant} of {upstream_id}: no bytes arrived")
     return written
-
-
-def _whole_or_nothing(assets: VideoAssets, blob_name: str, copy: Callable[[], int]) -> int:
-    try:
-        return copy()
-    except BaseException:
-        _delete_partial(assets, blob_name)
-        raise
 
 
 def _delete_partial(assets: VideoAssets, blob_name: str) -> None:
