@@ -242,7 +242,8 @@ def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
         )
     elapsed = time.time() - check.track.origin
     track = check.track.observe(elapsed, video.progress or 0, video.status)
-    step = _plan(job, track, policy)
+    # A job that ended needs no next check: no record to read, nothing to plan.
+    step = _Step(check_at=time.time(), eta_at=None) if video.finished else _plan(job, track, policy)
     updated = jobs.update_job(
         ref.job.app_id,
         ref.job.job_id,
