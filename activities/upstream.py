@@ -47,7 +47,7 @@ from gateway.messages import (
     UpstreamStatus,
     rejection_code,
 )
-from gateway.polling import PollPolicy, ProgressTrack, plan
+from gateway.polling import PollPolicy, ProgressTrack, likely_end, plan
 from gateway.providers.port import ProviderVideo
 from gateway.reroute import has_alternatives, next_route, untouched
 from gateway.settings import DEFAULT_PROVIDER, get_settings
@@ -255,7 +255,7 @@ def check_upstream_job(payload: ActivityInput) -> dict[str, Any]:
     if video.status == "completed":
         # It ended between the check before and this one. Learned after the write, so a check
         # that Durable retries for a failed write counts the job once.
-        _learn(job, check.track, ended=(check.track.last_check_at + elapsed) / 2)
+        _learn(job, check.track, seen_done_at=elapsed)
     if updated.finished:
         return UpstreamStatus.job_cancelled(ref.upstream_id).to_dict()
     return UpstreamStatus.of(video, track, step.check_at).to_dict()
@@ -267,10 +267,12 @@ def _reported(video: ProviderVideo) -> dict[str, Any]:
     return {"reported_seconds": video.seconds} if video.status == "completed" and video.seconds else {}
 
 
-def _learn(job: Job, track: ProgressTrack, ended: float) -> None:
-    """Add a job that completed `ended` seconds after its upstream creation to the record of
-    jobs like it (with its queue wait when the checks saw its start closely)."""
-    get_duration_store().record(_kind(job), ended, began=track.timed_start(ended))
+def _learn(job: Job, track: ProgressTrack, seen_done_at: float) -> None:
+    """Add a job seen completed `seen_done_at` seconds after its upstream creation to the record
+    of jobs like it (with its queue wait when the checks saw its start closely)."""
+    store, kind = get_duration_store(), _kind(job)
+    ended = likely_end(track, store.learned(kind), seen_done_at)
+    store.record(kind, ended, began=track.timed_start(ended))
 
 
 @bp.function_name(names.DELETE_UPSTREAM_JOB)

@@ -19,14 +19,16 @@ never raised into a job.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from gateway import azure_sdk as sdk
@@ -47,6 +49,8 @@ DECAY = 0.98
 NEGLIGIBLE = 0.01
 # Fewer jobs than this and the record is not trusted yet (the caller falls back to progress).
 MIN_JOBS = 3
+# Weight (in jobs) a recorded bucket lends to each empty stretch beside it (see _knots).
+GAP_SHARE = 0.5
 
 _LOG_RATIO = math.log(BUCKET_RATIO)
 
@@ -68,6 +72,16 @@ class DurationSketch:
 
     weights: Mapping[int, float] = field(default_factory=dict)
 
+    @classmethod
+    def counting(cls, durations: Iterable[float]) -> DurationSketch:
+        """Every duration weighing one, none decayed: a known distribution rather than a record
+        that follows a provider's pace (for benchmarks and tests)."""
+        weights: dict[int, float] = {}
+        for seconds in durations:
+            index = _bucket(max(0.0, seconds))
+            weights[index] = weights.get(index, 0.0) + 1.0
+        return cls(weights)
+
     @property
     def total(self) -> float:
         return sum(self.weights.values())
@@ -79,34 +93,66 @@ class DurationSketch:
         return DurationSketch(decayed)
 
     def cdf_weight(self, seconds: float) -> float:
-        """Weight of the durations up to `seconds` (spread evenly inside each bucket)."""
-        below = 0.0
-        for index, weight in self.weights.items():
-            low, high = _edges(index)
-            if seconds >= high:
-                below += weight
-            elif seconds > low:
-                below += weight * (seconds - low) / (high - low)
-        return below
+        """Weight of the durations up to `seconds` (see `_knots`)."""
+        knots = self._knots
+        if not knots or seconds <= knots[0][0]:
+            return 0.0
+        for (x0, c0), (x1, c1) in itertools.pairwise(knots):
+            if seconds < x1:
+                return c0 + (c1 - c0) * (seconds - x0) / (x1 - x0)
+        return knots[-1][1]
 
     def quantile(self, q: float, *, above: float = 0.0) -> float | None:
         """The q-quantile of the durations longer than `above` (how long a job that has run
         `above` seconds will take in all); None when nothing recorded lasted that long."""
-        total = self.total
+        found = self.quantiles([q], above=above)
+        return found[0] if found else None
+
+    def quantiles(self, levels: Sequence[float], *, above: float = 0.0) -> list[float]:
+        """`quantile` at each of the rising `levels` in one pass; empty when nothing recorded
+        lasted longer than `above`."""
+        knots = self._knots
+        total = knots[-1][1] if knots else 0.0
         floor = self.cdf_weight(above) if above > 0 else 0.0
         remaining = total - floor
         if remaining <= 1e-9 * max(total, 1.0):
-            return None
-        target = floor + min(max(q, 0.0), 1.0) * remaining
+            return []
+        found = []
+        segments = iter(itertools.pairwise(knots))
+        (x0, c0), (x1, c1) = next(segments)
+        for level in levels:
+            target = floor + min(max(level, 0.0), 1.0) * remaining
+            while (target > c1 or c1 <= c0) and (segment := next(segments, None)) is not None:
+                (x0, c0), (x1, c1) = segment
+            inside = (target - c0) / (c1 - c0) if c1 > c0 else 1.0
+            found.append(max(above, x0 + (x1 - x0) * min(1.0, inside)))
+        return found
+
+    @cached_property
+    def _knots(self) -> list[tuple[float, float]]:
+        """The cumulative weight as a broken line through (duration, weight up to it): even
+        inside each bucket, and between two recorded buckets with an empty stretch between
+        them, a share of a job's weight from each side (GAP_SHARE of at most one job) spread
+        over the stretch. A few jobs on record must not promise that nothing ends between
+        them; many jobs in one bucket say where the weight is, and keep nearly all of it."""
+        indices = sorted(self.weights)
+        if not indices:
+            return []
+        knots = [(_edges(indices[0])[0], 0.0)]
         cumulative = 0.0
-        for index in sorted(self.weights):
+        for position, index in enumerate(indices):
+            low, high = _edges(index)
             weight = self.weights[index]
-            if cumulative + weight >= target:
-                low, high = _edges(index)
-                inside = (target - cumulative) / weight if weight else 0.0
-                return max(above, low + inside * (high - low))
-            cumulative += weight
-        return max(above, _edges(max(self.weights))[1])
+            share = GAP_SHARE * min(weight, 1.0)
+            gap_before = position > 0 and _edges(indices[position - 1])[1] < low
+            gap_after = position + 1 < len(indices) and _edges(indices[position + 1])[0] > high
+            if gap_before:
+                previous = self.weights[indices[position - 1]]
+                cumulative += GAP_SHARE * min(previous, 1.0) + share
+                knots.append((low, cumulative))
+            cumulative += weight - share * gap_before - share * gap_after
+            knots.append((high, cumulative))
+        return knots
 
     def to_json(self) -> str:
         return json.dumps({str(i): round(w, 4) for i, w in sorted(self.weights.items())})

@@ -3,14 +3,15 @@
 The forecast is a distribution of the job's end (seconds since its upstream creation), given
 that it had not ended at its newest check, as points (probability, time). It is built from:
 
-- the learned record (gateway.durations): once the job is seen rendering, its start (somewhere
-  between the last "queued" check and the first "running" one) plus a render time; while it is
-  queued, a queue wait longer than it has waited so far plus a render time; when the phases are
-  not known well enough, the total time of jobs like it;
+- the learned record (gateway.durations): once the job is seen to start rendering closely (the
+  last "queued" check and the first "running" one a few seconds apart), that start plus a render
+  time longer than it has rendered; otherwise the total time of jobs like it, longer than it has
+  run;
 - progress, where the provider reports it: an extrapolated end (gateway.polling.ProgressTrack)
-  with a spread that shrinks as the job nears its end, weighed against the record by precision.
+  with a spread that shrinks as the job nears its end and as readings grow, weighed against the
+  record by precision.
 
-Pure: no clock, no I/O. The planner (gateway.polling.plan) spaces checks by it and shows its
+Pure: no clock, no I/O. The planner (gateway.polling.plan) chooses checks by it and shows its
 median as the ETA.
 """
 
@@ -30,8 +31,8 @@ Levels = list[tuple[float, float]]  # (probability, seconds since creation), ris
 # Points of a distribution a forecast is made of.
 LEVEL_COUNT = 48
 _LEVELS = tuple((i + 0.5) / LEVEL_COUNT for i in range(LEVEL_COUNT))
-# Where the start of rendering is only known to lie in an interval, the interval is split into
-# this many equally likely starts.
+# The few seconds in which rendering is known to have begun are split into this many equally
+# likely starts.
 START_POINTS = 12
 # Relative spread of a progress-based estimate of the time left (how far curves bend).
 PROGRESS_SPREAD = 0.25
@@ -53,7 +54,7 @@ def completion_levels(track: ProgressTrack, learned: LearnedDurations | None) ->
     # Curves bend and stall near the end (a job may sit at 99 % for a while): however close the
     # extrapolation says the end is, it is not trusted closer than a share of the time run.
     began = track.render_began_at() or 0.0
-    spread = max(1.0, PROGRESS_SPREAD * remaining, PROGRESS_FLOOR_SHARE * (now - began))
+    spread = max(1.0, _progress_doubt(track) * remaining, PROGRESS_FLOOR_SHARE * (now - began))
     if levels:
         median, learned_spread = _middle(levels)
         precision = 1 / spread**2 + 1 / learned_spread**2
@@ -62,53 +63,76 @@ def completion_levels(track: ProgressTrack, learned: LearnedDurations | None) ->
     return _normal_levels(end, spread, now)
 
 
+def _progress_doubt(track: ProgressTrack) -> float:
+    """Relative spread of the time left as extrapolated from progress: how far curves bend,
+    and how little an early reading says. A reading of p % stands for anything up to p + 1 %,
+    and rendering began somewhere between the last idle check and the first with progress, so
+    the rate is only known to within both shares (1 % after 5 s could be a 2-minute job or an
+    8-minute one)."""
+    assert track.latest is not None
+    assert track.first_progress_at is not None
+    elapsed, progress = track.latest
+    rendering = max(1.0, elapsed - (track.last_idle_at + track.first_progress_at) / 2)
+    unsure_start = (track.first_progress_at - track.last_idle_at) / 2
+    return math.sqrt(PROGRESS_SPREAD**2 + (1 / max(progress, 1)) ** 2 + (unsure_start / rendering) ** 2)
+
+
 def median(levels: Levels) -> float | None:
     return levels[len(levels) // 2][1] if levels else None
 
 
 def _learned_levels(track: ProgressTrack, learned: LearnedDurations, now: float) -> Levels:
     render = learned.render
-    if track.started_at is not None and trusted(render):
-        # Rendering began between the last check that said queued and the first that did not.
+    if track.timed_start(now) is not None and trusted(render):
+        # Seen to start rendering closely enough (between the last check that said queued and
+        # the first that did not): its start plus a render time.
         low = track.last_queued_at if track.last_queued_at is not None else 0.0
-        starts = _spread_evenly(low, track.started_at)
-        return _conditional(_sums(starts, render), now)
-    if track.started_at is None and trusted(learned.queue) and trusted(render):
-        waits = [learned.queue.quantile(level, above=now) for level in _levels(START_POINTS)]
-        starts = [wait for wait in waits if wait is not None]
-        if len(starts) == len(waits):  # else queued longer than any job on record
-            return _conditional(_sums(starts, render), now)
+        assert track.started_at is not None
+        return _weighted_levels(_ends_after(_spread_evenly(low, track.started_at), render, now))
+    # Otherwise the total time of jobs like it. The queue waits on record are not used: only
+    # waits seen closely are recorded, and those are mostly the long ones (a short wait is
+    # usually over before the first check), so they would forecast every job as a late one.
     if not trusted(learned.total):
         return []
-    ends = [learned.total.quantile(level, above=now) for level in _LEVELS]
-    if None in ends:
-        return []
-    return [(level, end) for level, end in zip(_LEVELS, ends, strict=True) if end is not None]
-
-
-def _levels(count: int) -> list[float]:
-    return [(i + 0.5) / count for i in range(count)]
+    return _weighted_levels(_ends_after([0.0], learned.total, now))
 
 
 def _spread_evenly(low: float, high: float) -> list[float]:
     if high <= low:
         return [high]
-    return [low + level * (high - low) for level in _levels(START_POINTS)]
+    return [low + (i + 0.5) / START_POINTS * (high - low) for i in range(START_POINTS)]
 
 
-def _sums(starts: list[float], render: DurationSketch) -> list[float]:
-    """Equally likely ends: each start plus each of the render time's levels."""
-    lasts = [render.quantile(level) or 0.0 for level in _LEVELS]
-    return sorted(start + last for start in starts for last in lasts)
+def _ends_after(starts: list[float], lasts: DurationSketch, now: float) -> list[tuple[float, float]]:
+    """Ends (time, weight) of a job that began at one of `starts` (equally likely) and lasts as
+    the sketch says, given it had not ended by `now`: from each start, the durations longer
+    than it has run, weighed by how likely the job was to run that long from there."""
+    ends: list[tuple[float, float]] = []
+    total = lasts.total
+    for start in starts:
+        ran = max(0.0, now - start)
+        alive = 1.0 - lasts.cdf_weight(ran) / total
+        if alive <= 0.0:
+            continue
+        weight = alive / (LEVEL_COUNT * len(starts))
+        ends.extend((start + last, weight) for last in lasts.quantiles(_LEVELS, above=ran))
+    return ends
 
 
-def _conditional(ends: list[float], now: float) -> Levels:
-    """Levels of the ends after `now` (the job had not ended then); empty when (almost) none is."""
-    later = [end for end in ends if end > now]
-    if len(later) * LEVEL_COUNT < len(ends):
-        return []  # past nearly every end on record: nothing learned applies
-    step = len(later) / LEVEL_COUNT
-    return [(level, later[min(len(later) - 1, int(level * len(later)))]) for level in _LEVELS if step]
+def _weighted_levels(ends: list[tuple[float, float]]) -> Levels:
+    """Levels of weighted ends; empty when (almost) none is left, the job having run past
+    nearly every end on record: nothing learned applies then."""
+    total = sum(weight for _, weight in ends)
+    if total * LEVEL_COUNT < 1.0:
+        return []
+    ends.sort()
+    levels, cumulative, index = [], 0.0, 0
+    for level in _LEVELS:
+        while index < len(ends) - 1 and cumulative + ends[index][1] < level * total:
+            cumulative += ends[index][1]
+            index += 1
+        levels.append((level, ends[index][0]))
+    return levels
 
 
 def _middle(levels: Levels) -> tuple[float, float]:

@@ -1,13 +1,17 @@
-"""When to look at an upstream job again, estimated from its own progress.
+"""When to look at an upstream job again, and when it will likely be done.
 
-Sora reports a progress percentage. From how fast it rises since generation began we estimate
-when the job will finish, look again after most of that time has passed, and near the end aim
-just past the estimated finish. The same estimate tells API clients when to poll the gateway.
-Tuned with `bench/polling.py` against fixed 10-second polling.
+With a forecast of the job's end (gateway.forecast: learned durations of jobs like it, and its
+own progress where the provider reports some) the checks are planned to cost the least in
+checks plus LAG_WEIGHT times the expected detection lag: the first near the likely end, closer
+together where most jobs end, further apart in a long tail (`_next_check`). Without one (a kind
+never seen) a job is checked more rarely the longer it runs, or by its progress alone
+(`PollPolicy.next_delay`). The same plan tells API clients when to poll the gateway. Tuned with
+`bench/polling.py` against fixed 10-second polling.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -147,10 +151,9 @@ class PollPolicy:
 
 # -- planning from a forecast (gateway.forecast) ------------------------------------------------
 
-# The spacing rule (an inspection schedule, see `_next_check`): checks per second near a time u
-# are sqrt(LAG_WEIGHT * h(u)), h being the hazard of the job ending at u among jobs still
-# running then. A higher weight buys less detection lag with more checks.
-LAG_WEIGHT = 3.0
+# What one second of detection lag is worth in status checks (the planner's one trade-off):
+# higher buys less lag with more checks. bench/polling.py sweeps it.
+LAG_WEIGHT = 2.0
 # With nothing to go by (a kind of job never seen, no progress): look again after this share of
 # the time the job has run so far, so a long job is asked less often.
 COLD_SHARE = 0.05
@@ -177,30 +180,138 @@ def plan(
     learned of jobs like it."""
     now = track.last_check_at
     levels = forecast.completion_levels(track, learned)
-    delay = _next_check(levels, now, lag_weight) if levels else None
-    if delay is None:
-        if track.remaining_seconds() is not None:
-            delay = policy.next_delay(track)
-        else:
-            began = track.render_began_at()
-            ran = now - (began if began is not None else 0.0)
-            delay = max(COLD_FIRST_CHECK_SECONDS, COLD_SHARE * ran)
-    return Plan(delay=min(policy.max_seconds, max(policy.min_seconds, delay)), eta=forecast.median(levels))
+    eta = forecast.median(levels)
+    planned = _next_check(levels, now, lag_weight, policy.min_seconds) if levels else None
+    if planned is not None:
+        # A forecast bounds the wait by itself (its checks stop at its end), so the policy's
+        # longest wait does not apply: a ten-minute job is first looked at near its end.
+        return Plan(delay=max(policy.min_seconds, planned), eta=eta)
+    if track.remaining_seconds() is not None:
+        delay = policy.next_delay(track)
+    else:
+        began = track.render_began_at()
+        ran = now - (began if began is not None else 0.0)
+        delay = max(COLD_FIRST_CHECK_SECONDS, COLD_SHARE * ran)
+    return Plan(delay=min(policy.max_seconds, max(policy.min_seconds, delay)), eta=eta)
 
 
-def _next_check(levels: forecast.Levels, now: float, lag_weight: float) -> float | None:
-    """Seconds from `now` to the next check: walk the forecast and stop where the rule's checks
-    per second, summed from now, reach one. None past the forecast's end."""
-    used = 0.0
-    previous_level, previous_x = 0.0, now
-    for level, x in levels:
-        width = x - previous_x
-        if width > 0:
-            # A check late in the spread is made only by the jobs still running by then.
-            hazard = (level - previous_level) / width / (1.0 - (level + previous_level) / 2)
-            rate = math.sqrt(lag_weight * hazard)
-            if used + rate * width >= 1.0:
-                return previous_x + (1.0 - used) / rate - now
-            used += rate * width
-        previous_level, previous_x = level, x
-    return None
+# How far `likely_end` goes by the forecast rather than halfway between the two checks.
+LIKELY_END_TRUST = 0.75
+
+
+def likely_end(track: ProgressTrack, learned: LearnedDurations | None, seen_done_at: float) -> float:
+    """When a job seen done at `seen_done_at` (seconds since creation) most likely ended, for
+    the record: between its check before and that one, mostly where the forecast made at the
+    check before put it. Planned checks can lie minutes apart (a long job's first check is near
+    its likely end), so halfway alone would teach the record durations no job had; the forecast
+    alone could never learn that jobs end earlier than it says (no check looks there), so a
+    share of halfway keeps pulling the record toward what the checks saw."""
+    low = track.last_check_at
+    middle = (low + seen_done_at) / 2
+    inside = [x for _, x in forecast.completion_levels(track, learned) if low < x <= seen_done_at]
+    if not inside:
+        return middle
+    return LIKELY_END_TRUST * inside[len(inside) // 2] + (1 - LIKELY_END_TRUST) * middle
+
+
+def _next_check(levels: forecast.Levels, now: float, lag_weight: float, min_gap: float = 0.0) -> float | None:
+    """Seconds from `now` to the next check, None when the forecast is empty.
+
+    The checks from now on are chosen together, to cost the least in expected checks plus
+    `lag_weight` times the expected detection lag (seconds): a dynamic programme over candidate
+    times, from the forecast's end back to now. Each check is paid only by the jobs still
+    running at the one before it, so the first check goes where enough of them will have ended
+    to be worth it, and checks thin out again in a long tail."""
+    slices = _slices(levels, now)
+    if not slices:
+        return None
+    times = _candidate_times(slices, now, min_gap)
+    done, weighted = _cumulative(slices, times)  # P(ended by t), E[end; ended by t]
+    last = len(times) - 1
+    cost = [0.0] * len(times)  # cost[i]: the least expected cost from a check at times[i] on
+    following = [last] * len(times)
+    for i in range(last - 1, -1, -1):
+        running = 1.0 - done[i]
+        best, choice = math.inf, last
+        for j in range(i + 1, len(times)):
+            at = times[j] if j < last else max(times[j], times[i] + min_gap)
+            if at < times[i] + min_gap:
+                continue
+            # Lag of the jobs ending between the two checks: each waits until `at`.
+            lag = at * (done[j] - done[i]) - (weighted[j] - weighted[i])
+            paid = running + lag_weight * lag
+            if paid >= best:
+                break  # lag only grows with a later check, and cost[j] is never below 0
+            if paid + cost[j] < best:
+                best, choice = paid + cost[j], j
+        cost[i], following[i] = best, choice
+    first = following[0]
+    return (times[first] if first < last else max(times[first], now + min_gap)) - now
+
+
+def _slices(levels: forecast.Levels, now: float) -> list[tuple[float, float, float]]:
+    """The forecast as slices (low, high, probability) of even density: each level point is
+    the middle of an equal share, so the edges lie halfway between points."""
+    xs = [x for _, x in levels]
+    if not xs:
+        return []
+    share = 1.0 / len(xs)
+    first_gap = (xs[1] - xs[0]) / 2 if len(xs) > 1 else 1.0
+    last_gap = (xs[-1] - xs[-2]) / 2 if len(xs) > 1 else 1.0
+    edges = [
+        max(now, xs[0] - first_gap),
+        *((a + b) / 2 for a, b in itertools.pairwise(xs)),
+        xs[-1] + last_gap,
+    ]
+    slices, carried = [], 0.0
+    for low, high in itertools.pairwise(edges):
+        carried += share
+        if high > low:  # points that coincide make one slice
+            slices.append((low, high, carried))
+            carried = 0.0
+    if carried and slices:
+        low, high, probability = slices[-1]
+        slices[-1] = (low, high, probability + carried)
+    return slices if slices else [(xs[0], xs[0] + 1.0, 1.0)]
+
+
+# Candidate check times: at least this many across the forecast, and every slice edge.
+CANDIDATES = 96
+
+
+def _candidate_times(slices: list[tuple[float, float, float]], now: float, min_gap: float) -> list[float]:
+    """`now`, then times from the forecast's first edge to its last: every slice edge, with
+    gaps wider than a step filled in evenly (nothing before the first edge: no job ends there)."""
+    start, end = slices[0][0], slices[-1][1]
+    step = max(min_gap / 2, (end - start) / CANDIDATES, 0.25)
+    times = [now] if start > now else []
+    for low, high, _ in slices:
+        pieces = max(1, math.ceil((high - low) / step))
+        times.extend(low + (high - low) * k / pieces for k in range(pieces))
+    times.append(end)
+    return times
+
+
+def _cumulative(
+    slices: list[tuple[float, float, float]], times: list[float]
+) -> tuple[list[float], list[float]]:
+    """At each time: the probability the job has ended, and the integral of end x density up to
+    it (for expected lags), with the density even within each slice."""
+    done, weighted = [], []
+    below_p = below_w = 0.0
+    index = 0
+    for t in times:
+        while index < len(slices) and slices[index][1] <= t:
+            low, high, probability = slices[index]
+            below_p += probability
+            below_w += probability * (low + high) / 2
+            index += 1
+        p, w = below_p, below_w
+        if index < len(slices) and slices[index][0] < t:
+            low, high, probability = slices[index]
+            part = probability * (t - low) / (high - low)
+            p += part
+            w += part * (low + t) / 2
+        done.append(p)
+        weighted.append(w)
+    return done, weighted

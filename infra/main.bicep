@@ -190,7 +190,7 @@ param jobTimeoutMinutes int = 60
 @description('Lower bound of the adaptive status-check interval, seconds (POLL_MIN_SECONDS).')
 param pollMinSeconds string = '3'
 
-@description('Upper bound of the adaptive status-check interval, seconds (POLL_MAX_SECONDS).')
+@description('Longest wait between status checks made without a learned forecast, seconds (POLL_MAX_SECONDS).')
 param pollMaxSeconds string = '60'
 
 @description('Webhook retry delays in seconds, comma-separated (WEBHOOK_RETRY_SECONDS).')

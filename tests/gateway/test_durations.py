@@ -66,6 +66,20 @@ def test_a_quantile_above_a_time_counts_only_the_longer_durations() -> None:
     assert sketch.quantile(0.0, above=60) >= 60
 
 
+def test_a_few_jobs_on_record_leave_weight_between_them() -> None:
+    # Two jobs, 100 s and 200 s: the next may well take 150 s. As two spikes the record would
+    # promise that no job ends in between, and a plan by it would skip the stretch unchecked.
+    sketch = sketch_of(100.0, 200.0)
+    assert 0.3 < sketch.cdf_weight(150.0) / sketch.total < 0.7
+    assert 120 < sketch.quantile(0.5) < 180
+
+
+def test_many_jobs_in_two_places_keep_nearly_all_their_weight_there() -> None:
+    sketch = sketch_of(*([30.0, 300.0] * 10))
+    between = sketch.cdf_weight(290.0) - sketch.cdf_weight(32.0)
+    assert 0.5 < between <= 1.0 + 1e-9  # one job's weight lent to the stretch, of about 18
+
+
 def test_past_every_recorded_duration_there_is_no_quantile() -> None:
     assert sketch_of(30.0, 31.0, 32.0).quantile(0.5, above=60) is None
     assert DurationSketch().quantile(0.5) is None
