@@ -3,10 +3,11 @@
 With a forecast of the job's end (gateway.forecast: learned durations of jobs like it, and its
 own progress where the provider reports some) the checks are planned to cost the least in
 checks plus LAG_WEIGHT times the expected detection lag: the first near the likely end, closer
-together where most jobs end, further apart in a long tail (`_next_check`). Without one (a kind
-never seen) a job is checked more rarely the longer it runs, or by its progress alone
-(`PollPolicy.next_delay`). The same plan tells API clients when to poll the gateway. Tuned with
-`bench/polling.py` against fixed 10-second polling.
+together where most jobs end, further apart in a long tail (`_next_check`); progress alone makes
+a forecast too. Without either (a kind never seen, no progress) a job is checked more rarely the
+longer it runs. The same plan tells API clients when to poll the gateway. Tuned with
+`bench/polling.py` against fixed 10-second polling. (`PollPolicy.next_delay`, the policy before
+learned durations, still times the checks of orchestrations recorded before the planner.)
 """
 
 from __future__ import annotations
@@ -186,12 +187,10 @@ def plan(
         # A forecast bounds the wait by itself (its checks stop at its end), so the policy's
         # longest wait does not apply: a ten-minute job is first looked at near its end.
         return Plan(delay=max(policy.min_seconds, planned), eta=eta)
-    if track.remaining_seconds() is not None:
-        delay = policy.next_delay(track)
-    else:
-        began = track.render_began_at()
-        ran = now - (began if began is not None else 0.0)
-        delay = max(COLD_FIRST_CHECK_SECONDS, COLD_SHARE * ran)
+    # Nothing to go by: a kind never seen and no progress (progress alone makes a forecast).
+    began = track.render_began_at()
+    ran = now - (began if began is not None else 0.0)
+    delay = max(COLD_FIRST_CHECK_SECONDS, COLD_SHARE * ran)
     return Plan(delay=min(policy.max_seconds, max(policy.min_seconds, delay)), eta=eta)
 
 

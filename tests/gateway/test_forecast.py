@@ -214,3 +214,24 @@ def test_without_a_forecast_a_job_seen_done_is_learned_halfway() -> None:
     assert likely_end(running, None, 200.0) == 102.0
     # A forecast that puts no end between the two checks says nothing about where it fell.
     assert likely_end(running, STEADY, 60.0) == 32.0
+
+
+def test_with_progress_and_no_record_the_plan_goes_by_the_progress_alone() -> None:
+    # A kind never seen: 10 % at 50 s (idle at 45 s), 50 % at 90 s: some 40 s to go.
+    reading = track(
+        (0, "queued", 0), (45, "in_progress", 0), (50, "in_progress", 10), (90, "in_progress", 50)
+    )
+    remaining = reading.remaining_seconds()
+    assert remaining is not None
+    step = plan(POLICY, reading, None)
+    assert step.eta == pytest.approx(90 + remaining, rel=0.05)
+    assert POLICY.min_seconds <= step.delay < remaining
+    assert plan(POLICY, track((0, "queued", 0), (45, "in_progress", 0)), None).eta is None
+
+
+def test_the_learned_end_is_the_middle_forecast_point_between_the_two_checks() -> None:
+    running = track((0, "queued", 0), (4, "in_progress", 0))
+    inside = [x for _, x in completion_levels(running, STEADY) if 4 < x <= 200]
+    assert len(inside) > 3  # distinct points, so the middle one is told apart from others
+    expected = LIKELY_END_TRUST * inside[len(inside) // 2] + (1 - LIKELY_END_TRUST) * 102
+    assert likely_end(running, STEADY, 200.0) == pytest.approx(expected, abs=1e-9)
