@@ -125,7 +125,7 @@ def _weighted_levels(ends: list[tuple[float, float]]) -> Levels:
     total = sum(weight for _, weight in ends)
     if total * LEVEL_COUNT < 1.0:
         return []
-    ends.sort()
+    ends = sorted(ends)  # the caller's list stays as it was
     levels, cumulative, index = [], 0.0, 0
     for level in _LEVELS:
         while index < len(ends) - 1 and cumulative + ends[index][1] < level * total:
